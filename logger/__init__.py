@@ -1,0 +1,1 @@
+"""The logger process: stores job log lines in batches."""

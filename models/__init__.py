@@ -1,0 +1,1 @@
+"""Tables, API schemas and broker message schemas shared by every smartq process."""

@@ -1,0 +1,71 @@
+"""Domain values: job statuses, priorities, attempt outcomes, worker states."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"  # accepted, not yet taken in by the scheduler
+    BLOCKED = "blocked"  # waiting on dependencies
+    READY = "ready"  # may run; waiting for a worker with room
+    RUNNING = "running"  # dispatched to a worker
+    RETRYING = "retrying"  # a failed attempt waits out its backoff
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset(set(JobStatus) - FINAL_STATUSES)
+#: Statuses a job may be cancelled from at once, without asking a worker.
+CANCELLABLE_AT_ONCE = frozenset(
+    {JobStatus.PENDING, JobStatus.BLOCKED, JobStatus.READY, JobStatus.RETRYING}
+)
+
+
+class Priority(StrEnum):
+    """Named priorities; integers 0-10 are accepted too, higher runs first."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def value_int(self) -> int:
+        return PRIORITY_VALUES[self]
+
+
+PRIORITY_VALUES: dict[Priority, int] = {
+    Priority.LOW: 2,
+    Priority.NORMAL: 5,
+    Priority.HIGH: 8,
+    Priority.CRITICAL: 10,
+}
+PRIORITY_NAMES: dict[int, Priority] = {v: k for k, v in PRIORITY_VALUES.items()}
+MIN_PRIORITY = 0
+MAX_PRIORITY = 10
+
+
+class Outcome(StrEnum):
+    """How one attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # retryable error
+    FAILED_PERMANENTLY = "failed_permanently"  # non-retryable error: no retry
+    RETRY_REQUESTED = "retry_requested"  # the job asked to be retried after a delay
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the worker went away (offline, or handed the job back)
+
+
+class WorkerState(StrEnum):
+    IDLE = "idle"
+    BUSY = "busy"
+    DRAINING = "draining"
+    OFFLINE = "offline"

@@ -1,0 +1,197 @@
+"""Typed schemas of every message on the broker (and, for events, on the WebSocket).
+
+Each body is a small JSON document with a ``type`` tag and a schema version ``v``; every dispatch
+and every report carries ``(job_id, attempt)`` so a stale attempt can be fenced off.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from models.enums import JobStatus, Outcome, WorkerState
+
+SCHEMA_VERSION = 1
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    v: int = SCHEMA_VERSION
+
+    def dumps(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class JobsSubmitted(_Message):
+    """api → scheduler: new jobs are in the database (a hint; the scheduler also polls)."""
+
+    type: Literal["job.submitted"] = "job.submitted"
+    job_ids: list[uuid.UUID]
+
+
+class CancelRequested(_Message):
+    """api → scheduler: the user asked to cancel a running job."""
+
+    type: Literal["job.cancel_requested"] = "job.cancel_requested"
+    job_id: uuid.UUID
+
+
+class Dispatch(_Message):
+    """scheduler → one worker: run this attempt of this job."""
+
+    type: Literal["job.dispatch"] = "job.dispatch"
+    job_id: uuid.UUID
+    attempt: int
+    worker_id: str
+    job_type: str
+    name: str
+    payload: dict[str, Any]
+    cpu_units: int
+    memory_mb: int
+    timeout_seconds: float | None = None
+    dispatched_at: datetime
+
+
+class CancelJob(_Message):
+    """scheduler → the worker running it: stop this attempt."""
+
+    type: Literal["job.cancel"] = "job.cancel"
+    job_id: uuid.UUID
+    attempt: int
+    reason: str = "cancelled by user"
+
+
+class AttemptStarted(_Message):
+    """worker → scheduler: the attempt began executing."""
+
+    type: Literal["attempt.started"] = "attempt.started"
+    job_id: uuid.UUID
+    attempt: int
+    worker_id: str
+    ts: datetime
+
+
+class AttemptFinished(_Message):
+    """worker → scheduler: how the attempt ended. ``retry_after`` is set when the job asked to be
+    retried after a given delay. ``released`` is false while a timed-out thread still runs."""
+
+    type: Literal["attempt.finished"] = "attempt.finished"
+    job_id: uuid.UUID
+    attempt: int
+    worker_id: str
+    outcome: Outcome
+    started_at: datetime
+    finished_at: datetime
+    result: Any = None
+    error: str | None = None
+    retry_after: float | None = None
+    released: bool = True
+
+
+class ResourcesReleased(_Message):
+    """worker → scheduler: a timed-out plain-function thread finally returned."""
+
+    type: Literal["attempt.released"] = "attempt.released"
+    job_id: uuid.UUID
+    attempt: int
+    worker_id: str
+    ts: datetime
+
+
+class RunningAttempt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    job_id: uuid.UUID
+    attempt: int
+    cpu_units: int
+    memory_mb: int
+
+
+class Heartbeat(_Message):
+    """worker → scheduler: I am alive, this is my capacity and what I run."""
+
+    type: Literal["worker.heartbeat"] = "worker.heartbeat"
+    worker_id: str
+    hostname: str
+    cpu_units: int
+    memory_mb: int
+    job_types: list[str]
+    running: list[RunningAttempt]
+    draining: bool = False
+    stopped: bool = False
+    started_at: datetime
+    ts: datetime
+    cpu_percent: float | None = None
+    rss_mb: float | None = None
+
+
+class JobStatusEvent(_Message):
+    """scheduler → everyone (WebSocket): a job changed status."""
+
+    type: Literal["job.status"] = "job.status"
+    job_id: uuid.UUID
+    status: JobStatus
+    attempt: int
+    ts: datetime
+    batch_id: uuid.UUID | None = None
+    worker_id: str | None = None
+    reason: str | None = None
+    error: str | None = None
+
+
+class LogLine(_Message):
+    """worker → logger and WebSocket: one line a job logged."""
+
+    type: Literal["job.log"] = "job.log"
+    job_id: uuid.UUID
+    attempt: int
+    seq: int
+    level: str
+    message: str
+    ts: datetime
+
+
+class WorkerSnapshot(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    worker_id: str
+    state: WorkerState
+    cpu_units: int
+    memory_mb: int
+    cpu_in_use: int
+    memory_in_use: int
+    running_jobs: int
+    cpu_percent: float | None = None
+    rss_mb: float | None = None
+
+
+class QueueMonitor(_Message):
+    type: Literal["monitoring.queue"] = "monitoring.queue"
+    ts: datetime
+    jobs_by_status: dict[str, int]
+    ready_by_priority: dict[int, int]
+    oldest_ready_wait_seconds: float | None
+
+
+class ResourceMonitor(_Message):
+    type: Literal["monitoring.resource"] = "monitoring.resource"
+    ts: datetime
+    workers: list[WorkerSnapshot]
+
+
+#: Messages the scheduler consumes, decoded by their ``type`` tag.
+SchedulerInbound = Annotated[
+    JobsSubmitted
+    | CancelRequested
+    | AttemptStarted
+    | AttemptFinished
+    | ResourcesReleased
+    | Heartbeat,
+    Field(discriminator="type"),
+]
+#: Messages a worker consumes.
+WorkerInbound = Annotated[Dispatch | CancelJob, Field(discriminator="type")]
+
+scheduler_inbound: TypeAdapter[SchedulerInbound] = TypeAdapter(SchedulerInbound)
+worker_inbound: TypeAdapter[WorkerInbound] = TypeAdapter(WorkerInbound)

@@ -1,0 +1,186 @@
+"""The database tables (SQLModel). PostgreSQL first; the same schema runs on SQLite.
+
+Indexes follow the two hot readers: the scheduler (only *active* jobs, through partial indexes,
+so its queries never touch the millions of finished rows) and the API's filtered, keyset-paginated
+listing ``ORDER BY created_at DESC, id DESC``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    Uuid,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+from models.enums import ACTIVE_STATUSES, JobStatus
+from models.types import JsonType, UtcDateTime
+
+_ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)))
+_STATUS_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in JobStatus))
+
+
+def _partial(sql: str) -> dict[str, Any]:
+    clause = text(sql)
+    return {"postgresql_where": clause, "sqlite_where": clause}
+
+
+class Batch(SQLModel, table=True):
+    """A group of jobs submitted together (a DAG run)."""
+
+    __tablename__ = "batches"
+
+    id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
+    name: str | None = Field(default=None, sa_column=Column(String(200)))
+    created_by: str | None = Field(default=None, sa_column=Column(String(200)))
+    job_count: int = Field(sa_column=Column(Integer, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
+class Job(SQLModel, table=True):
+    """One unit of work and its current state. Its history lives in ``job_attempts``."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_STATUS_SQL, name="ck_jobs_status"),
+        CheckConstraint("priority BETWEEN 0 AND 10", name="ck_jobs_priority"),
+        CheckConstraint("cpu_units >= 1 AND memory_mb >= 1", name="ck_jobs_resources"),
+        CheckConstraint("max_attempts >= 1", name="ck_jobs_max_attempts"),
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_status_created", "status", "created_at", "id"),
+        Index("ix_jobs_type_created", "type", "created_at", "id"),
+        Index("ix_jobs_priority_created", "priority", "created_at", "id"),
+        Index("ix_jobs_batch", "batch_id", **_partial("batch_id IS NOT NULL")),
+        # The scheduler rebuilds its state from active jobs only; finished rows stay out.
+        Index("ix_jobs_active", "status", **_partial(_ACTIVE_SQL)),
+        Index(
+            "ux_jobs_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            **_partial("idempotency_key IS NOT NULL"),
+        ),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    type: str = Field(sa_column=Column(String(200), nullable=False))
+    payload: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
+    priority: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    cpu_units: int = Field(sa_column=Column(Integer, nullable=False))
+    memory_mb: int = Field(sa_column=Column(Integer, nullable=False))
+    max_attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    initial_delay_seconds: float = Field(sa_column=Column(Float, nullable=False))
+    backoff_multiplier: float = Field(sa_column=Column(Float, nullable=False))
+    timeout_seconds: float | None = Field(default=None, sa_column=Column(Float))
+    run_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(200)))
+    #: Hash of the normalised submission, to tell a replay from a conflicting reuse of a key.
+    request_hash: str | None = Field(default=None, sa_column=Column(String(64)))
+    key: str | None = Field(default=None, sa_column=Column(String(200)))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    status_reason: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    #: End of the current backoff (status ``retrying``).
+    not_before: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    worker_id: str | None = Field(default=None, sa_column=Column(String(200)))
+    cancel_requested_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    result: Any | None = Field(default=None, sa_column=Column(JsonType))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    batch_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid, ForeignKey("batches.id", ondelete="SET NULL"))
+    )
+    created_by: str | None = Field(default=None, sa_column=Column(String(200)))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    started_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+
+
+class JobDependency(SQLModel, table=True):
+    """Edge ``job_id`` → ``depends_on_id``: the job may start once that one has completed."""
+
+    __tablename__ = "job_dependencies"
+    __table_args__ = (
+        CheckConstraint("job_id <> depends_on_id", name="ck_job_dependencies_no_self"),
+        Index("ix_job_dependencies_depends_on", "depends_on_id", "job_id"),
+    )
+
+    job_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    )
+    depends_on_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    )
+
+
+class JobAttempt(SQLModel, table=True):
+    """Execution history: one row per attempt of a job."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (Index("ix_job_attempts_worker", "worker_id", "started_at"),)
+
+    job_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    )
+    attempt: int = Field(sa_column=Column(Integer, primary_key=True))
+    worker_id: str | None = Field(default=None, sa_column=Column(String(200)))
+    cpu_units: int = Field(sa_column=Column(Integer, nullable=False))
+    memory_mb: int = Field(sa_column=Column(Integer, nullable=False))
+    started_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    duration_seconds: float | None = Field(default=None, sa_column=Column(Float))
+    outcome: str | None = Field(default=None, sa_column=Column(String(32)))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    result: Any | None = Field(default=None, sa_column=Column(JsonType))
+
+
+class JobLog(SQLModel, table=True):
+    """One log line of one attempt. (job, attempt, seq) is unique so redelivery cannot duplicate."""
+
+    __tablename__ = "job_logs"
+    __table_args__ = (Index("ix_job_logs_ts", "ts"),)
+
+    job_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    )
+    attempt: int = Field(sa_column=Column(Integer, primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    ts: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    level: str = Field(sa_column=Column(String(16), nullable=False))
+    message: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Worker(SQLModel, table=True):
+    """A worker process as last seen by the scheduler."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(sa_column=Column(String(200), primary_key=True))
+    hostname: str = Field(sa_column=Column(String(255), nullable=False))
+    cpu_units: int = Field(sa_column=Column(Integer, nullable=False))
+    memory_mb: int = Field(sa_column=Column(Integer, nullable=False))
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    job_types: list[str] = Field(sa_column=Column(JsonType, nullable=False))
+    started_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    last_heartbeat: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    jobs_succeeded: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    jobs_failed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    draining: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+
+
+metadata = SQLModel.metadata

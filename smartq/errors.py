@@ -1,0 +1,39 @@
+"""One exception base for smartq, with a short hierarchy.
+
+Job code uses the last three to say how an attempt should end: ordinary exceptions and
+:class:`RetryableError` retry with backoff while attempts remain, :class:`NonRetryableError` fails
+the job at once, :class:`Retry` asks for another attempt after a given delay.
+"""
+
+from __future__ import annotations
+
+
+class SmartqError(Exception):
+    """Base of every error smartq raises on purpose."""
+
+
+class ConfigurationError(SmartqError):
+    """Settings or arguments that cannot work (bad URL, unknown module...)."""
+
+
+class UnknownJobType(SmartqError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown job type {name!r}; registered types: {', '.join(known)}")
+        self.name = name
+        self.known = known
+
+
+class RetryableError(SmartqError):
+    """The attempt failed; retry with the job's backoff while attempts remain."""
+
+
+class NonRetryableError(SmartqError):
+    """The attempt failed in a way another attempt cannot fix: fail the job now."""
+
+
+class Retry(SmartqError):
+    """Ask for another attempt after ``delay`` seconds (counts against max_attempts)."""
+
+    def __init__(self, delay: float = 0.0, message: str = "") -> None:
+        super().__init__(message or f"retry requested in {delay}s")
+        self.delay = delay

@@ -1,0 +1,79 @@
+"""Settings for every smartq process: one pydantic-settings class, env prefix ``SMARTQ_``.
+
+With neither ``SMARTQ_DATABASE_URL`` nor ``SMARTQ_BROKER_URL`` set, smartq runs on its embedded
+default: SQLite in a local file and the in-process broker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_PATH = Path("smartq-data") / "smartq.sqlite3"
+
+
+class Settings(BaseSettings):
+    """Every knob of smartq, read once from the environment (prefix ``SMARTQ_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTQ_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user@host:5432/db or sqlite:///path; unset: local SQLite file.",
+    )
+    broker_url: str | None = Field(
+        default=None, description="amqp://user:pass@host:5672/ ; unset: the in-process broker."
+    )
+    sqlite_path: Path = DEFAULT_SQLITE_PATH
+    imports: list[str] = Field(
+        default_factory=list, description="Modules that register job types (comma separated)."
+    )
+
+    # API limits
+    max_payload_bytes: int = 256 * 1024
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_batch_jobs: int = 10_000
+    max_dependencies: int = 1_000
+    page_limit_max: int = 500
+
+    # Scheduler
+    scheduler_poll_seconds: float = 2.0
+    worker_lease_seconds: float = 15.0
+    retry_jitter: float = 0.0
+
+    # Worker
+    worker_id: str | None = None
+    heartbeat_seconds: float = 2.0
+    shutdown_grace_seconds: float = 30.0
+
+    # Logger
+    log_retention_days: float = 30.0
+    log_batch_size: int = 500
+    log_batch_seconds: float = 0.05
+
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    def resolved_database_url(self) -> str:
+        """The database URL as the user wrote it, or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.sqlite_path}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built once."""
+    return Settings()

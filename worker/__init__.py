@@ -1,0 +1,1 @@
+"""The worker process: runs dispatched jobs on threads and its event loop."""
