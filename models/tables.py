@@ -44,11 +44,21 @@ class Batch(SQLModel, table=True):
     """A group of jobs submitted together (a DAG run)."""
 
     __tablename__ = "batches"
+    __table_args__ = (
+        Index(
+            "ux_batches_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            **_partial("idempotency_key IS NOT NULL"),
+        ),
+    )
 
     id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
     name: str | None = Field(default=None, sa_column=Column(String(200)))
     created_by: str | None = Field(default=None, sa_column=Column(String(200)))
     job_count: int = Field(sa_column=Column(Integer, nullable=False))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(200)))
+    request_hash: str | None = Field(default=None, sa_column=Column(String(64)))
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 

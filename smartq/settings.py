@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("smartq-data") / "smartq.sqlite3"
 
@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, description="amqp://user:pass@host:5672/ ; unset: the in-process broker."
     )
+    broker_exchange: str = Field(default="smartq", description="The topic exchange's name.")
     sqlite_path: Path = DEFAULT_SQLITE_PATH
-    imports: list[str] = Field(
+    imports: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Modules that register job types (comma separated)."
     )
 
@@ -57,6 +58,13 @@ class Settings(BaseSettings):
 
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+
+    @field_validator("imports", mode="before")
+    @classmethod
+    def _split_imports(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [m.strip() for m in value.split(",") if m.strip()]
+        return value
 
     @property
     def embedded_database(self) -> bool:

@@ -1,0 +1,1 @@
+"""Alembic migrations; :mod:`smartq.migrate` runs them programmatically."""

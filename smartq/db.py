@@ -1,0 +1,90 @@
+"""Database engines for PostgreSQL (psycopg 3) and the embedded SQLite file.
+
+Users write plain URLs (``postgresql://user@host:5432/db``, ``sqlite:///path``); smartq picks the
+driver. Async engines serve the processes; sync engines serve Alembic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from smartq.errors import ConfigurationError
+
+
+def dialect_of(url: str) -> str:
+    """``postgresql`` or ``sqlite``; anything else is a configuration error."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception as exc:
+        raise ConfigurationError(f"cannot parse database URL {url!r}: {exc}") from exc
+    if backend in {"postgresql", "postgres"}:
+        return "postgresql"
+    if backend == "sqlite":
+        return "sqlite"
+    raise ConfigurationError(f"unsupported database {backend!r}: use postgresql:// or sqlite://")
+
+
+def driver_url(url: str, *, use_async: bool) -> str:
+    """The URL with the driver smartq uses: psycopg 3 for PostgreSQL, aiosqlite/pysqlite."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if dialect_of(url) == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    driver = "sqlite+aiosqlite" if use_async else "sqlite"
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _sqlite_file(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_async(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """The async engine every smartq process uses.
+
+    SQLite gets a single pooled connection: the embedded mode is one process, and one writer
+    connection serialises transactions instead of failing them with "database is locked".
+    """
+    if dialect_of(url) == "sqlite":
+        _sqlite_file(url)
+        engine = create_async_engine(
+            driver_url(url, use_async=True),
+            poolclass=AsyncAdaptedQueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        driver_url(url, use_async=True),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def create_sync(url: str) -> Engine:
+    """A sync engine, for migrations and tools."""
+    if dialect_of(url) == "sqlite":
+        _sqlite_file(url)
+        engine = create_engine(driver_url(url, use_async=False))
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(driver_url(url, use_async=False), pool_pre_ping=True)
