@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-POSTGRES_URL = os.environ.get("SMARTQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "SMARTQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 RABBITMQ_URL = os.environ.get("SMARTQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
