@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from smartq.errors import NonRetryableError, RetryableError
 from smartq.registry import job
+from worker.context import JobContext
 
 
 @job("noop")
-def noop(ctx: Any) -> None:
+def noop(ctx: JobContext) -> None:
     """Does nothing; measures the scheduler's own overhead."""
     return None
 
 
 @job("sleep")
-async def sleep(ctx: Any) -> dict[str, float]:
+async def sleep(ctx: JobContext) -> dict[str, float]:
     """``{"seconds": s}``: waits s seconds without holding a thread."""
     seconds = float(ctx.payload.get("seconds", 1.0))
     await asyncio.sleep(seconds)
@@ -25,7 +25,7 @@ async def sleep(ctx: Any) -> dict[str, float]:
 
 
 @job("flaky")
-def flaky(ctx: Any) -> dict[str, int]:
+def flaky(ctx: JobContext) -> dict[str, int]:
     """``{"fail_times": n, "retryable": bool}``: fails the first n attempts (n = -1: always)."""
     fail_times = int(ctx.payload.get("fail_times", 1))
     retryable = bool(ctx.payload.get("retryable", True))
@@ -36,7 +36,7 @@ def flaky(ctx: Any) -> dict[str, int]:
 
 
 @job("log")
-def log(ctx: Any) -> dict[str, int]:
+def log(ctx: JobContext) -> dict[str, int]:
     """``{"lines": n}``: emits n log lines."""
     lines = int(ctx.payload.get("lines", 10))
     for i in range(lines):
@@ -45,7 +45,7 @@ def log(ctx: Any) -> dict[str, int]:
 
 
 @job("cpu")
-def cpu(ctx: Any) -> dict[str, int]:
+def cpu(ctx: JobContext) -> dict[str, int]:
     """``{"seconds": s}``: burns CPU in a plain function for s seconds."""
     seconds = float(ctx.payload.get("seconds", 1.0))
     deadline = time.monotonic() + seconds

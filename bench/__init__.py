@@ -1,0 +1,1 @@
+"""Benchmarks, apart from the test tiers: ``python -m bench <name> [--quick]``."""

@@ -1,0 +1,303 @@
+"""The pure scheduling core: one state object, fed events, returning decisions as values.
+
+No I/O, no clock, no asyncio: ``now`` (epoch seconds) is an argument and jitter comes from an
+injected ``random.Random``. The scheduler process holds one :class:`Scheduler`, rebuilds it from
+the database's active jobs at start, and on each pass: feeds events → ``tick`` → ``plan`` → writes
+every returned :class:`~scheduler.values.Transition` and :class:`~scheduler.values.Placement` in
+one transaction → publishes the dispatches and :class:`~scheduler.values.SendCancel` messages.
+
+Methods mutate the in-memory state as if their decisions were applied; if the transaction fails,
+the shell must rebuild the state from the database.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+
+from models.enums import JobStatus, Outcome
+from scheduler import dag
+from scheduler.placement import PlacementConfig, plan
+from scheduler.reasons import never_fits_reason, upstream_reason
+from scheduler.retry import RetryDecision, Verdict, decide
+from scheduler.state import WAITING, JobRecord, SchedulerState
+from scheduler.values import (
+    CancelResult,
+    JobSpec,
+    Placement,
+    SendCancel,
+    Transition,
+    WorkerView,
+)
+
+__all__ = ["Scheduler"]
+
+_COMPLETE = RetryDecision(Verdict.COMPLETE)
+_FINAL_STATUS = {
+    Verdict.COMPLETE: JobStatus.COMPLETED,
+    Verdict.FAIL: JobStatus.FAILED,
+    Verdict.CANCEL: JobStatus.CANCELLED,
+}
+
+
+class Scheduler:
+    """In-memory scheduling state of the active jobs and the workers, plus the rules.
+
+    ``lookahead`` bounds how many passed-over ready jobs a pass examines; ``reserve_after`` is
+    how long (seconds) a job may be overtaken by smaller ones before it reserves a worker (see
+    :mod:`scheduler.placement`); ``jitter`` spreads backoff delays by ``± jitter`` * delay using
+    ``rng``; ``max_backoff_seconds`` caps a backoff.
+    """
+
+    def __init__(
+        self,
+        *,
+        lookahead: int = 256,
+        reserve_after: float = 10.0,
+        jitter: float = 0.0,
+        max_backoff_seconds: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.state = SchedulerState()
+        self._placement = PlacementConfig(lookahead=lookahead, reserve_after=reserve_after)
+        self._jitter = jitter
+        self._max_backoff = max_backoff_seconds
+        self._rng = rng
+
+    # -- jobs in --------------------------------------------------------------------------
+    def add_jobs(self, specs: Iterable[JobSpec], now: float) -> list[Transition]:
+        """Take in new jobs (or every active job at a rebuild). See :func:`dag.add_jobs`."""
+        return dag.add_jobs(self.state, specs, now)
+
+    def missing_dependencies(self) -> set[uuid.UUID]:
+        """Dependencies some job waits for that the core has never been given.
+
+        The shell should look them up: still active → ``add_jobs``; already final →
+        :meth:`dependency_finished`. O(number of jobs with dependents); call it on a slow timer.
+        """
+        return {parent for parent in self.state.dependents if parent not in self.state.jobs}
+
+    def dependency_finished(
+        self,
+        job_id: uuid.UUID,
+        status: JobStatus,
+        name: str,
+        now: float,
+        error: str | None = None,
+    ) -> list[Transition]:
+        """A job the core does not hold ended with ``status``: release or cancel its dependents."""
+        if job_id in self.state.jobs:
+            return []
+        if status is JobStatus.COMPLETED:
+            return dag.complete_dependents(self.state, job_id, now)
+        if status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            return dag.cascade(self.state, job_id, upstream_reason(name, job_id, status, error))
+        return []
+
+    # -- workers --------------------------------------------------------------------------
+    def upsert_worker(
+        self, worker_id: str, cpu_units: int, memory_mb: int, *, draining: bool = False
+    ) -> None:
+        """A heartbeat: the worker is online with this capacity (and maybe draining)."""
+        state = self.state
+        worker = state.workers.get(worker_id)
+        if worker is None:
+            worker = state.worker(worker_id)
+            worker.online = False
+        before = (worker.cpu_total, worker.mem_total, worker.accepting)
+        worker.cpu_total, worker.mem_total = cpu_units, memory_mb
+        worker.online, worker.draining = True, draining
+        if before != (cpu_units, memory_mb, worker.accepting):
+            state.capacity_changed = True
+            state.dirty = True
+
+    def worker_offline(self, worker_id: str, now: float) -> list[Transition]:
+        """The worker's lease expired: free what it held; its running attempts are LOST."""
+        worker = self.state.workers.get(worker_id)
+        if worker is None:
+            return []
+        worker.online = False
+        self.state.capacity_changed = True
+        out: list[Transition] = []
+        for key in sorted(worker.holds):
+            self.state.free(key)
+            job = self.state.jobs.get(key[0])
+            if job is not None and self._is_current(job, key[1]) and job.worker_id == worker_id:
+                error = f"worker {worker_id} went offline"
+                out.extend(self._finish(job, Outcome.LOST, now, None, error))
+        return out
+
+    def worker_views(self) -> list[WorkerView]:
+        return [w.view() for w in self.state.workers.values()]
+
+    # -- attempts -------------------------------------------------------------------------
+    def on_attempt_finished(
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        outcome: Outcome,
+        now: float,
+        *,
+        retry_after: float | None = None,
+        error: str | None = None,
+        released: bool = True,
+    ) -> list[Transition]:
+        """A worker reported how attempt ``attempt`` ended.
+
+        Fenced: a report for an attempt that is not the job's current running one changes no job
+        (it returns ``[]``); its ``released`` still frees what that attempt held, since the
+        worker says the resources are free. With ``released=False`` (a timed-out thread still
+        runs) the resources stay held until :meth:`release`.
+        """
+        if released:
+            self.state.free((job_id, attempt))
+        job = self.state.jobs.get(job_id)
+        if job is None or not self._is_current(job, attempt):
+            return []
+        return self._finish(job, outcome, now, retry_after, error)
+
+    def release(self, job_id: uuid.UUID, attempt: int) -> bool:
+        """A timed-out thread of attempt ``attempt`` returned: free its resources."""
+        return self.state.free((job_id, attempt))
+
+    def cancel(
+        self, job_id: uuid.UUID, now: float, reason: str = "cancelled by user"
+    ) -> CancelResult:
+        """Cancel a job: a waiting one (and its downstream) at once, a running one via its worker.
+
+        A running job stays ``running`` until its worker reports; after a cancel request any
+        outcome but success ends it ``cancelled``.
+        """
+        job = self.state.jobs.get(job_id)
+        if job is None:
+            return CancelResult()
+        if job.status is JobStatus.RUNNING and job.worker_id is not None:
+            job.cancel_requested = True
+            return CancelResult(send=SendCancel(job.id, job.attempts, job.worker_id, reason))
+        if job.status not in WAITING:
+            return CancelResult()
+        first = Transition(job.id, job.status, JobStatus.CANCELLED, job.attempts, reason=reason)
+        job.status = JobStatus.CANCELLED
+        self.state.drop(job)
+        rest = dag.cascade(self.state, job.id, upstream_reason(job.name, job.id, job.status, None))
+        return CancelResult(transitions=(first, *rest))
+
+    # -- time and placement ---------------------------------------------------------------
+    def tick(self, now: float) -> list[Transition]:
+        """Move jobs whose timer is due (``run_at`` reached, backoff over) to ``ready``."""
+        state = self.state
+        out: list[Transition] = []
+        while state.timers and state.timers[0][0] <= now:
+            job = state.live_timer(heapq.heappop(state.timers))
+            if job is None or job.remaining > 0:
+                continue
+            if job.status in (JobStatus.RETRYING, JobStatus.BLOCKED):
+                transition = dag.make_ready(state, job)
+                if transition is not None:
+                    out.append(transition)
+        return out
+
+    def next_wakeup(self) -> float | None:
+        """When the next timer is due, so the shell can sleep until then (or an event)."""
+        return self.state.next_timer()
+
+    def plan(self, now: float) -> list[Placement]:
+        """Which ready jobs start now, on which worker, as which attempt (see placement)."""
+        return plan(self.state, now, self._placement)
+
+    # -- introspection --------------------------------------------------------------------
+    def job_status(self, job_id: uuid.UUID) -> JobStatus | None:
+        job = self.state.jobs.get(job_id)
+        return None if job is None else job.status
+
+    def unplaceable(self) -> dict[uuid.UUID, str]:
+        """Ready jobs that no accepting worker could ever hold, with the reason to show."""
+        views = self.worker_views()
+        return {
+            job.id: never_fits_reason(job.cpu, job.mem, views) or "waiting for capacity"
+            for job in self.state.parked.values()
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Active jobs by status (O(active jobs); for monitoring, not for every pass)."""
+        return dict(Counter(job.status.value for job in self.state.jobs.values()))
+
+    # -- internals ------------------------------------------------------------------------
+    @staticmethod
+    def _is_current(job: JobRecord, attempt: int) -> bool:
+        return job.status is JobStatus.RUNNING and job.attempts == attempt
+
+    def _finish(
+        self,
+        job: JobRecord,
+        outcome: Outcome,
+        now: float,
+        retry_after: float | None,
+        error: str | None,
+    ) -> list[Transition]:
+        if outcome is Outcome.SUCCEEDED:
+            decision = _COMPLETE
+        else:
+            decision = decide(
+                outcome,
+                job.attempts,
+                job.policy(self._jitter, self._max_backoff),
+                retry_after=retry_after,
+                cancel_requested=job.cancel_requested,
+                rng=self._rng,
+            )
+        worker_id, job.worker_id = job.worker_id, None
+        if decision.verdict is Verdict.RETRY:
+            return [
+                self._retry(job, decision.delay, now, decision.reason, error, worker_id, outcome)
+            ]
+        to_status = _FINAL_STATUS[decision.verdict]
+        job.status = to_status
+        self.state.drop(job)
+        first = Transition(
+            job.id,
+            JobStatus.RUNNING,
+            to_status,
+            job.attempts,
+            reason=decision.reason,
+            error=error,
+            worker_id=worker_id,
+            outcome=outcome,
+        )
+        if to_status is JobStatus.COMPLETED:
+            return [first, *dag.complete_dependents(self.state, job.id, now)]
+        reason = upstream_reason(job.name, job.id, to_status, error)
+        return [first, *dag.cascade(self.state, job.id, reason)]
+
+    def _retry(
+        self,
+        job: JobRecord,
+        delay: float,
+        now: float,
+        reason: str | None,
+        error: str | None,
+        worker_id: str | None,
+        outcome: Outcome,
+    ) -> Transition:
+        not_before: float | None = None
+        if delay <= 0:
+            dag.make_ready(self.state, job)
+        else:
+            not_before = now + delay
+            job.status = JobStatus.RETRYING
+            job.not_before = not_before
+            self.state.push_timer(job, not_before)
+        return Transition(
+            job.id,
+            JobStatus.RUNNING,
+            job.status,
+            job.attempts,
+            reason=reason,
+            error=error,
+            not_before=not_before,
+            worker_id=worker_id,
+            outcome=outcome,
+        )

@@ -1,0 +1,282 @@
+"""Placement: which ready jobs start now, and on which worker.
+
+Order: priority (higher first), then age (``created_at``, then arrival), like the ready heap.
+
+**Fit rule — best fit.** Among the workers where the job fits now (cpu and memory), take the one
+left with the least room afterwards, scored as
+``(cpu_free - cpu) / C + (mem_free - mem) / M`` where ``C`` and ``M`` are the largest accepting
+worker's cpu_units and memory_mb (ties: lowest worker id). Dividing by cluster-wide constants
+compares absolute leftovers across workers of different sizes and weighs the two resources
+equally. Filling the tightest hole first keeps large holes intact for large jobs; worst fit
+(most room left) would spread small jobs over every worker and leave no room for a big one.
+
+**Reservation — no starvation.** A ready job that fits some accepting worker's *total* capacity
+but not any worker's free room is passed over, and smaller jobs behind it backfill. Once it has
+been passed over for ``reserve_after`` seconds it reserves one worker: the one where it would fit
+soonest (least missing room, same normalisation; ties: most capacity in use, i.e. most work that
+will finish). Nothing else starts on a reserved worker until the job is placed (on it or anywhere
+else); other workers keep backfilling. Several starving jobs reserve in queue order, at most one
+per worker. Why a delay and not at once: with no job durations known, an immediate reservation
+degenerates into head-of-line blocking, which on one worker wastes ~20 % of capacity; a short
+delay keeps packing tight and still bounds the wait of a big job to ``reserve_after`` plus the
+time its reserved worker takes to drain. ``reserve_after=0`` gives immediate reservations.
+
+**Never fits.** A job that no accepting worker could hold even when empty is *parked*: it stays
+``ready``, leaves the heap (so it blocks and costs nothing) and is re-examined when worker
+capacity changes.
+
+**Bounded pass.** A pass stops when no unreserved accepting worker has a free cpu unit and a free
+megabyte (the smallest job possible), or after ``lookahead`` jobs (default 256) that could not be
+placed — so with every worker full a pass touches nothing, and otherwise it costs
+O((placed + lookahead) * log n + placed * workers). ``plan`` also returns at once when nothing
+happened since the last pass that could let a job start (no capacity freed, no job became ready,
+no worker changed).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from dataclasses import dataclass
+
+from models.enums import JobStatus
+from scheduler.state import JobRecord, ReadyEntry, SchedulerState, WorkerRecord
+from scheduler.values import Placement
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementConfig:
+    lookahead: int = 256
+    reserve_after: float = 10.0
+
+
+class _Pool:
+    """Accepting workers, those open to backfill (not reserved), and an index for best fit.
+
+    ``buckets`` maps a free cpu_units count to the open workers with that much cpu free (and at
+    least one free megabyte), sorted by free memory: best fit bisects each bucket for the
+    tightest memory fit, tightest cpu first, and stops as soon as the cpu leftover alone exceeds
+    the best score: O(distinct free-cpu values * log workers) per job.
+    """
+
+    def __init__(self, state: SchedulerState) -> None:
+        self.accepting = sorted(
+            (w for w in state.workers.values() if w.accepting), key=lambda w: w.id
+        )
+        self.open = [w for w in self.accepting if w.reserved_for is None]
+        big_cpu = max((w.cpu_total for w in self.accepting), default=1)
+        big_mem = max((w.mem_total for w in self.accepting), default=1)
+        self.inv_cpu, self.inv_mem = 1.0 / big_cpu, 1.0 / big_mem
+        #: One worker is the largest in both resources: "fits some worker" is then two compares.
+        self._dominant: tuple[int, int] | None = None
+        if any(w.cpu_total == big_cpu and w.mem_total == big_mem for w in self.accepting):
+            self._dominant = (big_cpu, big_mem)
+        self._fits_total: dict[tuple[int, int], bool] = {}
+        self.buckets: dict[int, list[tuple[int, str, WorkerRecord]]] = {}
+        for worker in self.open:
+            self._index(worker)
+        self.max_cpu_free = 0
+        self.max_mem_free = 0
+        self.refresh()
+
+    def _index(self, worker: WorkerRecord) -> None:
+        if worker.cpu_free >= 1 and worker.mem_free >= 1:
+            bucket = self.buckets.setdefault(worker.cpu_free, [])
+            bisect.insort(bucket, (worker.mem_free, worker.id, worker))
+
+    def _unindex(self, worker: WorkerRecord, cpu_free: int, mem_free: int) -> None:
+        bucket = self.buckets.get(cpu_free)
+        if bucket is None:
+            return
+        at = bisect.bisect_left(bucket, (mem_free, worker.id))
+        if at < len(bucket) and bucket[at][2] is worker:
+            del bucket[at]
+            if not bucket:
+                del self.buckets[cpu_free]
+
+    def refresh(self) -> None:
+        self.max_cpu_free = max(self.buckets, default=0)
+        self.max_mem_free = max((bucket[-1][0] for bucket in self.buckets.values()), default=0)
+
+    def taken(self, worker: WorkerRecord, job: JobRecord) -> None:
+        """``worker`` just took ``job``: move it in the index, update the maxima if needed."""
+        cpu_before = worker.cpu_free + job.cpu
+        mem_before = worker.mem_free + job.mem
+        self._unindex(worker, cpu_before, mem_before)
+        self._index(worker)
+        if cpu_before >= self.max_cpu_free or mem_before >= self.max_mem_free:
+            self.refresh()
+
+    def has_room(self) -> bool:
+        return self.max_cpu_free >= 1 and self.max_mem_free >= 1
+
+    def fits_total(self, job: JobRecord) -> bool:
+        """Could some accepting worker hold ``job`` when empty?"""
+        if self._dominant is not None:
+            return job.cpu <= self._dominant[0] and job.mem <= self._dominant[1]
+        key = (job.cpu, job.mem)
+        known = self._fits_total.get(key)
+        if known is None:
+            known = any(w.cpu_total >= job.cpu and w.mem_total >= job.mem for w in self.accepting)
+            self._fits_total[key] = known
+        return known
+
+    def best_fit(self, job: JobRecord) -> WorkerRecord | None:
+        """The open worker left with the least room after taking ``job`` (see module doc)."""
+        if job.cpu > self.max_cpu_free or job.mem > self.max_mem_free:
+            return None
+        best: WorkerRecord | None = None
+        best_score = float("inf")
+        wanted = (job.mem, "")
+        for cpu_free in range(job.cpu, self.max_cpu_free + 1):
+            cpu_score = (cpu_free - job.cpu) * self.inv_cpu
+            if cpu_score > best_score:
+                break
+            bucket = self.buckets.get(cpu_free)
+            if not bucket:
+                continue
+            at = bisect.bisect_left(bucket, wanted)
+            if at == len(bucket):
+                continue
+            mem_free, worker_id, worker = bucket[at]
+            score = cpu_score + (mem_free - job.mem) * self.inv_mem
+            if score < best_score or (
+                score == best_score and best is not None and worker_id < best.id
+            ):
+                best, best_score = worker, score
+        return best
+
+    def soonest(self, job: JobRecord) -> WorkerRecord | None:
+        """The open worker, big enough in total, missing the least room for ``job`` now."""
+        candidates = [w for w in self.open if w.cpu_total >= job.cpu and w.mem_total >= job.mem]
+        if not candidates:
+            return None
+
+        def key(w: WorkerRecord) -> tuple[float, float, str]:
+            missing = (
+                max(job.cpu - w.cpu_free, 0) * self.inv_cpu
+                + max(job.mem - w.mem_free, 0) * self.inv_mem
+            )
+            in_use = w.cpu_used * self.inv_cpu + w.mem_used * self.inv_mem
+            return (missing, -in_use, w.id)
+
+        return min(candidates, key=key)
+
+    def close(self, worker: WorkerRecord) -> None:
+        """``worker`` was reserved: no backfill on it any more in this pass."""
+        self.open.remove(worker)
+        self._unindex(worker, worker.cpu_free, worker.mem_free)
+        self.refresh()
+
+    def reopen(self, worker: WorkerRecord) -> None:
+        self.open.append(worker)
+        self.open.sort(key=lambda w: w.id)
+        self._index(worker)
+        self.refresh()
+
+
+def plan(state: SchedulerState, now: float, config: PlacementConfig) -> list[Placement]:
+    """Decide which ready jobs start now and where; the state records them as running."""
+    if not state.dirty and not state.capacity_changed:
+        return []
+    _drop_stale_reservations(state)
+    pool = _Pool(state)
+    out: list[Placement] = []
+    if pool.accepting:
+        if state.capacity_changed:
+            _unpark(state, pool)
+            state.capacity_changed = False
+        state.compact()
+        _place_reserved(state, pool, out)
+        _scan(state, pool, now, config, out)
+    state.dirty = False
+    return out
+
+
+def _drop_stale_reservations(state: SchedulerState) -> None:
+    for worker in state.workers.values():
+        job_id = worker.reserved_for
+        if job_id is None:
+            continue
+        job = state.jobs.get(job_id)
+        if job is None or job.status is not JobStatus.READY or job.reserved_on != worker.id:
+            worker.reserved_for = None
+        elif not worker.accepting or worker.cpu_total < job.cpu or worker.mem_total < job.mem:
+            state.unreserve(job)
+
+
+def _unpark(state: SchedulerState, pool: _Pool) -> None:
+    for job in list(state.parked.values()):
+        if pool.fits_total(job):
+            del state.parked[job.id]
+            state.push_ready(job)
+
+
+def _place_reserved(state: SchedulerState, pool: _Pool, out: list[Placement]) -> None:
+    """Start each job whose reserved worker has room for it now."""
+    for worker in pool.accepting:
+        job = state.jobs.get(worker.reserved_for) if worker.reserved_for else None
+        if job is None:
+            continue
+        if worker.cpu_free >= job.cpu and worker.mem_free >= job.mem:
+            _start(state, job, worker, out)
+            pool.reopen(worker)
+
+
+def _scan(
+    state: SchedulerState,
+    pool: _Pool,
+    now: float,
+    config: PlacementConfig,
+    out: list[Placement],
+) -> None:
+    """Walk the ready heap in order, placing what fits, within the look-ahead bound."""
+    passed_over: list[ReadyEntry] = []
+    while state.ready and len(passed_over) < config.lookahead and pool.has_room():
+        entry = heapq.heappop(state.ready)
+        job = state.live_ready(entry)
+        if job is None:
+            continue
+        if not pool.fits_total(job):
+            _park(state, job)
+            continue
+        worker = pool.best_fit(job)
+        if worker is not None:
+            _start(state, job, worker, out)
+            pool.taken(worker, job)
+            continue
+        passed_over.append(entry)
+        _maybe_reserve(pool, job, now, config)
+    for entry in passed_over:
+        heapq.heappush(state.ready, entry)
+
+
+def _park(state: SchedulerState, job: JobRecord) -> None:
+    state.unreserve(job)
+    job.parked = True
+    job.skipped_since = None
+    state.parked[job.id] = job
+
+
+def _maybe_reserve(pool: _Pool, job: JobRecord, now: float, config: PlacementConfig) -> None:
+    if job.skipped_since is None:
+        job.skipped_since = now
+    if job.reserved_on is not None or now - job.skipped_since < config.reserve_after:
+        return
+    worker = pool.soonest(job)
+    if worker is not None:
+        worker.reserved_for = job.id
+        job.reserved_on = worker.id
+        pool.close(worker)
+
+
+def _start(
+    state: SchedulerState, job: JobRecord, worker: WorkerRecord, out: list[Placement]
+) -> None:
+    state.unreserve(job)
+    job.attempts += 1
+    job.status = JobStatus.RUNNING
+    job.worker_id = worker.id
+    job.skipped_since = None
+    state.hold(job, worker.id, job.attempts)
+    out.append(Placement(job.id, worker.id, job.attempts, job.cpu, job.mem))

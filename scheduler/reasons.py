@@ -1,0 +1,153 @@
+"""Human-readable reasons: why a job waits, why it was cancelled, why it can never be placed.
+
+:func:`why_waiting` is a pure function of explicit inputs because the API computes it from
+database reads, not from the scheduler's memory; the scheduler uses the same phrasing for the
+``status_reason`` it writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from models.enums import JobStatus
+from scheduler.values import WorkerView
+
+#: Dependencies named one by one in a reason; the rest are counted.
+MAX_NAMED_DEPENDENCIES = 5
+#: An upstream error is quoted by its first line, cut to this length.
+MAX_ERROR_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class JobFacts:
+    """What :func:`why_waiting` needs to know about the job itself."""
+
+    status: JobStatus
+    priority: int = 5
+    cpu_units: int = 1
+    memory_mb: int = 256
+    attempts: int = 0
+    max_attempts: int = 1
+    run_at: float | None = None
+    not_before: float | None = None
+    worker_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyFacts:
+    """One unfinished dependency of the job."""
+
+    job_id: uuid.UUID
+    name: str
+    status: JobStatus
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as ``2026-11-22T10:00:03Z`` (whole seconds; reasons are for people)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def upstream_reason(name: str, job_id: uuid.UUID, status: JobStatus, error: str | None) -> str:
+    """Reason written on a job cancelled because an upstream job ended badly."""
+    if status is JobStatus.CANCELLED:
+        return f"upstream job {name} ({job_id}) was cancelled"
+    first_line = error.strip().splitlines()[0] if error and error.strip() else ""
+    if len(first_line) > MAX_ERROR_CHARS:
+        first_line = first_line[: MAX_ERROR_CHARS - 1] + "…"
+    suffix = f": {first_line}" if first_line else ""
+    return f"upstream job {name} ({job_id}) failed{suffix}"
+
+
+def never_fits_reason(cpu_units: int, memory_mb: int, workers: Sequence[WorkerView]) -> str | None:
+    """Why no accepting worker could ever hold the job, or ``None`` if one could."""
+    accepting = [w for w in workers if w.accepting]
+    if any(w.cpu_units >= cpu_units and w.memory_mb >= memory_mb for w in accepting):
+        return None
+    big_cpu = max((w.cpu_units for w in accepting), default=0)
+    big_mem = max((w.memory_mb for w in accepting), default=0)
+    if cpu_units > big_cpu:
+        need = f"needs {cpu_units} cpu_units, largest worker has {big_cpu}"
+    elif memory_mb > big_mem:
+        need = f"needs {memory_mb} memory_mb, largest worker has {big_mem}"
+    else:
+        need = f"needs {cpu_units} cpu_units and {memory_mb} memory_mb; no single worker has both"
+    return f"no worker could ever fit it: {need}"
+
+
+def why_waiting(
+    job: JobFacts,
+    now: float,
+    dependencies: Sequence[DependencyFacts] = (),
+    workers: Sequence[WorkerView] = (),
+    higher_priority_ready: int = 0,
+) -> str:
+    """One line saying why the job is not running (or what it is doing if it is)."""
+    if job.status.is_final:
+        return f"finished: {job.status.value}"
+    if job.status is JobStatus.RUNNING:
+        where = f" on worker {job.worker_id}" if job.worker_id else ""
+        return f"running{where} (attempt {job.attempts} of {job.max_attempts})"
+    if dependencies:
+        return _dependencies_reason(dependencies)
+    if job.status is JobStatus.RETRYING and job.not_before is not None and job.not_before > now:
+        return (
+            f"retrying: backoff ends at {iso(job.not_before)} "
+            f"(attempt {job.attempts + 1} of {job.max_attempts})"
+        )
+    if job.run_at is not None and job.run_at > now:
+        return f"scheduled: run_at {iso(job.run_at)}"
+    if job.status is JobStatus.PENDING:
+        return "pending: not yet taken in by the scheduler"
+    return _capacity_reason(job, workers, higher_priority_ready)
+
+
+def _dependencies_reason(dependencies: Sequence[DependencyFacts]) -> str:
+    count = len(dependencies)
+    named = ", ".join(f"{d.name} ({d.status.value})" for d in dependencies[:MAX_NAMED_DEPENDENCIES])
+    more = count - MAX_NAMED_DEPENDENCIES
+    tail = f" and {more} more" if more > 0 else ""
+    noun = "dependency" if count == 1 else "dependencies"
+    return f"waiting for {count} {noun}: {named}{tail}"
+
+
+def _capacity_reason(job: JobFacts, workers: Sequence[WorkerView], ahead: int) -> str:
+    accepting = [w for w in workers if w.accepting]
+    if not accepting:
+        draining = sum(1 for w in workers if w.online and w.draining)
+        if draining:
+            return f"no worker is accepting jobs ({draining} draining)"
+        return "no worker is online"
+    never = never_fits_reason(job.cpu_units, job.memory_mb, accepting)
+    if never is not None:
+        return never
+    if not any(w.cpu_free >= job.cpu_units and w.memory_free >= job.memory_mb for w in accepting):
+        return _no_room_reason(job, accepting)
+    if ahead > 0:
+        noun = "job" if ahead == 1 else "jobs"
+        verb = "is" if ahead == 1 else "are"
+        return f"{ahead} {noun} of higher priority {verb} ahead"
+    return "ready: waiting for the next scheduling pass"
+
+
+def _no_room_reason(job: JobFacts, accepting: Sequence[WorkerView]) -> str:
+    count = len(accepting)
+    noun = "worker" if count == 1 else "workers"
+    most_cpu = max(w.cpu_free for w in accepting)
+    most_mem = max(w.memory_free for w in accepting)
+    if job.cpu_units > most_cpu:
+        return (
+            f"needs {job.cpu_units} cpu_units; most free on any worker is "
+            f"{max(most_cpu, 0)} ({count} {noun})"
+        )
+    if job.memory_mb > most_mem:
+        return (
+            f"needs {job.memory_mb} memory_mb; most free on any worker is "
+            f"{max(most_mem, 0)} ({count} {noun})"
+        )
+    return (
+        f"needs {job.cpu_units} cpu_units and {job.memory_mb} memory_mb; "
+        f"no single worker has both free ({count} {noun})"
+    )

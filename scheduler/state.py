@@ -1,0 +1,245 @@
+"""The scheduler's in-memory state: active jobs, dependency adjacency, heaps, workers, holds.
+
+Only *active* jobs live here; a job that ends is dropped at once, so nothing grows with history.
+Heaps use lazy deletion: an entry carries the job's ``ticket`` at push time and is ignored if the
+job has since moved (every push takes a new ticket), so removing a job is O(1).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import uuid
+from dataclasses import dataclass, field
+
+from models.enums import JobStatus
+from scheduler.retry import RetryPolicy
+from scheduler.values import JobSpec, WorkerView
+
+#: Statuses of a job that waits (no worker holds it).
+WAITING = frozenset({JobStatus.PENDING, JobStatus.BLOCKED, JobStatus.READY, JobStatus.RETRYING})
+
+#: (-priority, created_at, seq, ticket, job_id): priority first, then age, then arrival order.
+ReadyEntry = tuple[int, float, int, int, uuid.UUID]
+#: (due, ticket, job_id)
+TimerEntry = tuple[float, int, uuid.UUID]
+HoldKey = tuple[uuid.UUID, int]
+
+#: Rebuild a heap once it holds this many more entries than could be valid.
+_COMPACT_SLACK = 4096
+
+
+@dataclass(slots=True, eq=False)
+class JobRecord:
+    """One active job. Mutable; owned by :class:`SchedulerState`."""
+
+    id: uuid.UUID
+    name: str
+    type: str
+    priority: int
+    cpu: int
+    mem: int
+    max_attempts: int
+    initial_delay: float
+    multiplier: float
+    run_at: float | None
+    created_at: float
+    seq: int
+    status: JobStatus
+    attempts: int = 0
+    not_before: float | None = None
+    worker_id: str | None = None
+    remaining: int = 0
+    ticket: int = 0
+    skipped_since: float | None = None
+    cancel_requested: bool = False
+    reserved_on: str | None = None
+    parked: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec, seq: int) -> JobRecord:
+        return cls(
+            id=spec.id,
+            name=spec.name,
+            type=spec.type,
+            priority=spec.priority,
+            cpu=spec.cpu_units,
+            mem=spec.memory_mb,
+            max_attempts=spec.max_attempts,
+            initial_delay=spec.initial_delay_seconds,
+            multiplier=spec.backoff_multiplier,
+            run_at=spec.run_at,
+            created_at=spec.created_at,
+            seq=seq,
+            status=spec.status,
+            attempts=spec.attempts,
+            not_before=spec.not_before,
+            worker_id=spec.worker_id,
+        )
+
+    def policy(self, jitter: float, max_delay: float | None) -> RetryPolicy:
+        return RetryPolicy(
+            self.max_attempts, self.initial_delay, self.multiplier, jitter, max_delay
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+@dataclass(slots=True, eq=False)
+class WorkerRecord:
+    """One worker's capacity and what it holds. ``reserved_for`` blocks backfill on it."""
+
+    id: str
+    cpu_total: int
+    mem_total: int
+    cpu_used: int = 0
+    mem_used: int = 0
+    online: bool = True
+    draining: bool = False
+    holds: set[HoldKey] = field(default_factory=set)
+    reserved_for: uuid.UUID | None = None
+
+    @property
+    def accepting(self) -> bool:
+        return self.online and not self.draining
+
+    @property
+    def cpu_free(self) -> int:
+        return self.cpu_total - self.cpu_used
+
+    @property
+    def mem_free(self) -> int:
+        return self.mem_total - self.mem_used
+
+    def view(self) -> WorkerView:
+        return WorkerView(
+            self.id,
+            self.cpu_total,
+            self.mem_total,
+            self.cpu_used,
+            self.mem_used,
+            self.online,
+            self.draining,
+        )
+
+
+@dataclass(slots=True)
+class Hold:
+    """Resources one attempt holds on one worker until it is released."""
+
+    worker_id: str
+    cpu: int
+    mem: int
+
+
+class SchedulerState:
+    """Containers and the low-level moves on them; policy lives in the modules that use it."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[uuid.UUID, JobRecord] = {}
+        #: parent id → ids of jobs waiting on it (the parent may not be known yet).
+        self.dependents: dict[uuid.UUID, list[uuid.UUID]] = {}
+        self.ready: list[ReadyEntry] = []
+        self.timers: list[TimerEntry] = []
+        self.workers: dict[str, WorkerRecord] = {}
+        self.holds: dict[HoldKey, Hold] = {}
+        #: Ready jobs no accepting worker could ever fit; re-examined when capacity changes.
+        self.parked: dict[uuid.UUID, JobRecord] = {}
+        #: Something happened that could let ``plan`` place a job.
+        self.dirty = True
+        #: Worker capacity or acceptance changed since parked jobs were last checked.
+        self.capacity_changed = False
+        self._seq = itertools.count()
+        self._ticket = itertools.count(1)
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    # -- heaps ------------------------------------------------------------------------------
+    def push_ready(self, job: JobRecord) -> None:
+        """Put ``job`` (status READY) in the ready heap."""
+        job.ticket = next(self._ticket)
+        job.parked = False
+        heapq.heappush(self.ready, (-job.priority, job.created_at, job.seq, job.ticket, job.id))
+        self.dirty = True
+
+    def push_timer(self, job: JobRecord, due: float) -> None:
+        job.ticket = next(self._ticket)
+        heapq.heappush(self.timers, (due, job.ticket, job.id))
+
+    def live_ready(self, entry: ReadyEntry) -> JobRecord | None:
+        """The job behind a ready-heap entry, or ``None`` if the entry is stale."""
+        job = self.jobs.get(entry[4])
+        if job is None or job.ticket != entry[3] or job.status is not JobStatus.READY:
+            return None
+        return job
+
+    def live_timer(self, entry: TimerEntry) -> JobRecord | None:
+        job = self.jobs.get(entry[2])
+        if job is None or job.ticket != entry[1]:
+            return None
+        return job
+
+    def next_timer(self) -> float | None:
+        """When the earliest live timer is due (stale heads are dropped on the way)."""
+        while self.timers and self.live_timer(self.timers[0]) is None:
+            heapq.heappop(self.timers)
+        return self.timers[0][0] if self.timers else None
+
+    def compact(self) -> None:
+        """Drop stale entries once they outnumber what could be live (amortised O(1))."""
+        limit = len(self.jobs) + _COMPACT_SLACK
+        if len(self.ready) > 2 * limit:
+            self.ready = [e for e in self.ready if self.live_ready(e) is not None]
+            heapq.heapify(self.ready)
+        if len(self.timers) > 2 * limit:
+            self.timers = [e for e in self.timers if self.live_timer(e) is not None]
+            heapq.heapify(self.timers)
+
+    # -- jobs -------------------------------------------------------------------------------
+    def drop(self, job: JobRecord) -> None:
+        """Forget a job that ended (its heap entries go stale by themselves)."""
+        self.jobs.pop(job.id, None)
+        self.parked.pop(job.id, None)
+        self.unreserve(job)
+        job.ticket = 0
+
+    def unreserve(self, job: JobRecord) -> None:
+        if job.reserved_on is not None:
+            worker = self.workers.get(job.reserved_on)
+            if worker is not None and worker.reserved_for == job.id:
+                worker.reserved_for = None
+            job.reserved_on = None
+            self.dirty = True
+
+    # -- workers and holds ------------------------------------------------------------------
+    def worker(self, worker_id: str) -> WorkerRecord:
+        """The worker's record; an unknown one gets an offline placeholder with no capacity."""
+        record = self.workers.get(worker_id)
+        if record is None:
+            record = WorkerRecord(worker_id, 0, 0, online=False)
+            self.workers[worker_id] = record
+        return record
+
+    def hold(self, job: JobRecord, worker_id: str, attempt: int) -> None:
+        worker = self.worker(worker_id)
+        key = (job.id, attempt)
+        self.holds[key] = Hold(worker_id, job.cpu, job.mem)
+        worker.holds.add(key)
+        worker.cpu_used += job.cpu
+        worker.mem_used += job.mem
+
+    def free(self, key: HoldKey) -> bool:
+        """Give back what attempt ``key`` held; ``False`` if it held nothing."""
+        hold = self.holds.pop(key, None)
+        if hold is None:
+            return False
+        worker = self.workers.get(hold.worker_id)
+        if worker is not None:
+            worker.holds.discard(key)
+            worker.cpu_used -= hold.cpu
+            worker.mem_used -= hold.mem
+        self.dirty = True
+        return True

@@ -1,0 +1,163 @@
+"""What a job function receives: :class:`JobContext`, its per-attempt logger and cancel flag.
+
+``ctx.log`` is a real :class:`logging.Logger` (not registered with the logging manager, not
+propagating) whose records become :class:`~models.messages.LogLine` messages numbered 1, 2, 3...
+per attempt, so a job can hand it to any library that expects a logger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from models.messages import LogLine
+
+logger = logging.getLogger(__name__)
+
+#: Receives every log line of every attempt. Called from whichever thread logged (job threads,
+#: the event loop, a child process's reader thread), so it must be thread-safe and must not block.
+LogSink = Callable[[LogLine], None]
+#: ``(level, message, ts)``: where a job logger's handler writes a formatted record.
+LineWriter = Callable[[str, str, datetime], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AttemptLog:
+    """Numbers the log lines of one attempt and hands them to the sink, in order."""
+
+    def __init__(self, job_id: uuid.UUID, attempt: int, sink: LogSink) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self._sink = sink
+        self._seq = 0
+        # Held while calling the sink so lines reach it in seq order whatever thread logs.
+        self._lock = threading.Lock()
+
+    def write(self, level: str, message: str, ts: datetime | None = None) -> None:
+        with self._lock:
+            self._seq += 1
+            line = LogLine(
+                job_id=self.job_id,
+                attempt=self.attempt,
+                seq=self._seq,
+                level=level,
+                message=message,
+                ts=ts or utcnow(),
+            )
+            try:
+                self._sink(line)
+            except Exception:
+                logger.exception(
+                    "log sink failed; line dropped",
+                    extra={"action": "log_sink_failed", "job_id": str(self.job_id)},
+                )
+
+    @property
+    def lines_written(self) -> int:
+        return self._seq
+
+
+class _LineHandler(logging.Handler):
+    """Turns records into ``(level, message, ts)``; the message carries any traceback."""
+
+    def __init__(self, write: LineWriter) -> None:
+        super().__init__(logging.DEBUG)
+        self._write = write
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            ts = datetime.fromtimestamp(record.created, UTC)
+            self._write(record.levelname.lower(), message, ts)
+        except Exception:  # a job's bad format string must not kill the job
+            self.handleError(record)
+
+
+def make_job_logger(name: str, write: LineWriter) -> logging.Logger:
+    """A logger private to one attempt; not registered, so it is freed with the attempt."""
+    job_logger = logging.Logger(f"smartq.job.{name}", logging.DEBUG)
+    job_logger.propagate = False
+    job_logger.addHandler(_LineHandler(write))
+    return job_logger
+
+
+class CancelFlag:
+    """Set once when the attempt should stop; readable from threads and awaitable on any loop."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def set(self) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._event.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, waiter in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop closed; nobody waits any more
+                loop.call_soon_threadsafe(_resolve, waiter)
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block up to ``timeout``; true if the flag is set."""
+        return self._event.wait(timeout)
+
+    async def wait_async(self) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._waiters.append((loop, waiter))
+        try:
+            await waiter
+        finally:
+            with self._lock:
+                if (loop, waiter) in self._waiters:
+                    self._waiters.remove((loop, waiter))
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class JobContext:
+    """Passed to every job function: what to run, where to log, whether to stop."""
+
+    job_id: uuid.UUID
+    attempt: int
+    name: str
+    job_type: str
+    worker_id: str
+    payload: dict[str, Any]
+    log: logging.Logger
+    cancel_flag: CancelFlag = field(default_factory=CancelFlag, repr=False)
+
+    def cancelled(self) -> bool:
+        """True once the attempt was cancelled, timed out or handed back: stop soon."""
+        return self.cancel_flag.is_set()
+
+    async def wait_cancelled(self) -> None:
+        """Return when :meth:`cancelled` becomes true (for async jobs that race work with it)."""
+        await self.cancel_flag.wait_async()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep in a plain function, waking early on cancellation; true if cancelled."""
+        return self.cancel_flag.wait(seconds)
