@@ -1,0 +1,68 @@
+"""The FastAPI application: ``create_app`` wires settings, database, broker and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api import errors
+from api.deps import ApiContext
+from api.routes import batches, health, jobs, logs
+from smartq.broker import Broker, create_broker
+from smartq.db import create_async
+from smartq.registry import Registry, load_job_modules, registry
+from smartq.settings import Settings, get_settings
+
+DESCRIPTION = """smartq accepts jobs and DAGs of jobs, and shows their state, history and logs.
+Errors are JSON documents `{"error": ..., "detail": ...}`."""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: AsyncEngine | None = None,
+    broker: Broker | None = None,
+    job_registry: Registry | None = None,
+) -> FastAPI:
+    """An API app. Resources not given are created from the settings at start-up and closed at
+    shutdown; resources given (by ``smartq dev`` or tests) belong to the caller."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        own_broker = broker is None
+        eng = engine or create_async(settings.resolved_database_url())
+        brk = broker or create_broker(settings)
+        if own_broker:
+            await brk.connect()
+        if job_registry is None:
+            load_job_modules(settings.imports)
+
+        async def publish(routing_key: str, body: bytes) -> None:
+            await brk.publish(routing_key, body)
+
+        app.state.ctx = ApiContext(
+            settings=settings,
+            engine=eng,
+            registry=job_registry or registry,
+            publish=publish,
+            broker_ping=brk.ping,
+        )
+        try:
+            yield
+        finally:
+            if own_broker:
+                await brk.close()
+            if own_engine:
+                await eng.dispose()
+
+    app = FastAPI(title="smartq", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    app.add_middleware(errors.BodyLimit, limit=settings.max_request_bytes)
+    for router in (jobs.router, logs.router, batches.router, health.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,42 @@
+"""What every route needs, as FastAPI dependencies (``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from smartq.registry import Registry
+from smartq.settings import Settings
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+Ping = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class ApiContext:
+    """The process-wide resources of one API process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    registry: Registry
+    publish: Publish
+    broker_ping: Ping
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def get_context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+async def get_conn(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with get_context(request).engine.connect() as conn:
+        yield conn
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+ConnDep = Annotated[AsyncConnection, Depends(get_conn)]

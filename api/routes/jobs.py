@@ -1,0 +1,344 @@
+"""``/jobs``: submit, batch-submit, list, show, cancel, logs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, HTTPException, Query, Response
+from pydantic import AwareDatetime
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api import store
+from api.deps import ApiContext, ConnDep, ContextDep
+from api.schemas import (
+    BatchCreate,
+    BatchCreated,
+    CancelResult,
+    ErrorBody,
+    JobCreate,
+    JobDetail,
+    JobPage,
+    JobPublic,
+    PriorityIn,
+    priority_value,
+)
+from api.submit import SubmissionError, job_row, resolve_batch
+from api.views import job_public
+from api.waiting import waiting_reason
+from models.enums import CANCELLABLE_AT_ONCE, JobStatus
+from models.messages import CancelRequested, JobsSubmitted, JobStatusEvent
+from models.types import utcnow
+from smartq import topology
+from smartq.registry import JobType
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (404, 409, 413, 422)
+}
+IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def _fail(exc: SubmissionError) -> HTTPException:
+    return HTTPException(exc.status, {"error": exc.message, "detail": exc.detail})
+
+
+def _job_type(ctx: ApiContext, name: str) -> JobType:
+    if name not in ctx.registry:
+        known = ctx.registry.names()
+        raise SubmissionError(
+            422,
+            f"unknown job type {name!r}; registered types: {', '.join(known)}",
+            {"known_types": known},
+        )
+    return ctx.registry.get(name)
+
+
+def _check_payload(ctx: ApiContext, payload: dict[str, Any], owner: str = "") -> None:
+    size = len(orjson.dumps(payload))
+    limit = ctx.settings.max_payload_bytes
+    if size > limit:
+        where = f" of job {owner!r}" if owner else ""
+        raise SubmissionError(413, f"payload{where} is {size} bytes; the limit is {limit}")
+
+
+async def _notify(ctx: ApiContext, routing_key: str, body: bytes) -> None:
+    """Tell the scheduler at once; it also polls, so a lost hint only delays."""
+    try:
+        await ctx.publish(routing_key, body)
+    except Exception:
+        log.warning("could not notify the scheduler", exc_info=True, extra={"action": "notify"})
+
+
+@router.post(
+    "", status_code=201, response_model=JobPublic, responses={200: {"model": JobPublic}, **ERRORS}
+)
+async def submit_job(
+    body: JobCreate,
+    ctx: ContextDep,
+    conn: ConnDep,
+    response: Response,
+    idempotency_key: IdempotencyHeader = None,
+) -> JobPublic:
+    """Submit one job. Replaying an idempotency key with the same body returns the original
+    job (200); with another body, 409."""
+    if idempotency_key is not None:
+        if body.idempotency_key not in (None, idempotency_key):
+            raise HTTPException(422, "Idempotency-Key header and idempotency_key field differ")
+        body = body.model_copy(update={"idempotency_key": idempotency_key})
+    try:
+        job_type = _job_type(ctx, body.type)
+        _check_payload(ctx, body.payload)
+        deps = list(dict.fromkeys(body.depends_on))
+        values = job_row(body, job_type, utcnow(), depends_on=deps)
+        async with conn.begin():
+            missing = set(deps) - await store.existing_ids(conn, deps)
+            if missing:
+                raise SubmissionError(
+                    422,
+                    "unknown dependencies: " + ", ".join(sorted(map(str, missing))),
+                    {"unknown_dependencies": sorted(map(str, missing))},
+                )
+            created = await store.insert_job(conn, values, deps)
+    except SubmissionError as exc:
+        raise _fail(exc) from None
+    if not created:
+        return await _replay(conn, values, deps, response)
+    await _notify(ctx, topology.JOB_SUBMITTED, JobsSubmitted(job_ids=[values["id"]]).dumps())
+    return job_public(values, deps)
+
+
+async def _replay(
+    conn: AsyncConnection, values: dict[str, Any], deps: list[uuid.UUID], response: Response
+) -> JobPublic:
+    existing = await store.job_by_idempotency_key(conn, values["idempotency_key"])
+    if existing is None:  # the other submit rolled back; the client may simply retry
+        raise HTTPException(409, "a concurrent request with this idempotency key failed; retry")
+    if existing["request_hash"] != values["request_hash"]:
+        raise HTTPException(
+            409,
+            {
+                "error": "idempotency key already used for a different job",
+                "detail": {"job_id": str(existing["id"])},
+            },
+        )
+    response.status_code = 200
+    depends = await store.dependencies_of(conn, [existing["id"]])
+    return job_public(existing, depends[existing["id"]])
+
+
+def _batch_hash(body: BatchCreate) -> str:
+    return hashlib.sha256(orjson.dumps(body.model_dump(mode="json"))).hexdigest()
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    response_model=BatchCreated,
+    responses={200: {"model": BatchCreated}, **ERRORS},
+)
+async def submit_batch(
+    body: BatchCreate,
+    ctx: ContextDep,
+    conn: ConnDep,
+    response: Response,
+    idempotency_key: IdempotencyHeader = None,
+) -> BatchCreated:
+    """Submit a DAG atomically: ``depends_on`` names keys of this batch or existing job ids.
+    A cycle, an unknown dependency or a self-dependency rejects the whole batch."""
+    limit = ctx.settings.max_batch_jobs
+    if len(body.jobs) > limit:
+        raise HTTPException(422, f"batch has {len(body.jobs)} jobs; the limit is {limit}")
+    batch_id = uuid.uuid4()
+    now = utcnow()
+    try:
+        types = {}
+        for i, job in enumerate(body.jobs):
+            types[job.type] = _job_type(ctx, job.type)
+            _check_payload(ctx, job.payload, job.key or f"#{i}")
+        resolved = resolve_batch(body, types, now, batch_id)
+        batch = {
+            "id": batch_id,
+            "name": body.name,
+            "created_by": body.created_by,
+            "job_count": len(body.jobs),
+            "created_at": now,
+            "idempotency_key": idempotency_key,
+            "request_hash": _batch_hash(body) if idempotency_key else None,
+        }
+        async with conn.begin():
+            external = sorted(resolved.external)
+            missing = set(external) - await store.existing_ids(conn, external)
+            if missing:
+                raise SubmissionError(
+                    422,
+                    "unknown dependencies: " + ", ".join(sorted(map(str, missing))),
+                    {"unknown_dependencies": sorted(map(str, missing))},
+                )
+            created = await store.insert_batch(conn, batch, resolved.rows, resolved.edges)
+    except SubmissionError as exc:
+        raise _fail(exc) from None
+    except IntegrityError as exc:
+        raise HTTPException(
+            409, "a job's idempotency key is already used; nothing was written"
+        ) from exc
+    if not created:
+        return await _replay_batch(conn, batch, response)
+    ids = [r["id"] for r in resolved.rows]
+    await _notify(ctx, topology.JOB_SUBMITTED, JobsSubmitted(job_ids=ids).dumps())
+    deps: dict[uuid.UUID, list[uuid.UUID]] = {i: [] for i in ids}
+    for edge in resolved.edges:
+        deps[edge["job_id"]].append(edge["depends_on_id"])
+    return BatchCreated(
+        batch_id=batch_id, jobs=[job_public(r, deps[r["id"]]) for r in resolved.rows]
+    )
+
+
+async def _replay_batch(
+    conn: AsyncConnection, batch: dict[str, Any], response: Response
+) -> BatchCreated:
+    existing = await store.batch_by_idempotency_key(conn, batch["idempotency_key"])
+    if existing is None:
+        raise HTTPException(409, "a concurrent request with this idempotency key failed; retry")
+    if existing["request_hash"] != batch["request_hash"]:
+        raise HTTPException(409, "idempotency key already used for a different batch")
+    response.status_code = 200
+    rows = await store.batch_jobs(conn, existing["id"])
+    deps = await store.dependencies_of(conn, [r["id"] for r in rows])
+    return BatchCreated(batch_id=existing["id"], jobs=[job_public(r, deps[r["id"]]) for r in rows])
+
+
+def _encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    raw = orjson.dumps([created_at.isoformat(), str(job_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = orjson.loads(raw)
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise HTTPException(422, "invalid cursor; use the next_cursor of a previous page") from None
+
+
+@router.get("", response_model=JobPage, responses=ERRORS)
+async def list_jobs(
+    conn: ConnDep,
+    ctx: ContextDep,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
+    type: str | None = None,
+    priority: PriorityIn | None = None,
+    batch_id: uuid.UUID | None = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    """Newest first, filtered; follow ``next_cursor`` for the next page."""
+    if limit > ctx.settings.page_limit_max:
+        raise HTTPException(422, f"limit is at most {ctx.settings.page_limit_max}")
+    flt = store.ListFilter(
+        statuses=[s.value for s in status or []],
+        type=type,
+        priority=priority_value(priority) if priority is not None else None,
+        batch_id=batch_id,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    after = _decode_cursor(cursor) if cursor else None
+    rows = await store.list_jobs(conn, flt, after, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    deps = await store.dependencies_of(conn, [r["id"] for r in rows])
+    next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    return JobPage(items=[job_public(r, deps[r["id"]]) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobDetail, responses=ERRORS)
+async def get_job(job_id: uuid.UUID, conn: ConnDep) -> JobDetail:
+    """The job, its dependencies and dependents, and while it waits, why."""
+    row = await store.get_job(conn, job_id)
+    if row is None:
+        raise HTTPException(404, f"no job {job_id}")
+    deps = await store.dependencies_of(conn, [job_id])
+    public = job_public(row, deps[job_id])
+    return JobDetail(
+        **public.model_dump(),
+        dependents=await store.dependents_of(conn, job_id),
+        waiting_reason=await waiting_reason(conn, row),
+    )
+
+
+@router.patch(
+    "/{job_id}/cancel",
+    response_model=CancelResult,
+    responses={202: {"model": CancelResult}, **ERRORS},
+)
+async def cancel_job(
+    job_id: uuid.UUID, ctx: ContextDep, conn: ConnDep, response: Response
+) -> CancelResult:
+    """Cancel a waiting job at once with everything downstream of it (200), or ask a running
+    job's worker to stop it (202). A finished job: 409."""
+    for _ in range(3):  # the job may start between our read and our conditional update
+        async with conn.begin():
+            row = await store.get_job(conn, job_id)
+            if row is None:
+                raise HTTPException(404, f"no job {job_id}")
+            now = utcnow()
+            if row["status"] in CANCELLABLE_AT_ONCE:
+                cancelled = await store.cancel_waiting(conn, row, now, "cancelled by user")
+                if not cancelled:
+                    continue
+            elif row["status"] == JobStatus.RUNNING.value:
+                if not await store.request_stop(conn, job_id, now):
+                    continue
+                cancelled = []
+            else:
+                raise HTTPException(
+                    409,
+                    {
+                        "error": f"job {job_id} is already {row['status']}",
+                        "detail": {"status": row["status"]},
+                    },
+                )
+        return await _cancel_result(ctx, conn, job_id, cancelled, response)
+    raise HTTPException(409, "the job kept changing state; try again")
+
+
+async def _cancel_result(
+    ctx: ApiContext,
+    conn: AsyncConnection,
+    job_id: uuid.UUID,
+    cancelled: list[uuid.UUID],
+    response: Response,
+) -> CancelResult:
+    row = await store.get_job(conn, job_id)
+    assert row is not None
+    await _notify(ctx, topology.JOB_CANCEL_REQUESTED, CancelRequested(job_id=job_id).dumps())
+    now = utcnow()
+    for jid in cancelled:
+        event = JobStatusEvent(
+            job_id=jid,
+            status=JobStatus.CANCELLED,
+            attempt=0,
+            ts=now,
+            batch_id=row["batch_id"],
+            reason="cancelled by user" if jid == job_id else f"upstream job {job_id} was cancelled",
+        )
+        await _notify(ctx, topology.status_key(jid), event.dumps())
+    if not cancelled:
+        response.status_code = 202
+    deps = await store.dependencies_of(conn, [job_id])
+    return CancelResult(
+        job=job_public(row, deps[job_id]), cancelled=cancelled, pending_worker_stop=not cancelled
+    )

@@ -1,0 +1,195 @@
+"""Request and response bodies of the REST API.
+
+A job is shown with the field names it was submitted with (``retry`` as an object); named
+priorities come back as names, other integers as integers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from models.enums import MAX_PRIORITY, MIN_PRIORITY, PRIORITY_NAMES, PRIORITY_VALUES, Priority
+
+PriorityIn = Priority | Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
+PriorityOut = Priority | int
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_INITIAL_DELAY = 1.0
+DEFAULT_BACKOFF = 2.0
+DEFAULT_CPU_UNITS = 1
+DEFAULT_MEMORY_MB = 256
+
+
+def priority_value(priority: PriorityIn) -> int:
+    return PRIORITY_VALUES[priority] if isinstance(priority, Priority) else priority
+
+
+def priority_out(value: int) -> PriorityOut:
+    return PRIORITY_NAMES.get(value, value)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryPolicy(_Strict):
+    """``max_attempts`` counts every attempt, the first included. The wait before attempt n+1
+    is ``initial_delay_seconds × backoff_multiplier^(n−1)``."""
+
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    initial_delay_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    backoff_multiplier: float | None = Field(default=None, ge=1, le=100)
+
+
+class JobCreate(_Strict):
+    name: Name | None = None
+    type: Name
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: PriorityIn = Priority.NORMAL
+    cpu_units: int | None = Field(default=None, ge=1, le=100_000)
+    memory_mb: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    depends_on: list[uuid.UUID] = Field(default_factory=list)
+    retry: RetryPolicy | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0, le=30 * 86_400)
+    run_at: AwareDatetime | None = None
+    idempotency_key: Name | None = None
+    created_by: Name | None = None
+
+
+class BatchJobCreate(JobCreate):
+    """A job inside a batch: ``key`` names it, ``depends_on`` may name keys or job ids."""
+
+    key: Name | None = None
+    depends_on: list[Name] = Field(default_factory=list)  # type: ignore[assignment]
+
+
+class BatchCreate(_Strict):
+    name: Name | None = None
+    created_by: Name | None = None
+    jobs: list[BatchJobCreate] = Field(min_length=1)
+
+    @field_validator("jobs")
+    @classmethod
+    def _unique_keys(cls, jobs: list[BatchJobCreate]) -> list[BatchJobCreate]:
+        seen: set[str] = set()
+        for job in jobs:
+            if job.key is not None:
+                if job.key in seen:
+                    raise ValueError(f"duplicate key {job.key!r} in batch")
+                seen.add(job.key)
+        return jobs
+
+
+class RetryOut(BaseModel):
+    max_attempts: int
+    initial_delay_seconds: float
+    backoff_multiplier: float
+
+
+class JobPublic(BaseModel):
+    id: uuid.UUID
+    key: str | None = None
+    name: str
+    type: str
+    payload: dict[str, Any]
+    priority: PriorityOut
+    cpu_units: int
+    memory_mb: int
+    depends_on: list[uuid.UUID] | None = None
+    retry: RetryOut
+    timeout_seconds: float | None
+    run_at: datetime | None
+    idempotency_key: str | None
+    status: str
+    status_reason: str | None
+    attempts: int
+    result: Any
+    error: str | None
+    batch_id: uuid.UUID | None
+    worker_id: str | None
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobDetail(JobPublic):
+    dependents: list[uuid.UUID]
+    waiting_reason: str | None = None
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None
+
+
+class BatchCreated(BaseModel):
+    batch_id: uuid.UUID
+    jobs: list[JobPublic]
+
+
+class BatchReport(BaseModel):
+    batch_id: uuid.UUID
+    name: str | None
+    created_at: datetime
+    job_count: int
+    totals: dict[str, int]
+    done: bool
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    jobs: list[JobPublic]
+
+
+class CancelResult(BaseModel):
+    job: JobPublic
+    cancelled: list[uuid.UUID] = Field(
+        description="Jobs cancelled by this request, downstream included."
+    )
+    pending_worker_stop: bool = Field(
+        description="True when a running job was asked to stop (202)."
+    )
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    worker_id: str | None
+    cpu_units: int
+    memory_mb: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    outcome: str | None
+    error: str | None
+    result: Any
+
+
+class LogLineOut(BaseModel):
+    attempt: int
+    seq: int
+    ts: datetime
+    level: str
+    message: str
+
+
+class LogsPage(BaseModel):
+    job_id: uuid.UUID
+    attempts: list[AttemptOut]
+    lines: list[LogLineOut]
+    next_after: str | None
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

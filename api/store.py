@@ -1,0 +1,284 @@
+"""The API's reads and writes. The API writes only what users ask for: new jobs, batches and
+edges (one transaction), and cancellations (conditional updates). Every later transition belongs
+to the scheduler."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, RowMapping, Table, and_, func, literal, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from models.enums import CANCELLABLE_AT_ONCE, JobStatus
+from models.tables import Batch, Job, JobAttempt, JobDependency, JobLog
+
+jobs: Table = Job.__table__  # type: ignore[attr-defined]
+edges: Table = JobDependency.__table__  # type: ignore[attr-defined]
+batches: Table = Batch.__table__  # type: ignore[attr-defined]
+attempts_t: Table = JobAttempt.__table__  # type: ignore[attr-defined]
+logs_t: Table = JobLog.__table__  # type: ignore[attr-defined]
+
+#: Columns hashed to tell an idempotent replay from a conflicting reuse of the key.
+HASHED = (
+    "name",
+    "type",
+    "payload",
+    "priority",
+    "cpu_units",
+    "memory_mb",
+    "max_attempts",
+    "initial_delay_seconds",
+    "backoff_multiplier",
+    "timeout_seconds",
+    "run_at",
+    "key",
+)
+WAITING = tuple(s.value for s in CANCELLABLE_AT_ONCE)
+
+
+def request_hash(values: dict[str, Any], depends_on: Iterable[Any]) -> str:
+    doc = {k: values[k] for k in HASHED}
+    doc["depends_on"] = sorted(str(d) for d in depends_on)
+    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+async def existing_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    found: set[uuid.UUID] = set()
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        rows = await conn.execute(select(jobs.c.id).where(jobs.c.id.in_(chunk)))
+        found.update(r[0] for r in rows)
+    return found
+
+
+async def insert_job(
+    conn: AsyncConnection, values: dict[str, Any], depends_on: Sequence[uuid.UUID]
+) -> bool:
+    """Insert one job and its edges; False when its idempotency key is already taken."""
+    stmt = _insert(conn, jobs).values(**values)
+    if values.get("idempotency_key") is not None:
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=["idempotency_key"], index_where=jobs.c.idempotency_key.isnot(None)
+        )
+    result = await conn.execute(stmt.returning(jobs.c.id))
+    if result.first() is None:
+        return False
+    if depends_on:
+        await conn.execute(
+            edges.insert(), [{"job_id": values["id"], "depends_on_id": d} for d in depends_on]
+        )
+    return True
+
+
+async def job_by_idempotency_key(conn: AsyncConnection, key: str) -> RowMapping | None:
+    row = await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))
+    return row.mappings().first()
+
+
+async def insert_batch(
+    conn: AsyncConnection,
+    batch: dict[str, Any],
+    rows: list[dict[str, Any]],
+    edge_rows: list[dict[str, Any]],
+) -> bool:
+    """Insert a batch with its jobs and edges; False when the batch's idempotency key is taken."""
+    stmt = _insert(conn, batches).values(**batch)
+    if batch.get("idempotency_key") is not None:
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=["idempotency_key"], index_where=batches.c.idempotency_key.isnot(None)
+        )
+    result = await conn.execute(stmt.returning(batches.c.id))
+    if result.first() is None:
+        return False
+    for start in range(0, len(rows), 2000):
+        await conn.execute(jobs.insert(), rows[start : start + 2000])
+    for start in range(0, len(edge_rows), 5000):
+        await conn.execute(edges.insert(), edge_rows[start : start + 5000])
+    return True
+
+
+async def batch_by_idempotency_key(conn: AsyncConnection, key: str) -> RowMapping | None:
+    row = await conn.execute(select(batches).where(batches.c.idempotency_key == key))
+    return row.mappings().first()
+
+
+async def get_job(conn: AsyncConnection, job_id: uuid.UUID) -> RowMapping | None:
+    row = await conn.execute(select(jobs).where(jobs.c.id == job_id))
+    return row.mappings().first()
+
+
+async def dependencies_of(
+    conn: AsyncConnection, job_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    out: dict[uuid.UUID, list[uuid.UUID]] = {j: [] for j in job_ids}
+    if not job_ids:
+        return out
+    rows = await conn.execute(
+        select(edges.c.job_id, edges.c.depends_on_id).where(edges.c.job_id.in_(job_ids))
+    )
+    for job_id, dep in rows:
+        out[job_id].append(dep)
+    return out
+
+
+async def dependents_of(conn: AsyncConnection, job_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.execute(select(edges.c.job_id).where(edges.c.depends_on_id == job_id))
+    return [r[0] for r in rows]
+
+
+async def unfinished_dependencies(conn: AsyncConnection, job_id: uuid.UUID) -> list[RowMapping]:
+    rows = await conn.execute(
+        select(jobs.c.id, jobs.c.name, jobs.c.status)
+        .join(edges, edges.c.depends_on_id == jobs.c.id)
+        .where(edges.c.job_id == job_id, jobs.c.status != JobStatus.COMPLETED.value)
+    )
+    return list(rows.mappings())
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    statuses: list[str]
+    type: str | None
+    priority: int | None
+    batch_id: uuid.UUID | None
+    created_after: datetime | None
+    created_before: datetime | None
+
+
+async def list_jobs(
+    conn: AsyncConnection,
+    flt: ListFilter,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[RowMapping]:
+    """Newest first, keyset-paginated on (created_at, id) so page N costs what page 1 does."""
+    conds: list[ColumnElement[bool]] = []
+    if flt.statuses:
+        conds.append(jobs.c.status.in_(flt.statuses))
+    if flt.type is not None:
+        conds.append(jobs.c.type == flt.type)
+    if flt.priority is not None:
+        conds.append(jobs.c.priority == flt.priority)
+    if flt.batch_id is not None:
+        conds.append(jobs.c.batch_id == flt.batch_id)
+    if flt.created_after is not None:
+        conds.append(jobs.c.created_at >= flt.created_after)
+    if flt.created_before is not None:
+        conds.append(jobs.c.created_at < flt.created_before)
+    if after is not None:
+        conds.append(
+            tuple_(jobs.c.created_at, jobs.c.id)
+            < tuple_(literal(after[0], jobs.c.created_at.type), literal(after[1], jobs.c.id.type))
+        )
+    stmt = (
+        select(jobs)
+        .where(and_(True, *conds))
+        .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).mappings())
+
+
+def _descendants_cte(root: uuid.UUID) -> Any:
+    """Every job downstream of ``root`` that is still waiting (a recursive walk of the edges)."""
+    base = select(edges.c.job_id.label("id")).where(edges.c.depends_on_id == root)
+    cte = base.cte("downstream", recursive=True)
+    step = select(edges.c.job_id).join(cte, edges.c.depends_on_id == cte.c.id)
+    return cte.union(step)
+
+
+async def cancel_waiting(
+    conn: AsyncConnection, job: RowMapping, now: datetime, reason: str
+) -> list[uuid.UUID]:
+    """Cancel a job that has not started, and everything downstream of it; returns the ids
+    cancelled (empty when the job left its waiting state first)."""
+    won = await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job["id"], jobs.c.status.in_(WAITING))
+        .values(
+            status=JobStatus.CANCELLED.value, status_reason=reason, finished_at=now, updated_at=now
+        )
+        .returning(jobs.c.id)
+    )
+    if won.first() is None:
+        return []
+    downstream = _descendants_cte(job["id"])
+    why = f"upstream job {job['name']} ({job['id']}) was cancelled"
+    rows = await conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(select(downstream.c.id)), jobs.c.status.in_(WAITING))
+        .values(
+            status=JobStatus.CANCELLED.value, status_reason=why, finished_at=now, updated_at=now
+        )
+        .returning(jobs.c.id)
+    )
+    return [job["id"], *(r[0] for r in rows)]
+
+
+async def request_stop(conn: AsyncConnection, job_id: uuid.UUID, now: datetime) -> bool:
+    """Mark a running job for cancellation; the scheduler tells its worker."""
+    won = await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+        .values(cancel_requested_at=func.coalesce(jobs.c.cancel_requested_at, now), updated_at=now)
+        .returning(jobs.c.id)
+    )
+    return won.first() is not None
+
+
+async def get_batch(conn: AsyncConnection, batch_id: uuid.UUID) -> RowMapping | None:
+    row = await conn.execute(select(batches).where(batches.c.id == batch_id))
+    return row.mappings().first()
+
+
+async def batch_jobs(conn: AsyncConnection, batch_id: uuid.UUID) -> list[RowMapping]:
+    rows = await conn.execute(
+        select(jobs).where(jobs.c.batch_id == batch_id).order_by(jobs.c.created_at, jobs.c.id)
+    )
+    return list(rows.mappings())
+
+
+async def job_attempts(conn: AsyncConnection, job_id: uuid.UUID) -> list[RowMapping]:
+    rows = await conn.execute(
+        select(attempts_t).where(attempts_t.c.job_id == job_id).order_by(attempts_t.c.attempt)
+    )
+    return list(rows.mappings())
+
+
+async def log_lines(
+    conn: AsyncConnection,
+    job_id: uuid.UUID,
+    *,
+    after: tuple[int, int] | None,
+    attempt: int | None,
+    levels: list[str],
+    limit: int,
+) -> list[RowMapping]:
+    conds: list[ColumnElement[bool]] = [logs_t.c.job_id == job_id]
+    if attempt is not None:
+        conds.append(logs_t.c.attempt == attempt)
+    if levels:
+        conds.append(logs_t.c.level.in_(levels))
+    if after is not None:
+        conds.append(
+            tuple_(logs_t.c.attempt, logs_t.c.seq) > tuple_(literal(after[0]), literal(after[1]))
+        )
+    stmt = (
+        select(logs_t.c.attempt, logs_t.c.seq, logs_t.c.ts, logs_t.c.level, logs_t.c.message)
+        .where(*conds)
+        .order_by(logs_t.c.attempt, logs_t.c.seq)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).mappings())

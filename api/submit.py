@@ -1,0 +1,172 @@
+"""Turning submissions into rows: job-type defaults, dependency resolution, cycle detection.
+
+Pure functions of the request, the registry and the clock; the routes do the I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import networkx as nx
+
+from api.schemas import (
+    DEFAULT_BACKOFF,
+    DEFAULT_CPU_UNITS,
+    DEFAULT_INITIAL_DELAY,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MEMORY_MB,
+    BatchCreate,
+    JobCreate,
+    priority_value,
+)
+from api.store import request_hash
+from models.enums import JobStatus
+from smartq.registry import JobType
+
+
+class SubmissionError(Exception):
+    """A submission that cannot be accepted; ``status`` is the HTTP code to answer with."""
+
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.detail = detail
+
+
+def _pick(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
+
+
+def job_row(
+    spec: JobCreate,
+    job_type: JobType,
+    now: datetime,
+    *,
+    depends_on: list[uuid.UUID],
+    batch_id: uuid.UUID | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    """The jobs row for a submission: its own fields, else the type's defaults, else smartq's."""
+    retry = spec.retry
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "name": spec.name or key or spec.type,
+        "type": spec.type,
+        "payload": spec.payload,
+        "priority": priority_value(spec.priority),
+        "cpu_units": _pick(spec.cpu_units, job_type.cpu_units, DEFAULT_CPU_UNITS),
+        "memory_mb": _pick(spec.memory_mb, job_type.memory_mb, DEFAULT_MEMORY_MB),
+        "max_attempts": _pick(
+            retry and retry.max_attempts, job_type.max_attempts, DEFAULT_MAX_ATTEMPTS
+        ),
+        "initial_delay_seconds": float(
+            _pick(
+                retry and retry.initial_delay_seconds,
+                job_type.initial_delay_seconds,
+                DEFAULT_INITIAL_DELAY,
+            )
+        ),
+        "backoff_multiplier": float(
+            _pick(retry and retry.backoff_multiplier, job_type.backoff_multiplier, DEFAULT_BACKOFF)
+        ),
+        "timeout_seconds": spec.timeout_seconds
+        if spec.timeout_seconds is not None
+        else job_type.timeout_seconds,
+        "run_at": spec.run_at,
+        "key": key,
+    }
+    values["request_hash"] = request_hash(
+        {**values, "run_at": spec.run_at.isoformat() if spec.run_at else None}, depends_on
+    )
+    values.update(
+        idempotency_key=spec.idempotency_key,
+        status=JobStatus.PENDING.value,
+        status_reason=None,
+        attempts=0,
+        not_before=None,
+        worker_id=None,
+        cancel_requested_at=None,
+        result=None,
+        error=None,
+        started_at=None,
+        finished_at=None,
+        batch_id=batch_id,
+        created_by=spec.created_by,
+        created_at=now,
+        updated_at=now,
+    )
+    return values
+
+
+@dataclass(frozen=True)
+class ResolvedBatch:
+    """A batch's jobs in submission order with each one's dependencies as job ids."""
+
+    rows: list[dict[str, Any]]
+    edges: list[dict[str, Any]]
+    external: set[uuid.UUID]  # existing jobs the batch depends on (must exist)
+
+
+def _parse_ref(ref: str, keys: dict[str, int], owner: str) -> int | uuid.UUID:
+    if ref in keys:
+        return keys[ref]
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        raise SubmissionError(
+            422,
+            f"job {owner!r} depends on {ref!r}, which is neither a key in this batch nor a job id",
+            {"job": owner, "unknown_dependency": ref},
+        ) from None
+
+
+def _check_acyclic(batch: BatchCreate, deps: list[list[int | uuid.UUID]]) -> None:
+    graph: nx.DiGraph[int] = nx.DiGraph()
+    graph.add_nodes_from(range(len(batch.jobs)))
+    graph.add_edges_from((d, i) for i, ds in enumerate(deps) for d in ds if isinstance(d, int))
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    names = [batch.jobs[u].key or f"#{u}" for u, _ in cycle]
+    names.append(names[0])
+    raise SubmissionError(422, "dependency cycle: " + " -> ".join(names), {"cycle": names[:-1]})
+
+
+def resolve_batch(
+    batch: BatchCreate,
+    types: dict[str, JobType],
+    now: datetime,
+    batch_id: uuid.UUID,
+) -> ResolvedBatch:
+    """Resolve keys to ids, reject self-loops and cycles, and build every row."""
+    keys = {job.key: i for i, job in enumerate(batch.jobs) if job.key is not None}
+    deps: list[list[int | uuid.UUID]] = []
+    for i, job in enumerate(batch.jobs):
+        owner = job.key or f"#{i}"
+        resolved = [_parse_ref(ref, keys, owner) for ref in dict.fromkeys(job.depends_on)]
+        if i in resolved:
+            raise SubmissionError(422, f"job {owner!r} depends on itself", {"job": owner})
+        deps.append(resolved)
+    _check_acyclic(batch, deps)
+    rows: list[dict[str, Any]] = []
+    for i, (job, ds) in enumerate(zip(batch.jobs, deps, strict=True)):
+        ext = [d for d in ds if isinstance(d, uuid.UUID)]
+        # One microsecond apart: submission order is age order (FIFO within a priority).
+        created = now + timedelta(microseconds=i)
+        rows.append(
+            job_row(job, types[job.type], created, depends_on=ext, batch_id=batch_id, key=job.key)
+        )
+    edge_rows: list[dict[str, Any]] = []
+    external: set[uuid.UUID] = set()
+    for i, ds in enumerate(deps):
+        for d in ds:
+            target = rows[d]["id"] if isinstance(d, int) else d
+            if isinstance(d, uuid.UUID):
+                external.add(d)
+            edge_rows.append({"job_id": rows[i]["id"], "depends_on_id": target})
+    return ResolvedBatch(rows=rows, edges=edge_rows, external=external)

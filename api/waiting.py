@@ -1,0 +1,72 @@
+"""Why a job waits, computed from database reads with the scheduler's own pure reasons."""
+
+from __future__ import annotations
+
+from sqlalchemy import RowMapping, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api import store
+from models.enums import JobStatus, WorkerState
+from models.tables import Worker
+from models.types import utcnow
+from scheduler.reasons import DependencyFacts, JobFacts, why_waiting
+from scheduler.values import WorkerView
+
+workers_t = Worker.__table__  # type: ignore[attr-defined]
+jobs = store.jobs
+
+
+async def _workers(conn: AsyncConnection) -> list[WorkerView]:
+    rows = (await conn.execute(select(workers_t))).mappings().all()
+    used = await conn.execute(
+        select(jobs.c.worker_id, func.sum(jobs.c.cpu_units), func.sum(jobs.c.memory_mb))
+        .where(jobs.c.status == JobStatus.RUNNING.value)
+        .group_by(jobs.c.worker_id)
+    )
+    in_use = {w: (int(c), int(m)) for w, c, m in used}
+    return [
+        WorkerView(
+            worker_id=r["id"],
+            cpu_units=r["cpu_units"],
+            memory_mb=r["memory_mb"],
+            cpu_in_use=in_use.get(r["id"], (0, 0))[0],
+            memory_in_use=in_use.get(r["id"], (0, 0))[1],
+            online=r["state"] != WorkerState.OFFLINE.value,
+            draining=bool(r["draining"]),
+        )
+        for r in rows
+    ]
+
+
+async def waiting_reason(conn: AsyncConnection, job: RowMapping) -> str | None:
+    """One line for a job that has not finished; ``None`` once it has."""
+    status = JobStatus(job["status"])
+    if status.is_final:
+        return None
+    deps = [
+        DependencyFacts(job_id=d["id"], name=d["name"], status=JobStatus(d["status"]))
+        for d in await store.unfinished_dependencies(conn, job["id"])
+    ]
+    ahead = 0
+    workers: list[WorkerView] = []
+    if status is JobStatus.READY:
+        ahead = (
+            await conn.execute(
+                select(func.count()).where(
+                    jobs.c.status == JobStatus.READY.value, jobs.c.priority > job["priority"]
+                )
+            )
+        ).scalar_one()
+        workers = await _workers(conn)
+    facts = JobFacts(
+        status=status,
+        priority=job["priority"],
+        cpu_units=job["cpu_units"],
+        memory_mb=job["memory_mb"],
+        attempts=job["attempts"],
+        max_attempts=job["max_attempts"],
+        run_at=job["run_at"].timestamp() if job["run_at"] else None,
+        not_before=job["not_before"].timestamp() if job["not_before"] else None,
+        worker_id=job["worker_id"],
+    )
+    return why_waiting(facts, utcnow().timestamp(), deps, workers, ahead)

@@ -1,0 +1,82 @@
+"""Shared fixtures: per-test databases on PostgreSQL and SQLite, and an API client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.app import create_app
+from smartq.brokers.memory import InMemoryBroker
+from smartq.db import create_async
+from smartq.registry import load_job_modules
+from smartq.settings import Settings
+from tests.databases import PostgresDatabases, SqliteDatabases
+
+load_job_modules([])
+
+_factories: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session")
+def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteDatabases]:
+    dbs = SqliteDatabases(tmp_path_factory.mktemp("sqlite"))
+    yield dbs
+    dbs.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    dbs = PostgresDatabases()
+    yield dbs
+    dbs.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated database of each kind, dropped after the test."""
+    factory: Any = request.getfixturevalue(f"{request.param}_databases")
+    url = factory.create()
+    yield url
+    factory.drop(url)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_async(database_url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        broker_url=None,
+        max_payload_bytes=64 * 1024,
+        max_batch_jobs=2_000,
+        max_request_bytes=4 * 1024 * 1024,
+    )
+
+
+@pytest.fixture
+async def memory_broker() -> AsyncIterator[InMemoryBroker]:
+    broker = InMemoryBroker()
+    await broker.connect()
+    yield broker
+    await broker.close()
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, engine: AsyncEngine, memory_broker: InMemoryBroker
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the API app, with its lifespan run."""
+    app = create_app(settings, engine=engine, broker=memory_broker)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://smartq") as c:
+            yield c

@@ -1,0 +1,244 @@
+"""Batches (DAGs), cancellation with cascade, batch reports and logs, on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.store import attempts_t, edges, jobs, logs_t
+from tests.integration.test_api_jobs import count_jobs, submit
+
+
+def dag(*specs: tuple[str, list[str]]) -> dict[str, Any]:
+    return {"jobs": [{"key": k, "type": "noop", "depends_on": d} for k, d in specs]}
+
+
+async def test_batch_creates_dag_atomically(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    existing = await submit(client)
+    body = dag(
+        ("extract", [existing["id"]]), ("clean", ["extract"]), ("load", ["extract", "clean"])
+    )
+    r = await client.post("/jobs/batch", json=body)
+    assert r.status_code == 201, r.text
+    out = r.json()
+    by_key = {j["key"]: j for j in out["jobs"]}
+    assert list(by_key) == ["extract", "clean", "load"]
+    assert all(j["batch_id"] == out["batch_id"] for j in out["jobs"])
+    assert by_key["extract"]["depends_on"] == [existing["id"]]
+    assert set(by_key["load"]["depends_on"]) == {by_key["extract"]["id"], by_key["clean"]["id"]}
+    assert by_key["clean"]["name"] == "clean"
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(edges))).scalar_one() == 4
+    listed = (await client.get("/jobs", params={"batch_id": out["batch_id"]})).json()["items"]
+    assert {j["id"] for j in listed} == {j["id"] for j in out["jobs"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (dag(("a", ["c"]), ("b", ["a"]), ("c", ["b"])), "dependency cycle"),
+        (dag(("a", ["a"])), "depends on itself"),
+        (dag(("a", []), ("b", ["ghost"])), "ghost"),
+        (dag(("a", []), ("b", [str(uuid.UUID(int=7))])), str(uuid.UUID(int=7))),
+        (dag(("a", []), ("a", [])), "duplicate key"),
+        ({"jobs": []}, "jobs"),
+        ({"jobs": [{"key": "a", "type": "nope"}]}, "unknown job type"),
+        ({"jobs": [{"key": "a", "type": "noop", "cpu_units": 0}]}, "cpu_units"),
+    ],
+)
+async def test_bad_batches_write_nothing(
+    client: httpx.AsyncClient, engine: AsyncEngine, body: dict[str, Any], needle: str
+) -> None:
+    r = await client.post("/jobs/batch", json=body)
+    assert r.status_code == 422, r.text
+    assert needle in r.json()["error"]
+    assert await count_jobs(engine) == 0
+
+
+async def test_cycle_error_names_the_jobs_on_it(client: httpx.AsyncClient) -> None:
+    body = dag(("root", []), ("x", ["root", "z"]), ("y", ["x"]), ("z", ["y"]))
+    r = await client.post("/jobs/batch", json=body)
+    assert r.status_code == 422
+    assert set(r.json()["detail"]["cycle"]) == {"x", "y", "z"}
+
+
+async def test_batch_size_limit(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    body = {"jobs": [{"type": "noop"} for _ in range(2_001)]}
+    r = await client.post("/jobs/batch", json=body)
+    assert r.status_code == 422 and "limit" in r.json()["error"]
+    assert await count_jobs(engine) == 0
+
+
+async def test_batch_idempotency(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    body = dag(("a", []), ("b", ["a"]))
+    first = await client.post("/jobs/batch", json=body, headers={"Idempotency-Key": "run-1"})
+    again = await client.post("/jobs/batch", json=body, headers={"Idempotency-Key": "run-1"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["batch_id"] == first.json()["batch_id"]
+    other = await client.post(
+        "/jobs/batch", json=dag(("a", [])), headers={"Idempotency-Key": "run-1"}
+    )
+    assert other.status_code == 409
+    assert await count_jobs(engine) == 2
+
+
+async def test_batch_with_taken_job_key_is_409_and_writes_nothing(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await submit(client, idempotency_key="k1")
+    body = {
+        "jobs": [
+            {"key": "a", "type": "noop"},
+            {"key": "b", "type": "noop", "idempotency_key": "k1"},
+        ]
+    }
+    r = await client.post("/jobs/batch", json=body)
+    assert r.status_code == 409
+    assert await count_jobs(engine) == 1
+
+
+async def test_cancel_waiting_job_cascades_downstream(client: httpx.AsyncClient) -> None:
+    out = (
+        await client.post(
+            "/jobs/batch",
+            json=dag(("a", []), ("b", ["a"]), ("c", ["b"]), ("d", []), ("e", ["d", "c"])),
+        )
+    ).json()
+    ids = {j["key"]: j["id"] for j in out["jobs"]}
+    r = await client.patch(f"/jobs/{ids['b']}/cancel")
+    assert r.status_code == 200, r.text
+    assert set(r.json()["cancelled"]) == {ids["b"], ids["c"], ids["e"]}
+    assert r.json()["job"]["status"] == "cancelled"
+    for key in ("c", "e"):
+        job = (await client.get(f"/jobs/{ids[key]}")).json()
+        assert job["status"] == "cancelled"
+        assert job["status_reason"] == f"upstream job b ({ids['b']}) was cancelled"
+        assert job["finished_at"] is not None
+    for key in ("a", "d"):
+        assert (await client.get(f"/jobs/{ids[key]}")).json()["status"] == "pending"
+    again = await client.patch(f"/jobs/{ids['b']}/cancel")
+    assert again.status_code == 409
+    assert again.json()["detail"]["status"] == "cancelled"
+
+
+async def test_cancel_unknown_is_404(client: httpx.AsyncClient) -> None:
+    assert (await client.patch(f"/jobs/{uuid.uuid4()}/cancel")).status_code == 404
+
+
+async def _set(engine: AsyncEngine, job_id: str, **values: Any) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(update(jobs).where(jobs.c.id == uuid.UUID(job_id)).values(**values))
+
+
+async def test_cancel_running_is_202_and_finished_is_409(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    running = await submit(client)
+    await _set(engine, running["id"], status="running", attempts=1, worker_id="w1")
+    r = await client.patch(f"/jobs/{running['id']}/cancel")
+    assert r.status_code == 202
+    assert r.json()["pending_worker_stop"] is True and r.json()["cancelled"] == []
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(jobs.c.cancel_requested_at).where(jobs.c.id == uuid.UUID(running["id"]))
+            )
+        ).one()
+    assert row[0] is not None
+    done = await submit(client)
+    await _set(engine, done["id"], status="completed")
+    r = await client.patch(f"/jobs/{done['id']}/cancel")
+    assert r.status_code == 409 and "completed" in r.json()["error"]
+
+
+async def test_batch_report(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    out = (await client.post("/jobs/batch", json=dag(("a", []), ("b", ["a"])))).json()
+    ids = {j["key"]: j["id"] for j in out["jobs"]}
+    report = (await client.get(f"/batches/{out['batch_id']}")).json()
+    assert report["totals"]["pending"] == 2 and report["done"] is False
+    assert report["duration_seconds"] is None
+    t0 = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
+    t1 = datetime(2026, 1, 1, 10, 0, 5, tzinfo=UTC)
+    await _set(engine, ids["a"], status="completed", started_at=t0, finished_at=t0)
+    await _set(engine, ids["b"], status="completed", started_at=t0, finished_at=t1)
+    report = (await client.get(f"/batches/{out['batch_id']}")).json()
+    assert report["done"] is True and report["totals"]["completed"] == 2
+    assert report["duration_seconds"] == 5.0
+    assert [j["key"] for j in report["jobs"]] == ["a", "b"]
+    assert (await client.get(f"/batches/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_logs_history_and_pagination(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    job = await submit(client, type="log")
+    jid = uuid.UUID(job["id"])
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            attempts_t.insert(),
+            [
+                {
+                    "job_id": jid,
+                    "attempt": 1,
+                    "worker_id": "w1",
+                    "cpu_units": 1,
+                    "memory_mb": 256,
+                    "started_at": t,
+                    "finished_at": t,
+                    "duration_seconds": 0.5,
+                    "outcome": "failed",
+                    "error": "ValueError: x",
+                },
+                {
+                    "job_id": jid,
+                    "attempt": 2,
+                    "worker_id": "w2",
+                    "cpu_units": 1,
+                    "memory_mb": 256,
+                    "started_at": t,
+                    "finished_at": None,
+                    "duration_seconds": None,
+                    "outcome": None,
+                    "error": None,
+                },
+            ],
+        )
+        await conn.execute(
+            logs_t.insert(),
+            [
+                {
+                    "job_id": jid,
+                    "attempt": a,
+                    "seq": s,
+                    "ts": t,
+                    "level": "error" if s == 3 else "info",
+                    "message": f"a{a} line {s}",
+                }
+                for a in (1, 2)
+                for s in (1, 2, 3)
+            ],
+        )
+    page = (await client.get(f"/jobs/{jid}/logs", params={"limit": 4})).json()
+    assert [a["attempt"] for a in page["attempts"]] == [1, 2]
+    assert page["attempts"][0]["outcome"] == "failed" and page["attempts"][0]["worker_id"] == "w1"
+    assert [m["message"] for m in page["lines"]] == [
+        "a1 line 1",
+        "a1 line 2",
+        "a1 line 3",
+        "a2 line 1",
+    ]
+    rest = (await client.get(f"/jobs/{jid}/logs", params={"after": page["next_after"]})).json()
+    assert [m["message"] for m in rest["lines"]] == ["a2 line 2", "a2 line 3"]
+    assert rest["next_after"] is None
+    errs = (await client.get(f"/jobs/{jid}/logs", params={"level": "ERROR"})).json()
+    assert [m["message"] for m in errs["lines"]] == ["a1 line 3", "a2 line 3"]
+    second = (await client.get(f"/jobs/{jid}/logs", params={"attempt": 2, "after": 1})).json()
+    assert [m["seq"] for m in second["lines"]] == [2, 3]
+    assert (await client.get(f"/jobs/{jid}/logs", params={"level": "LOUD"})).status_code == 422
+    assert (await client.get(f"/jobs/{jid}/logs", params={"after": "x"})).status_code == 422
+    assert (await client.get(f"/jobs/{uuid.uuid4()}/logs")).status_code == 404
