@@ -1,0 +1,60 @@
+"""Writing log lines: one multi-row insert per batch, duplicates ignored by (job, attempt, seq)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, delete, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from models.messages import LogLine
+from models.tables import Job, JobLog
+
+logs_t: Table = JobLog.__table__  # type: ignore[attr-defined]
+jobs_t: Table = Job.__table__  # type: ignore[attr-defined]
+
+
+async def insert_lines(conn: AsyncConnection, lines: Sequence[LogLine]) -> int:
+    """Store lines of jobs that exist, once each; returns how many were new."""
+    job_ids = list({line.job_id for line in lines})
+    known = {r[0] for r in await conn.execute(select(jobs_t.c.id).where(jobs_t.c.id.in_(job_ids)))}
+    rows: list[dict[str, Any]] = [
+        {
+            "job_id": ln.job_id,
+            "attempt": ln.attempt,
+            "seq": ln.seq,
+            "ts": ln.ts,
+            "level": ln.level.lower()[:16],
+            "message": ln.message,
+        }
+        for ln in lines
+        if ln.job_id in known
+    ]
+    if not rows:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(logs_t).on_conflict_do_nothing(
+        index_elements=["job_id", "attempt", "seq"]
+    )
+    result = await conn.execute(stmt, rows)
+    return max(result.rowcount, 0)
+
+
+async def delete_older_than(conn: AsyncConnection, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` lines older than ``cutoff`` (retention, in small batches)."""
+    oldest = (
+        select(logs_t.c.job_id, logs_t.c.attempt, logs_t.c.seq)
+        .where(logs_t.c.ts < cutoff)
+        .limit(limit)
+    )
+    key = tuple_(logs_t.c.job_id, logs_t.c.attempt, logs_t.c.seq)
+    result = await conn.execute(delete(logs_t).where(key.in_(oldest)))
+    return max(result.rowcount, 0)
+
+
+def job_uuid(value: str) -> uuid.UUID:
+    return uuid.UUID(value)

@@ -1,0 +1,527 @@
+"""The scheduler process: a thin loop around the pure core.
+
+Each pass: take the messages that arrived → feed the core (results, heartbeats, new jobs,
+cancels, lease expiries, due timers) → ask it for placements → write every transition in one
+transaction → publish dispatches, cancels and status events → ack the messages. The scheduler
+wakes on messages and on its next timer; a slow poll is only the fallback for lost hints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models.enums import FINAL_STATUSES, JobStatus, Outcome, WorkerState
+from models.messages import (
+    AttemptFinished,
+    CancelJob,
+    CancelRequested,
+    Dispatch,
+    Heartbeat,
+    JobsSubmitted,
+    JobStatusEvent,
+    ResourcesReleased,
+    scheduler_inbound,
+)
+from scheduler import store
+from scheduler.core import Scheduler
+from scheduler.store import dt
+from scheduler.values import Placement, SendCancel, Transition
+from scheduler.writes import plan_writes
+from smartq import topology
+from smartq.broker import Broker, BrokerError, IncomingMessage, Unroutable
+from smartq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Inbox:
+    """Messages of one pass, decoded and grouped."""
+
+    submitted: list[uuid.UUID] = field(default_factory=list)
+    cancels: list[uuid.UUID] = field(default_factory=list)
+    finished: list[AttemptFinished] = field(default_factory=list)
+    released: list[ResourcesReleased] = field(default_factory=list)
+    beats: dict[str, Heartbeat] = field(default_factory=dict)
+
+
+@dataclass
+class PassResult:
+    transitions: int = 0
+    dispatched: int = 0
+
+
+class SchedulerService:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        broker: Broker,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.broker = broker
+        self.clock = clock
+        self.core = self._new_core()
+        self._messages: list[IncomingMessage] = []
+        self._wake = asyncio.Event()
+        self._batch_of: dict[uuid.UUID, uuid.UUID] = {}
+        self._last_seen: dict[str, float] = {}
+        self._outbox: list[tuple[str, bytes]] = []
+        self._lost: list[tuple[uuid.UUID, int, str]] = []
+        self._next_poll = 0.0
+        self._pending_transitions: list[Transition] = []
+        self._cancels_at_start: list[uuid.UUID] = []
+        self._redispatch: list[tuple[uuid.UUID, int, str]] = []
+        self.passes = 0
+
+    def _new_core(self) -> Scheduler:
+        return Scheduler(jitter=self.settings.retry_jitter, rng=random.Random())
+
+    # -- start-up -------------------------------------------------------------------------
+    async def rebuild(self) -> None:
+        """Load every active job and known worker into a fresh core."""
+        self.core = self._new_core()
+        now = self.clock()
+        async with self.engine.connect() as conn:
+            workers = await store.load_workers(conn)
+            loaded = await store.load_active(conn)
+        for w in workers:
+            self.core.upsert_worker(w["id"], w["cpu_units"], w["memory_mb"], draining=w["draining"])
+            self._last_seen.setdefault(w["id"], now)  # a lease's grace to heartbeat again
+        self._pending_transitions = self.core.add_jobs(loaded.specs, now)
+        self._batch_of = dict(loaded.batch_of)
+        self._cancels_at_start = loaded.cancel_requested
+        running = [s for s in loaded.specs if s.status is JobStatus.RUNNING and s.worker_id]
+        self._redispatch = [(s.id, s.attempts, s.worker_id or "") for s in running]
+        log.info(
+            "scheduler state rebuilt",
+            extra={
+                "action": "scheduler.rebuild",
+                "jobs": len(loaded.specs),
+                "workers": len(workers),
+            },
+        )
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        self._messages.append(message)
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Schedule until ``stop`` is set."""
+        await self.rebuild()
+        consumer = await self.broker.consume(
+            topology.scheduler_queue(), self._on_message, prefetch=10_000
+        )
+        try:
+            await self._republish_running()
+            while not stop.is_set():
+                await self.run_pass()
+                await self._sleep(stop)
+        finally:
+            await consumer.cancel()
+
+    async def _sleep(self, stop: asyncio.Event) -> None:
+        if self._messages or self._outbox or self._lost:
+            await asyncio.sleep(0)
+            return
+        now = self.clock()
+        due = [self._next_poll, now + self.settings.scheduler_poll_seconds]
+        wakeup = self.core.next_wakeup()
+        if wakeup is not None:
+            due.append(wakeup)
+        timeout = max(0.0, min(due) - now)
+        waiter = asyncio.ensure_future(self._wake.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait(
+                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+            stopper.cancel()
+        self._wake.clear()
+
+    # -- one pass -------------------------------------------------------------------------
+    def _decode(self, messages: list[IncomingMessage]) -> Inbox:
+        inbox = Inbox()
+        for message in messages:
+            try:
+                doc = scheduler_inbound.validate_json(message.body)
+            except ValidationError:
+                log.warning(
+                    "dropping a malformed message",
+                    extra={"action": "scheduler.malformed", "routing_key": message.routing_key},
+                )
+                continue
+            if isinstance(doc, JobsSubmitted):
+                inbox.submitted.extend(doc.job_ids)
+            elif isinstance(doc, CancelRequested):
+                inbox.cancels.append(doc.job_id)
+            elif isinstance(doc, AttemptFinished):
+                inbox.finished.append(doc)
+            elif isinstance(doc, ResourcesReleased):
+                inbox.released.append(doc)
+            elif isinstance(doc, Heartbeat):
+                inbox.beats[doc.worker_id] = doc
+        return inbox
+
+    def _feed_reports(
+        self, inbox: Inbox, now: float
+    ) -> tuple[list[Transition], dict[uuid.UUID, Any]]:
+        out: list[Transition] = []
+        results: dict[uuid.UUID, Any] = {}
+        for beat in inbox.beats.values():
+            if beat.stopped:
+                out += self.core.worker_offline(beat.worker_id, now)
+                self._last_seen.pop(beat.worker_id, None)
+                continue
+            self.core.upsert_worker(
+                beat.worker_id, beat.cpu_units, beat.memory_mb, draining=beat.draining
+            )
+            self._last_seen[beat.worker_id] = now
+        for f in inbox.finished:
+            out += self.core.on_attempt_finished(
+                f.job_id,
+                f.attempt,
+                f.outcome,
+                now,
+                retry_after=f.retry_after,
+                error=f.error,
+                released=f.released,
+            )
+            if f.outcome is Outcome.SUCCEEDED:
+                results[f.job_id] = f.result
+        for r in inbox.released:
+            self.core.release(r.job_id, r.attempt)
+        for job_id, attempt, why in self._lost:
+            out += self.core.on_attempt_finished(job_id, attempt, Outcome.LOST, now, error=why)
+        self._lost = []
+        return out, results
+
+    def _expire_leases(self, now: float) -> tuple[list[Transition], list[str]]:
+        lease = self.settings.worker_lease_seconds
+        gone = [w for w, seen in self._last_seen.items() if now - seen > lease]
+        out: list[Transition] = []
+        for worker_id in gone:
+            log.warning(
+                "worker missed its lease; its jobs go back to the queue",
+                extra={"action": "scheduler.worker_offline", "worker": worker_id},
+            )
+            out += self.core.worker_offline(worker_id, now)
+            del self._last_seen[worker_id]
+        return out, gone
+
+    async def _take_in(self, inbox: Inbox, now: float) -> list[Transition]:
+        poll = now >= self._next_poll
+        if not inbox.submitted and not poll:
+            return []
+        known = set(self.core.state.jobs)
+        async with self.engine.connect() as conn:
+            loaded = await store.load_pending(
+                conn, None if poll else inbox.submitted, known, limit=50_000
+            )
+            out = self.core.add_jobs(loaded.specs, now)
+            if poll:
+                self._next_poll = now + self.settings.scheduler_poll_seconds
+                out += await self._settle_missing(conn, now)
+                inbox.cancels += await store.cancel_requests(conn)
+        self._batch_of.update(loaded.batch_of)
+        return out
+
+    async def _settle_missing(self, conn: Any, now: float) -> list[Transition]:
+        missing = sorted(self.core.missing_dependencies())
+        if not missing:
+            return []
+        out: list[Transition] = []
+        rows = await store.final_statuses(conn, missing)
+        for job_id, row in rows.items():
+            status = JobStatus(row["status"])
+            if status in FINAL_STATUSES:
+                out += self.core.dependency_finished(job_id, status, row["name"], now, row["error"])
+        return out
+
+    async def run_pass(self) -> PassResult:
+        """One scheduling pass; see the module docstring."""
+        messages, self._messages = self._messages, []
+        now = self.clock()
+        inbox = self._decode(messages)
+        transitions, self._pending_transitions = self._pending_transitions, []
+        inbox.cancels += self._cancels_at_start
+        self._cancels_at_start = []
+        reports, results = self._feed_reports(inbox, now)
+        transitions += reports
+        expired, gone = self._expire_leases(now)
+        transitions += expired
+        try:
+            transitions += await self._take_in(inbox, now)
+        except Exception:
+            log.exception("could not read new jobs", extra={"action": "scheduler.read_failed"})
+        sends: list[SendCancel] = []
+        for job_id in inbox.cancels:
+            decided = self.core.cancel(job_id, now)
+            transitions += decided.transitions
+            if decided.send is not None:
+                sends.append(decided.send)
+        transitions += self.core.tick(now)
+        placements = self.core.plan(now)
+        try:
+            published = await self._commit(transitions, placements, results, inbox, gone, now)
+        except Exception:
+            log.exception(
+                "scheduling pass failed; rebuilding from the database",
+                extra={"action": "scheduler.pass_failed"},
+            )
+            for message in messages:
+                if not message.settled:
+                    await message.nack(requeue=True)
+            await asyncio.sleep(0.5)
+            await self.rebuild()
+            return PassResult()
+        await self._publish(published, sends)
+        for message in messages:
+            if not message.settled:
+                await message.ack()
+        self.passes += 1
+        return PassResult(transitions=len(transitions), dispatched=len(placements))
+
+    # -- writing and publishing -----------------------------------------------------------
+    async def _commit(
+        self,
+        transitions: list[Transition],
+        placements: list[Placement],
+        results: dict[uuid.UUID, Any],
+        inbox: Inbox,
+        gone: list[str],
+        now_f: float,
+    ) -> list[tuple[str, bytes]]:
+        now = dt(now_f)
+        assert now is not None
+        writes = plan_writes(transitions, placements, now, results)
+        async with self.engine.begin() as conn:
+            won = await store.apply(conn, list(writes.values()), now)
+            started = [p for p in placements if p.job_id in won]
+            await store.insert_attempts(
+                conn,
+                [
+                    {
+                        "job_id": p.job_id,
+                        "attempt": p.attempt,
+                        "worker_id": p.worker_id,
+                        "cpu_units": p.cpu_units,
+                        "memory_mb": p.memory_mb,
+                        "started_at": now,
+                    }
+                    for p in started
+                ],
+            )
+            await store.finish_attempts(conn, self._attempt_rows(inbox, transitions, now_f))
+            await store.upsert_workers(conn, self._worker_rows(inbox, transitions, now_f))
+            await store.mark_workers(conn, gone, WorkerState.OFFLINE.value)
+        for p in placements:
+            if p.job_id not in won:  # the API cancelled it first: release, do not dispatch
+                self._lost.append((p.job_id, p.attempt, "cancelled before dispatch"))
+        return self._messages_for(writes, won, started, now_f)
+
+    def _attempt_rows(
+        self, inbox: Inbox, transitions: list[Transition], now: float
+    ) -> list[dict[str, Any]]:
+        rows = [
+            {
+                "b_job_id": f.job_id,
+                "b_attempt": f.attempt,
+                "b_started_at": f.started_at,
+                "b_finished_at": f.finished_at,
+                "b_duration": (f.finished_at - f.started_at).total_seconds(),
+                "b_outcome": f.outcome.value,
+                "b_error": f.error,
+                "b_result": f.result if f.outcome is Outcome.SUCCEEDED else None,
+            }
+            for f in inbox.finished
+        ]
+        reported = {(f.job_id, f.attempt) for f in inbox.finished}
+        for t in transitions:
+            if t.outcome is Outcome.LOST and (t.job_id, t.attempts) not in reported:
+                rows.append(
+                    {
+                        "b_job_id": t.job_id,
+                        "b_attempt": t.attempts,
+                        "b_started_at": None,
+                        "b_finished_at": dt(now),
+                        "b_duration": None,
+                        "b_outcome": Outcome.LOST.value,
+                        "b_error": t.error,
+                        "b_result": None,
+                    }
+                )
+        return rows
+
+    def _worker_rows(
+        self, inbox: Inbox, transitions: list[Transition], now: float
+    ) -> list[dict[str, Any]]:
+        counts: Counter[tuple[str, str]] = Counter()
+        for t in transitions:
+            if t.worker_id and t.outcome is not None:
+                ok = t.to_status is JobStatus.COMPLETED
+                counts[(t.worker_id, "ok" if ok else "bad")] += 1
+        rows = []
+        for beat in inbox.beats.values():
+            busy = bool(beat.running)
+            state = (
+                WorkerState.OFFLINE
+                if beat.stopped
+                else (
+                    WorkerState.DRAINING
+                    if beat.draining
+                    else WorkerState.BUSY
+                    if busy
+                    else WorkerState.IDLE
+                )
+            )
+            rows.append(
+                {
+                    "id": beat.worker_id,
+                    "hostname": beat.hostname,
+                    "cpu_units": beat.cpu_units,
+                    "memory_mb": beat.memory_mb,
+                    "state": state.value,
+                    "job_types": beat.job_types,
+                    "started_at": beat.started_at,
+                    "last_heartbeat": beat.ts,
+                    "draining": beat.draining,
+                    "jobs_succeeded": counts.pop((beat.worker_id, "ok"), 0),
+                    "jobs_failed": counts.pop((beat.worker_id, "bad"), 0),
+                }
+            )
+        return rows
+
+    def _messages_for(
+        self,
+        writes: dict[uuid.UUID, Any],
+        won: dict[uuid.UUID, Any],
+        started: list[Placement],
+        now_f: float,
+    ) -> list[tuple[str, bytes]]:
+        now = dt(now_f)
+        assert now is not None
+        out: list[tuple[str, bytes]] = []
+        for p in started:
+            row = won[p.job_id]
+            dispatch = Dispatch(
+                job_id=p.job_id,
+                attempt=p.attempt,
+                worker_id=p.worker_id,
+                job_type=row["type"],
+                name=row["name"],
+                payload=row["payload"],
+                cpu_units=p.cpu_units,
+                memory_mb=p.memory_mb,
+                timeout_seconds=row["timeout_seconds"],
+                dispatched_at=now,
+            )
+            out.append((topology.dispatch_key(p.worker_id, p.job_id), dispatch.dumps()))
+        events = []
+        for job_id, w in writes.items():
+            if job_id not in won:
+                continue
+            status = JobStatus(w.status)
+            batch_id = (
+                self._batch_of.pop(job_id, None)
+                if status in FINAL_STATUSES
+                else self._batch_of.get(job_id)
+            )
+            event = JobStatusEvent(
+                job_id=job_id,
+                status=status,
+                attempt=w.attempts,
+                ts=now,
+                batch_id=batch_id,
+                worker_id=w.worker_id,
+                reason=w.reason,
+                error=w.error,
+            )
+            events.append((topology.status_key(job_id), event.dumps()))
+        return out + events
+
+    async def _publish(self, messages: list[tuple[str, bytes]], sends: list[SendCancel]) -> None:
+        for s in sends:
+            cancel = CancelJob(job_id=s.job_id, attempt=s.attempt, reason=s.reason)
+            messages.append((topology.cancel_key(s.worker_id, s.job_id), cancel.dumps()))
+        batch, self._outbox = self._outbox + messages, []
+        dispatches = [m for m in batch if m[0].startswith("job.dispatch.")]
+        others = [m for m in batch if not m[0].startswith("job.dispatch.")]
+        try:
+            await self.broker.publish_many(dispatches, mandatory=True)
+        except Unroutable as exc:
+            self._unroutable(exc, dispatches)
+        except BrokerError:
+            log.exception(
+                "could not publish dispatches; retrying",
+                extra={"action": "scheduler.publish_failed"},
+            )
+            self._outbox += dispatches
+        try:
+            await self.broker.publish_many(others)
+        except BrokerError:
+            log.warning(
+                "could not publish status events", extra={"action": "scheduler.publish_failed"}
+            )
+
+    def _unroutable(self, exc: Unroutable, dispatches: list[tuple[str, bytes]]) -> None:
+        keys = set(exc.routing_keys)
+        for key, body in dispatches:
+            if key in keys:
+                d = Dispatch.model_validate_json(body)
+                log.warning(
+                    "dispatch unroutable: the worker's queue is gone",
+                    extra={"action": "scheduler.unroutable", "job_id": str(d.job_id)},
+                )
+                self._lost.append((d.job_id, d.attempt, f"worker {d.worker_id} has no queue"))
+
+    async def _republish_running(self) -> None:
+        """After a restart, dispatches decided but maybe never published go out again; workers
+        ignore an attempt they already hold."""
+        todo = self._redispatch
+        if not todo:
+            return
+        placements = [Placement(j, w, a, 0, 0) for j, a, w in todo]
+        async with self.engine.connect() as conn:
+            rows = await store.dispatch_fields(conn, [p.job_id for p in placements])
+        now = dt(self.clock())
+        assert now is not None
+        messages = []
+        for p in placements:
+            row = rows.get(p.job_id)
+            if row is None:
+                continue
+            d = Dispatch(
+                job_id=p.job_id,
+                attempt=p.attempt,
+                worker_id=p.worker_id,
+                job_type=row["type"],
+                name=row["name"],
+                payload=row["payload"],
+                cpu_units=row["cpu_units"],
+                memory_mb=row["memory_mb"],
+                timeout_seconds=row["timeout_seconds"],
+                dispatched_at=now,
+            )
+            messages.append((topology.dispatch_key(p.worker_id, p.job_id), d.dumps()))
+        try:
+            await self.broker.publish_many(messages, mandatory=True)
+        except Unroutable as exc:
+            self._unroutable(exc, messages)
+        self._redispatch = []

@@ -1,0 +1,392 @@
+"""The scheduler's database reads and writes.
+
+Reads touch only active jobs (the partial index ``ix_jobs_active``) and the edges of the jobs
+asked for, so their cost never grows with finished rows. Writes are conditional
+(``WHERE status = from AND attempts = n``) and batched: on PostgreSQL one ``UPDATE … FROM
+unnest(…)`` per pass, whose ``RETURNING`` both says which transitions won and brings the
+dispatch fields (payload, type, timeout) of the jobs that start.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from models.enums import ACTIVE_STATUSES, JobStatus
+from models.tables import Job, JobAttempt, JobDependency, Worker
+from scheduler.values import JobSpec, UpstreamFailure
+
+jobs: Table = Job.__table__  # type: ignore[attr-defined]
+edges: Table = JobDependency.__table__  # type: ignore[attr-defined]
+attempts_t: Table = JobAttempt.__table__  # type: ignore[attr-defined]
+workers_t: Table = Worker.__table__  # type: ignore[attr-defined]
+
+ACTIVE = sorted(s.value for s in ACTIVE_STATUSES)
+_CHUNK = 5_000
+_SPEC_COLUMNS = (
+    jobs.c.id,
+    jobs.c.name,
+    jobs.c.type,
+    jobs.c.priority,
+    jobs.c.cpu_units,
+    jobs.c.memory_mb,
+    jobs.c.max_attempts,
+    jobs.c.initial_delay_seconds,
+    jobs.c.backoff_multiplier,
+    jobs.c.run_at,
+    jobs.c.created_at,
+    jobs.c.status,
+    jobs.c.attempts,
+    jobs.c.not_before,
+    jobs.c.worker_id,
+    jobs.c.batch_id,
+    jobs.c.cancel_requested_at,
+)
+
+
+def ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """Jobs read for the core, plus what the shell keeps beside it."""
+
+    specs: list[JobSpec]
+    batch_of: dict[uuid.UUID, uuid.UUID]
+    cancel_requested: list[uuid.UUID]
+
+
+async def _edges_of(
+    conn: AsyncConnection, job_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    out: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for start in range(0, len(job_ids), _CHUNK):
+        chunk = job_ids[start : start + _CHUNK]
+        rows = await conn.execute(
+            select(edges.c.job_id, edges.c.depends_on_id).where(edges.c.job_id.in_(chunk))
+        )
+        for job_id, dep in rows:
+            out.setdefault(job_id, []).append(dep)
+    return out
+
+
+async def _statuses(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RowMapping]:
+    out: dict[uuid.UUID, RowMapping] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        rows = await conn.execute(
+            select(jobs.c.id, jobs.c.name, jobs.c.status, jobs.c.error).where(jobs.c.id.in_(chunk))
+        )
+        out.update({r["id"]: r for r in rows.mappings()})
+    return out
+
+
+async def _specs(conn: AsyncConnection, rows: list[RowMapping]) -> Loaded:
+    ids = [r["id"] for r in rows]
+    deps_of = await _edges_of(conn, ids)
+    mine = set(ids)
+    outside = sorted({d for ds in deps_of.values() for d in ds if d not in mine})
+    known = await _statuses(conn, outside)
+    specs: list[JobSpec] = []
+    for r in rows:
+        depends: list[uuid.UUID] = []
+        failure: UpstreamFailure | None = None
+        for dep in deps_of.get(r["id"], ()):
+            other = known.get(dep)
+            status = JobStatus(other["status"]) if other is not None else None
+            if other is None or status not in (
+                JobStatus.COMPLETED,
+                JobStatus.FAILED,
+                JobStatus.CANCELLED,
+            ):
+                depends.append(dep)  # active: the core waits for it
+            elif status is not JobStatus.COMPLETED and failure is None:
+                failure = UpstreamFailure(dep, other["name"], status, other["error"])
+        specs.append(_spec(r, depends, failure))
+    return Loaded(
+        specs=specs,
+        batch_of={r["id"]: r["batch_id"] for r in rows if r["batch_id"] is not None},
+        cancel_requested=[
+            r["id"]
+            for r in rows
+            if r["cancel_requested_at"] is not None and r["status"] == JobStatus.RUNNING.value
+        ],
+    )
+
+
+def _spec(r: RowMapping, depends: list[uuid.UUID], failure: UpstreamFailure | None) -> JobSpec:
+    return JobSpec(
+        id=r["id"],
+        name=r["name"],
+        type=r["type"],
+        priority=r["priority"],
+        cpu_units=r["cpu_units"],
+        memory_mb=r["memory_mb"],
+        max_attempts=r["max_attempts"],
+        initial_delay_seconds=r["initial_delay_seconds"],
+        backoff_multiplier=r["backoff_multiplier"],
+        run_at=ts(r["run_at"]),
+        created_at=ts(r["created_at"]) or 0.0,
+        depends_on=tuple(depends),
+        upstream_failure=failure,
+        status=JobStatus(r["status"]),
+        attempts=r["attempts"],
+        not_before=ts(r["not_before"]),
+        worker_id=r["worker_id"],
+    )
+
+
+async def load_active(conn: AsyncConnection) -> Loaded:
+    """Every active job, for a rebuild at start-up (or after a failed write)."""
+    rows = await conn.execute(select(*_SPEC_COLUMNS).where(jobs.c.status.in_(ACTIVE)))
+    return await _specs(conn, list(rows.mappings()))
+
+
+async def load_pending(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID] | None, known: set[uuid.UUID], limit: int
+) -> Loaded:
+    """New (``pending``) jobs: the ones named, or (fallback poll) any the core does not hold."""
+    stmt = select(*_SPEC_COLUMNS).where(jobs.c.status == JobStatus.PENDING.value)
+    if ids is not None:
+        rows: list[RowMapping] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows += list((await conn.execute(stmt.where(jobs.c.id.in_(chunk)))).mappings())
+    else:
+        rows = list((await conn.execute(stmt.limit(limit))).mappings())
+    return await _specs(conn, [r for r in rows if r["id"] not in known])
+
+
+async def final_statuses(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, RowMapping]:
+    """Name, status and error of the given jobs (to settle dependencies the core lacks)."""
+    return await _statuses(conn, ids)
+
+
+async def cancel_requests(conn: AsyncConnection) -> list[uuid.UUID]:
+    """Running jobs a user asked to cancel (fallback for a lost ``job.cancel_requested``)."""
+    rows = await conn.execute(
+        select(jobs.c.id).where(
+            jobs.c.status == JobStatus.RUNNING.value, jobs.c.cancel_requested_at.isnot(None)
+        )
+    )
+    return [r[0] for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class JobWrite:
+    """One conditional row update: from (status, attempts) to the new values."""
+
+    id: uuid.UUID
+    from_status: str
+    from_attempts: int
+    status: str
+    attempts: int
+    reason: str | None
+    error: str | None = None
+    result: Any = None
+    not_before: datetime | None = None
+    worker_id: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+_RETURNING = (
+    jobs.c.id,
+    jobs.c.type,
+    jobs.c.name,
+    jobs.c.payload,
+    jobs.c.timeout_seconds,
+    jobs.c.batch_id,
+)
+
+_PG_APPLY = text(
+    """
+    UPDATE jobs AS j SET
+        status = v.status, attempts = v.attempts, status_reason = v.reason,
+        error = CASE WHEN v.status = 'completed' THEN NULL ELSE COALESCE(v.error, j.error) END,
+        result = CAST(v.result AS jsonb), not_before = v.not_before,
+        worker_id = v.worker_id, started_at = COALESCE(j.started_at, v.started_at),
+        finished_at = v.finished_at, updated_at = :now
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:from_status AS text[]), CAST(:from_attempts AS int[]),
+        CAST(:status AS text[]), CAST(:attempts AS int[]), CAST(:reason AS text[]),
+        CAST(:error AS text[]), CAST(:result AS text[]), CAST(:not_before AS timestamptz[]),
+        CAST(:worker_id AS text[]), CAST(:started_at AS timestamptz[]),
+        CAST(:finished_at AS timestamptz[])
+    ) AS v(id, from_status, from_attempts, status, attempts, reason, error, result, not_before,
+           worker_id, started_at, finished_at)
+    WHERE j.id = v.id AND j.status = v.from_status AND j.attempts = v.from_attempts
+    RETURNING j.id, j.type, j.name, j.payload, j.timeout_seconds, j.batch_id
+    """
+)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+async def apply(
+    conn: AsyncConnection, writes: Sequence[JobWrite], now: datetime
+) -> dict[uuid.UUID, RowMapping]:
+    """Apply the writes that still match; returns the rows that changed (with dispatch fields).
+
+    A write loses when someone else moved the job first (the API cancelled it); the caller then
+    drops whatever depended on it (no dispatch is published for a job that is not running).
+    """
+    if not writes:
+        return {}
+    if conn.dialect.name == "postgresql":
+        won: dict[uuid.UUID, RowMapping] = {}
+        for start in range(0, len(writes), _CHUNK):
+            chunk = writes[start : start + _CHUNK]
+            params = {
+                "now": now,
+                "ids": [w.id for w in chunk],
+                "from_status": [w.from_status for w in chunk],
+                "from_attempts": [w.from_attempts for w in chunk],
+                "status": [w.status for w in chunk],
+                "attempts": [w.attempts for w in chunk],
+                "reason": [w.reason for w in chunk],
+                "error": [w.error for w in chunk],
+                "result": [_json(w.result) for w in chunk],
+                "not_before": [w.not_before for w in chunk],
+                "worker_id": [w.worker_id for w in chunk],
+                "started_at": [w.started_at for w in chunk],
+                "finished_at": [w.finished_at for w in chunk],
+            }
+            rows = await conn.execute(_PG_APPLY, params)
+            won.update({r["id"]: r for r in rows.mappings()})
+        return won
+    return await _apply_each(conn, writes, now)
+
+
+async def _apply_each(
+    conn: AsyncConnection, writes: Iterable[JobWrite], now: datetime
+) -> dict[uuid.UUID, RowMapping]:
+    won: dict[uuid.UUID, RowMapping] = {}
+    for w in writes:
+        stmt = (
+            update(jobs)
+            .where(
+                jobs.c.id == w.id,
+                jobs.c.status == w.from_status,
+                jobs.c.attempts == w.from_attempts,
+            )
+            .values(
+                status=w.status,
+                attempts=w.attempts,
+                status_reason=w.reason,
+                error=None if w.status == "completed" else func.coalesce(w.error, jobs.c.error),
+                result=w.result,
+                not_before=w.not_before,
+                worker_id=w.worker_id,
+                finished_at=w.finished_at,
+                updated_at=now,
+            )
+            .returning(*_RETURNING)
+        )
+        if w.started_at is not None:
+            stmt = stmt.values(started_at=func.coalesce(jobs.c.started_at, w.started_at))
+        row = (await conn.execute(stmt)).mappings().first()
+        if row is not None:
+            won[row["id"]] = row
+    return won
+
+
+async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """History rows for attempts that start (one multi-row insert)."""
+    if rows:
+        await conn.execute(attempts_t.insert(), rows)
+
+
+async def finish_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Close history rows: end, duration, outcome, error, result (executemany)."""
+    if not rows:
+        return
+    stmt = (
+        update(attempts_t)
+        .where(
+            attempts_t.c.job_id == bindparam("b_job_id"),
+            attempts_t.c.attempt == bindparam("b_attempt"),
+            attempts_t.c.finished_at.is_(None),
+        )
+        .values(
+            started_at=bindparam("b_started_at"),
+            finished_at=bindparam("b_finished_at"),
+            duration_seconds=bindparam("b_duration"),
+            outcome=bindparam("b_outcome"),
+            error=bindparam("b_error"),
+            result=bindparam("b_result"),
+        )
+    )
+    await conn.execute(stmt, rows)
+
+
+async def upsert_workers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Workers as of their last heartbeat; outcome counters are added, not replaced."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(workers_t)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={
+            "hostname": excluded.hostname,
+            "cpu_units": excluded.cpu_units,
+            "memory_mb": excluded.memory_mb,
+            "state": excluded.state,
+            "job_types": excluded.job_types,
+            "started_at": excluded.started_at,
+            "last_heartbeat": excluded.last_heartbeat,
+            "draining": excluded.draining,
+            "jobs_succeeded": workers_t.c.jobs_succeeded + excluded.jobs_succeeded,
+            "jobs_failed": workers_t.c.jobs_failed + excluded.jobs_failed,
+        },
+    )
+    for row in rows:
+        await conn.execute(stmt.values(**row))
+
+
+async def mark_workers(conn: AsyncConnection, ids: Sequence[str], state: str) -> None:
+    if ids:
+        await conn.execute(update(workers_t).where(workers_t.c.id.in_(ids)).values(state=state))
+
+
+async def load_workers(conn: AsyncConnection) -> list[RowMapping]:
+    rows = await conn.execute(select(workers_t).where(workers_t.c.state != "offline"))
+    return list(rows.mappings())
+
+
+async def dispatch_fields(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, RowMapping]:
+    """What a dispatch carries, for re-publishing after a restart."""
+    rows = await conn.execute(
+        select(
+            jobs.c.id,
+            jobs.c.type,
+            jobs.c.name,
+            jobs.c.payload,
+            jobs.c.timeout_seconds,
+            jobs.c.cpu_units,
+            jobs.c.memory_mb,
+        ).where(jobs.c.id.in_(ids))
+    )
+    return {r["id"]: r for r in rows.mappings()}

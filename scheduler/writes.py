@@ -1,0 +1,79 @@
+"""Turning one pass's decisions into one conditional write per job (pure).
+
+A job may move several times in a pass (pending → ready → running); the database sees one
+update from where it was to where it ends, conditional on where it was.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from models.enums import FINAL_STATUSES, JobStatus
+from scheduler.store import JobWrite, dt
+from scheduler.values import Placement, Transition
+
+
+def _write(t: Transition, now: datetime, result: Any) -> JobWrite:
+    final = t.to_status in FINAL_STATUSES
+    return JobWrite(
+        id=t.job_id,
+        from_status=t.from_status.value,
+        from_attempts=t.attempts,
+        status=t.to_status.value,
+        attempts=t.attempts,
+        reason=t.reason,
+        error=t.error,
+        result=result if t.to_status is JobStatus.COMPLETED else None,
+        not_before=dt(t.not_before) if t.to_status is JobStatus.RETRYING else None,
+        finished_at=now if final else None,
+    )
+
+
+def _placed(p: Placement, now: datetime) -> JobWrite:
+    return JobWrite(
+        id=p.job_id,
+        from_status=JobStatus.READY.value,
+        from_attempts=p.attempt - 1,
+        status=JobStatus.RUNNING.value,
+        attempts=p.attempt,
+        reason=None,
+        worker_id=p.worker_id,
+        started_at=now,
+    )
+
+
+def merge(first: JobWrite, then: JobWrite) -> JobWrite:
+    """``first`` then ``then`` as one write: the first's precondition, the last's values."""
+    return JobWrite(
+        id=first.id,
+        from_status=first.from_status,
+        from_attempts=first.from_attempts,
+        status=then.status,
+        attempts=then.attempts,
+        reason=then.reason,
+        error=then.error or first.error,
+        result=then.result,
+        not_before=then.not_before,
+        worker_id=then.worker_id,
+        started_at=then.started_at or first.started_at,
+        finished_at=then.finished_at,
+    )
+
+
+def plan_writes(
+    transitions: Iterable[Transition],
+    placements: Iterable[Placement],
+    now: datetime,
+    results: dict[uuid.UUID, Any],
+) -> dict[uuid.UUID, JobWrite]:
+    """One write per job, in decision order."""
+    out: dict[uuid.UUID, JobWrite] = {}
+    steps = [_write(t, now, results.get(t.job_id)) for t in transitions]
+    steps += [_placed(p, now) for p in placements]
+    for step in steps:
+        before = out.get(step.id)
+        out[step.id] = step if before is None else merge(before, step)
+    return out

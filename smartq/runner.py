@@ -1,0 +1,132 @@
+"""Process entry points: build resources from settings, run one part (or, for ``dev``, all of
+them as tasks of one event loop), stop cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smartq.broker import Broker, create_broker
+from smartq.db import create_async
+from smartq.registry import load_job_modules, registry
+from smartq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+@contextlib.asynccontextmanager
+async def _resources(
+    settings: Settings, *, database: bool = True
+) -> AsyncIterator[tuple[AsyncEngine | None, Broker]]:
+    engine = create_async(settings.resolved_database_url()) if database else None
+    broker = create_broker(settings)
+    await broker.connect()
+    try:
+        yield engine, broker
+    finally:
+        await broker.close()
+        if engine is not None:
+            await engine.dispose()
+
+
+async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    await run(stop)
+
+
+def _server(
+    settings: Settings, host: str, port: int, engine: AsyncEngine | None, broker: Broker | None
+) -> uvicorn.Server:
+    from api.app import create_app
+
+    app = create_app(settings, engine=engine, broker=broker)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    return uvicorn.Server(config)
+
+
+async def run_api(settings: Settings, host: str, port: int) -> None:
+    await _server(settings, host, port, None, None).serve()
+
+
+async def run_scheduler(settings: Settings) -> None:
+    from scheduler.service import SchedulerService
+
+    async with _resources(settings) as (engine, broker):
+        assert engine is not None
+        await _until_signal(SchedulerService(settings, engine, broker).run)
+
+
+async def run_worker(
+    settings: Settings, cpu_units: int | None, memory_mb: int | None, worker_id: str | None
+) -> None:
+    from worker.service import WorkerService
+
+    load_job_modules(settings.imports)
+    async with _resources(settings, database=False) as (_, broker):
+        service = WorkerService(
+            settings,
+            broker,
+            registry,
+            worker_id=worker_id,
+            cpu_units=cpu_units,
+            memory_mb=memory_mb,
+        )
+        await _until_signal(service.run)
+
+
+async def run_logger(settings: Settings) -> None:
+    from logger.service import LogStore
+
+    async with _resources(settings) as (engine, broker):
+        assert engine is not None
+        await _until_signal(LogStore(settings, engine, broker).run)
+
+
+async def run_dev(
+    settings: Settings, host: str, port: int, cpu_units: int | None, memory_mb: int | None
+) -> None:
+    """API, scheduler, worker and logger in one process, sharing one engine and one broker."""
+    from logger.service import LogStore
+    from scheduler.service import SchedulerService
+    from worker.service import WorkerService
+
+    load_job_modules(settings.imports)
+    async with _resources(settings) as (engine, broker):
+        assert engine is not None
+        stop = asyncio.Event()
+        worker = WorkerService(settings, broker, registry, cpu_units=cpu_units, memory_mb=memory_mb)
+        parts = {
+            "scheduler": SchedulerService(settings, engine, broker).run(stop),
+            "worker": worker.run(stop),
+            "logger": LogStore(settings, engine, broker).run(stop),
+        }
+        tasks = [asyncio.create_task(coro, name=name) for name, coro in parts.items()]
+        where = (
+            "embedded SQLite + in-process broker"
+            if settings.embedded_broker
+            else "configured servers"
+        )
+        log.info(
+            f"smartq dev on http://{host}:{port} ({where}); docs at /docs",
+            extra={"action": "dev.start"},
+        )
+        try:
+            # uvicorn owns SIGINT/SIGTERM here; when it returns, everything else stops too.
+            await _server(settings, host, port, engine, broker).serve()
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,216 @@
+"""The worker process: consumes its own dispatches, runs them through the executor, reports
+outcomes and log lines, and heartbeats its capacity and what it runs.
+
+Needs no database. A dispatch is acked once the attempt is accepted: the scheduler's lease on
+the worker (heartbeats), not an unacked message, covers a worker that dies, so a job may run
+longer than RabbitMQ's consumer timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import OrderedDict
+from datetime import UTC, datetime
+
+import psutil
+from pydantic import ValidationError
+
+from models.messages import (
+    AttemptFinished,
+    AttemptStarted,
+    CancelJob,
+    Dispatch,
+    Heartbeat,
+    LogLine,
+    ResourcesReleased,
+    worker_inbound,
+)
+from smartq import topology
+from smartq.broker import Broker, BrokerError, IncomingMessage
+from smartq.registry import Registry
+from smartq.settings import Settings
+from worker.executor import Executor
+
+log = logging.getLogger(__name__)
+_SEEN = 20_000
+
+
+def default_capacity() -> tuple[int, int]:
+    """CPU count and available memory (MB), from psutil."""
+    return psutil.cpu_count() or 1, int(psutil.virtual_memory().available / (1024 * 1024))
+
+
+def default_worker_id() -> str:
+    return topology.worker_key(f"{socket.gethostname()}-{os.getpid()}")
+
+
+class WorkerService:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        registry: Registry,
+        *,
+        worker_id: str | None = None,
+        cpu_units: int | None = None,
+        memory_mb: int | None = None,
+        max_threads: int | None = None,
+    ) -> None:
+        cpu, mem = default_capacity()
+        self.settings = settings
+        self.broker = broker
+        self.registry = registry
+        self.worker_id = topology.worker_key(worker_id or settings.worker_id or default_worker_id())
+        self.cpu_units = cpu_units or cpu
+        self.memory_mb = memory_mb or mem
+        self.started_at = datetime.now(UTC)
+        self.draining = False
+        self._out: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._seen: OrderedDict[tuple[uuid.UUID, int], None] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._process = psutil.Process()
+        self.executor = Executor(
+            registry,
+            worker_id=self.worker_id,
+            report=self._report,
+            log_sink=self._log_line,
+            max_threads=max_threads or max(4, self.cpu_units * 2),
+        )
+
+    # -- outgoing -------------------------------------------------------------------------
+    def _send(self, routing_key: str, body: bytes) -> None:
+        if threading.get_ident() == self._loop_thread or self._loop is None:
+            self._out.put_nowait((routing_key, body))
+        else:
+            self._loop.call_soon_threadsafe(self._out.put_nowait, (routing_key, body))
+
+    def _report(self, report: AttemptStarted | AttemptFinished | ResourcesReleased) -> None:
+        if isinstance(report, AttemptStarted):
+            return  # the scheduler marks a job running when it dispatches; spare the message
+        self._send(topology.report_key(report.job_id), report.dumps())
+
+    def _log_line(self, line: LogLine) -> None:
+        self._send(topology.logs_key(line.job_id), line.dumps())
+
+    async def _publisher(self) -> None:
+        """Publish reports and log lines in confirmed batches; never drop one."""
+        while True:
+            batch = [await self._out.get()]
+            while not self._out.empty() and len(batch) < 1_000:
+                batch.append(self._out.get_nowait())
+            delay = 0.1
+            while True:
+                try:
+                    await self.broker.publish_many(batch)
+                    for _ in batch:
+                        self._out.task_done()
+                    break
+                except BrokerError:
+                    log.warning(
+                        "publish failed; retrying", extra={"action": "worker.publish_retry"}
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+    def heartbeat(self, *, stopped: bool = False) -> Heartbeat:
+        with self._process.oneshot():
+            cpu = self._process.cpu_percent()
+            rss = self._process.memory_info().rss / (1024 * 1024)
+        return Heartbeat(
+            worker_id=self.worker_id,
+            hostname=socket.gethostname(),
+            cpu_units=self.cpu_units,
+            memory_mb=self.memory_mb,
+            job_types=self.registry.names(),
+            running=self.executor.running(),
+            draining=self.draining,
+            stopped=stopped,
+            started_at=self.started_at,
+            ts=datetime.now(UTC),
+            cpu_percent=cpu,
+            rss_mb=rss,
+        )
+
+    async def _heartbeats(self) -> None:
+        while True:
+            self._send(topology.heartbeat_key(self.worker_id), self.heartbeat().dumps())
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    # -- incoming -------------------------------------------------------------------------
+    async def _on_message(self, message: IncomingMessage) -> None:
+        try:
+            doc = worker_inbound.validate_json(message.body)
+        except ValidationError:
+            log.warning("dropping a malformed message", extra={"action": "worker.malformed"})
+            await message.ack()
+            return
+        if isinstance(doc, CancelJob):
+            self.executor.cancel(doc.job_id, doc.attempt, doc.reason)
+        elif isinstance(doc, Dispatch):
+            self._accept(doc)
+        await message.ack()
+
+    def _accept(self, dispatch: Dispatch) -> None:
+        key = (dispatch.job_id, dispatch.attempt)
+        if key in self._seen:
+            return  # a re-published dispatch of an attempt this worker already took
+        self._seen[key] = None
+        if len(self._seen) > _SEEN:
+            self._seen.popitem(last=False)
+        if dispatch.job_type not in self.registry:
+            known = ", ".join(self.registry.names())
+            log.error(
+                "dispatch of an unknown job type",
+                extra={
+                    "action": "worker.unknown_type",
+                    "job_type": dispatch.job_type,
+                    "known": known,
+                },
+            )
+        self.executor.submit(dispatch)
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then stop gracefully (see :meth:`_drain`)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        publisher = asyncio.create_task(self._publisher(), name="worker-publisher")
+        beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeats")
+        prefetch = max(64, self.cpu_units * 4)
+        consumer = await self.broker.consume(
+            topology.worker_queue(self.worker_id), self._on_message, prefetch=prefetch
+        )
+        log.info(
+            "worker started",
+            extra={
+                "action": "worker.start",
+                "worker": self.worker_id,
+                "cpu_units": self.cpu_units,
+                "memory_mb": self.memory_mb,
+            },
+        )
+        try:
+            await stop.wait()
+        finally:
+            await self._drain(consumer)
+            beats.cancel()
+            publisher.cancel()
+
+    async def _drain(self, consumer: object) -> None:
+        """Take nothing new, let running jobs finish within the grace period, hand back the
+        rest (they run again elsewhere), say goodbye, and flush every report."""
+        self.draining = True
+        self._send(topology.heartbeat_key(self.worker_id), self.heartbeat().dumps())
+        await consumer.cancel()  # type: ignore[attr-defined]
+        await self.executor.shutdown(self.settings.shutdown_grace_seconds)
+        self._send(topology.heartbeat_key(self.worker_id), self.heartbeat(stopped=True).dumps())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._out.join(), 10)
+        log.info("worker stopped", extra={"action": "worker.stop", "worker": self.worker_id})
