@@ -78,7 +78,9 @@ class LogStore:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and store until ``stop`` is set; then store what is buffered and return."""
         consumer = await self.broker.consume(
-            topology.logger_queue(), self._on_message, prefetch=self.settings.log_batch_size * 4
+            topology.logger_queue(self.broker.exchange),
+            self._on_message,
+            prefetch=self.settings.log_batch_size * 4,
         )
         next_retention = 0.0
         loop = asyncio.get_running_loop()

@@ -124,7 +124,7 @@ class SchedulerService:
         """Schedule until ``stop`` is set."""
         await self.rebuild()
         consumer = await self.broker.consume(
-            topology.scheduler_queue(), self._on_message, prefetch=10_000
+            topology.scheduler_queue(self.broker.exchange), self._on_message, prefetch=10_000
         )
         try:
             await self._republish_running()

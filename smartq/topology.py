@@ -101,30 +101,36 @@ def heartbeat_key(worker_id: str) -> str:
     return f"worker.heartbeat.{worker_key(worker_id)}"
 
 
-def scheduler_queue() -> QueueSpec:
+def _named(exchange: str, default: str) -> str:
+    """Queue names live under the exchange's name, so an isolated exchange (a test, a second
+    deployment on one vhost) gets queues of its own: ``smartq.scheduler``, ``t1.scheduler``."""
+    return default if exchange == EXCHANGE else exchange + default[len(EXCHANGE) :]
+
+
+def scheduler_queue(exchange: str = EXCHANGE) -> QueueSpec:
     """The scheduler's inbox: hints from the api, reports and heartbeats from workers."""
     return QueueSpec(
-        name=SCHEDULER_QUEUE,
+        name=_named(exchange, SCHEDULER_QUEUE),
         bindings=("job.report.#", "worker.heartbeat.#", JOB_SUBMITTED, JOB_CANCEL_REQUESTED),
     )
 
 
-def logger_queue() -> QueueSpec:
+def logger_queue(exchange: str = EXCHANGE) -> QueueSpec:
     """Every log line, stored in batches by the logger (acked after commit)."""
-    return QueueSpec(name=LOGGER_QUEUE, bindings=("job.logs.#",))
+    return QueueSpec(name=_named(exchange, LOGGER_QUEUE), bindings=("job.logs.#",))
 
 
-def worker_queue(worker_id: str) -> QueueSpec:
+def worker_queue(worker_id: str, exchange: str = EXCHANGE) -> QueueSpec:
     """One worker's dispatches and cancels. Durable and named after the worker so that what
     was sent while it restarted waits for it; prefetch it with the worker's job slots."""
     key = worker_key(worker_id)
     return QueueSpec(
-        name=WORKER_QUEUE_PREFIX + key,
+        name=_named(exchange, WORKER_QUEUE_PREFIX) + key,
         bindings=(f"job.dispatch.{key}.#", f"job.cancel.{key}.#"),
     )
 
 
-def stream_queue(process_id: str | None = None) -> QueueSpec:
+def stream_queue(process_id: str | None = None, exchange: str = EXCHANGE) -> QueueSpec:
     """One API process's live feed for WebSocket clients: statuses, logs, monitoring.
 
     Exclusive and auto-deleted: it lives as long as the process's connection and never keeps
@@ -132,7 +138,7 @@ def stream_queue(process_id: str | None = None) -> QueueSpec:
     """
     suffix = worker_key(process_id) if process_id else uuid.uuid4().hex
     return QueueSpec(
-        name=STREAM_QUEUE_PREFIX + suffix,
+        name=_named(exchange, STREAM_QUEUE_PREFIX) + suffix,
         bindings=("job.status.#", "job.logs.#", "job.monitoring.#"),
         durable=False,
         exclusive=True,

@@ -80,3 +80,25 @@ async def client(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://smartq") as c:
             yield c
+
+
+import tests.jobs  # noqa: E402,F401  (registers the test job types)
+from tests.services import require_rabbitmq  # noqa: E402
+from tests.system import System, running_system  # noqa: E402
+
+
+@pytest.fixture(params=["servers", "embedded"])
+async def system(request: pytest.FixtureRequest) -> AsyncIterator[System]:
+    """A smartq on PostgreSQL + RabbitMQ ("servers") or SQLite + in-process broker
+    ("embedded"); the test starts the parts it needs."""
+    kind = request.param
+    dbs: Any = request.getfixturevalue(
+        "postgres_databases" if kind == "servers" else "sqlite_databases"
+    )
+    rabbit = require_rabbitmq() if kind == "servers" else None
+    url = dbs.create()
+    try:
+        async with running_system(kind, url, rabbit) as sys_:
+            yield sys_
+    finally:
+        dbs.drop(url)

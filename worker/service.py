@@ -185,7 +185,9 @@ class WorkerService:
         beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeats")
         prefetch = max(64, self.cpu_units * 4)
         consumer = await self.broker.consume(
-            topology.worker_queue(self.worker_id), self._on_message, prefetch=prefetch
+            topology.worker_queue(self.worker_id, self.broker.exchange),
+            self._on_message,
+            prefetch=prefetch,
         )
         log.info(
             "worker started",

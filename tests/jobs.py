@@ -1,0 +1,33 @@
+"""Job types used only by the tests (imported by tests/conftest.py, so every process of a
+test knows them)."""
+
+from __future__ import annotations
+
+import time
+
+import smartq
+from worker.context import JobContext
+
+
+@smartq.job("stubborn")
+def stubborn(ctx: JobContext) -> dict[str, float]:
+    """A plain function that ignores its timeout and cancellation for ``seconds``."""
+    seconds = float(ctx.payload.get("seconds", 3))
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+@smartq.job("hold")
+def hold(ctx: JobContext) -> dict[str, float]:
+    """Holds its resources for ``seconds`` while honouring cancellation."""
+    seconds = float(ctx.payload.get("seconds", 0.2))
+    ctx.sleep(seconds)
+    return {"held": seconds}
+
+
+@smartq.job("ask_retry")
+def ask_retry(ctx: JobContext) -> dict[str, int]:
+    """Asks to be retried after ``delay`` seconds on its first attempt."""
+    if ctx.attempt == 1:
+        raise smartq.Retry(float(ctx.payload.get("delay", 0.5)))
+    return {"attempt": ctx.attempt}

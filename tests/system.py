@@ -1,0 +1,182 @@
+"""A whole smartq — API, scheduler, workers, logger — inside the test's event loop, on either
+backend: ``servers`` (real PostgreSQL + RabbitMQ, with an exchange and queues of its own) or
+``embedded`` (SQLite + the in-process broker). The processes are the real services; only the
+process boundary is missing (tests/e2e starts real processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.app import create_app
+from api.store import attempts_t, jobs
+from logger.service import LogStore
+from models.enums import FINAL_STATUSES
+from scheduler.service import SchedulerService
+from smartq import topology
+from smartq.broker import Broker
+from smartq.brokers.memory import InMemoryBroker
+from smartq.brokers.rabbitmq import RabbitMQBroker
+from smartq.db import create_async
+from smartq.registry import registry
+from smartq.settings import Settings
+from worker.service import WorkerService
+
+FAST = {
+    "scheduler_poll_seconds": 0.5,
+    "heartbeat_seconds": 0.2,
+    "worker_lease_seconds": 2.0,
+    "shutdown_grace_seconds": 2.0,
+    "log_batch_seconds": 0.02,
+}
+
+
+@dataclass
+class Part:
+    task: asyncio.Task[None]
+    stop: asyncio.Event
+
+
+@dataclass
+class System:
+    settings: Settings
+    engine: AsyncEngine
+    broker: Broker
+    client: httpx.AsyncClient
+    parts: dict[str, Part] = field(default_factory=dict)
+    workers: dict[str, WorkerService] = field(default_factory=dict)
+    scheduler: SchedulerService | None = None
+    logger: LogStore | None = None
+
+    def _start(self, name: str, run: Any) -> None:
+        stop = asyncio.Event()
+        self.parts[name] = Part(asyncio.create_task(run(stop), name=name), stop)
+
+    async def stop(self, name: str) -> None:
+        part = self.parts.pop(name)
+        part.stop.set()
+        await asyncio.wait_for(part.task, 30)
+
+    def start_scheduler(self) -> SchedulerService:
+        self.scheduler = SchedulerService(self.settings, self.engine, self.broker)
+        self._start("scheduler", self.scheduler.run)
+        return self.scheduler
+
+    def start_logger(self) -> LogStore:
+        self.logger = LogStore(self.settings, self.engine, self.broker)
+        self._start("logger", self.logger.run)
+        return self.logger
+
+    def start_worker(
+        self, worker_id: str, cpu_units: int = 4, memory_mb: int = 4096
+    ) -> WorkerService:
+        w = WorkerService(self.settings, self.broker, registry, worker_id=worker_id,
+                          cpu_units=cpu_units, memory_mb=memory_mb)  # fmt: skip
+        self.workers[worker_id] = w
+        self._start(f"worker:{worker_id}", w.run)
+        return w
+
+    async def stop_worker(self, worker_id: str) -> None:
+        await self.stop(f"worker:{worker_id}")
+
+    async def submit(self, **body: Any) -> dict[str, Any]:
+        body.setdefault("type", "noop")
+        r = await self.client.post("/jobs", json=body)
+        assert r.status_code in (200, 201), r.text
+        return dict(r.json())
+
+    async def batch(self, *specs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Submit a batch; returns its jobs by key."""
+        r = await self.client.post("/jobs/batch", json={"jobs": list(specs)})
+        assert r.status_code == 201, r.text
+        return {j["key"]: j for j in r.json()["jobs"]}
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        return dict((await self.client.get(f"/jobs/{job_id}")).json())
+
+    async def wait_final(self, ids: list[str], timeout: float = 30) -> dict[str, dict[str, Any]]:
+        """Wait until every job is completed, failed or cancelled; return them."""
+        wanted = [uuid.UUID(i) for i in ids]
+        deadline = time.monotonic() + timeout
+        finals = {s.value for s in FINAL_STATUSES}
+        while True:
+            async with self.engine.connect() as conn:
+                rows = (
+                    (await conn.execute(select(jobs).where(jobs.c.id.in_(wanted)))).mappings().all()
+                )
+            if len(rows) == len(wanted) and all(r["status"] in finals for r in rows):
+                return {str(r["id"]): dict(r) for r in rows}
+            if time.monotonic() > deadline:
+                late = {str(r["id"]): r["status"] for r in rows if r["status"] not in finals}
+                raise AssertionError(f"jobs not final after {timeout}s: {late}")
+            await asyncio.sleep(0.05)
+
+    async def wait_status(self, job_id: str, status: str, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.job(job_id)
+            if job["status"] == status:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} is {job['status']}, not {status}")
+            await asyncio.sleep(0.05)
+
+    async def attempts(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(attempts_t))
+            return [dict(r) for r in rows.mappings()]
+
+
+async def _cleanup_rabbitmq(broker: RabbitMQBroker, workers: list[str]) -> None:
+    x = broker.exchange
+    names = [topology.scheduler_queue(x).name, topology.logger_queue(x).name]
+    names += [topology.worker_queue(w, x).name for w in workers]
+    for name in names:
+        with contextlib.suppress(Exception):
+            await broker.delete_queue(name)
+    with contextlib.suppress(Exception):
+        await broker.delete_exchange()
+
+
+@contextlib.asynccontextmanager
+async def running_system(
+    kind: str, database_url: str, rabbitmq_url: str | None, **overrides: Any
+) -> AsyncIterator[System]:
+    """A system with nothing started yet; start the parts the test needs."""
+    exchange = f"t{uuid.uuid4().hex[:10]}"
+    settings = Settings(database_url=database_url, broker_url=rabbitmq_url if kind == "servers" else None,
+                        broker_exchange=exchange, **{**FAST, **overrides})  # fmt: skip
+    engine = create_async(database_url)
+    broker: Broker = (
+        RabbitMQBroker(rabbitmq_url, exchange=exchange)
+        if kind == "servers" and rabbitmq_url
+        else InMemoryBroker(exchange=exchange)
+    )
+    await broker.connect()
+    app = create_app(settings, engine=engine, broker=broker, job_registry=registry)
+    system: System | None = None
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://smartq") as client:
+                system = System(settings, engine, broker, client)
+                try:
+                    yield system
+                finally:
+                    for name in list(system.parts):
+                        with contextlib.suppress(Exception):
+                            await system.stop(name)
+    finally:
+        if isinstance(broker, RabbitMQBroker):
+            await _cleanup_rabbitmq(broker, list(system.workers) if system else [])
+        await broker.close()
+        await engine.dispose()
