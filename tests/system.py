@@ -79,8 +79,14 @@ class System:
     def start_worker(
         self, worker_id: str, cpu_units: int = 4, memory_mb: int = 4096
     ) -> WorkerService:
-        w = WorkerService(self.settings, self.broker, registry, worker_id=worker_id,
-                          cpu_units=cpu_units, memory_mb=memory_mb)  # fmt: skip
+        w = WorkerService(
+            self.settings,
+            self.broker,
+            registry,
+            worker_id=worker_id,
+            cpu_units=cpu_units,
+            memory_mb=memory_mb,
+        )
         self.workers[worker_id] = w
         self._start(f"worker:{worker_id}", w.run)
         return w
@@ -153,8 +159,12 @@ async def running_system(
 ) -> AsyncIterator[System]:
     """A system with nothing started yet; start the parts the test needs."""
     exchange = f"t{uuid.uuid4().hex[:10]}"
-    settings = Settings(database_url=database_url, broker_url=rabbitmq_url if kind == "servers" else None,
-                        broker_exchange=exchange, **{**FAST, **overrides})  # fmt: skip
+    settings = Settings(
+        database_url=database_url,
+        broker_url=rabbitmq_url if kind == "servers" else None,
+        broker_exchange=exchange,
+        **{**FAST, **overrides},
+    )
     engine = create_async(database_url)
     broker: Broker = (
         RabbitMQBroker(rabbitmq_url, exchange=exchange)
