@@ -61,7 +61,8 @@ class Outcome(StrEnum):
     RETRY_REQUESTED = "retry_requested"  # the job asked to be retried after a delay
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
-    LOST = "lost"  # the worker went away (offline, or handed the job back)
+    LOST = "lost"  # the worker went away (lease expired) or the dispatch could not be delivered
+    HANDED_BACK = "handed_back"  # a stopping worker gave the job back unfinished
 
 
 class WorkerState(StrEnum):

@@ -10,6 +10,9 @@ Choices:
   ``initial_delay * multiplier^(n-1)`` where ``n`` is the attempt that just failed.
 * ``lost`` (the worker went away or handed the job back) retries at once, without backoff: the job
   did nothing wrong. It still counts against ``max_attempts`` so a job that kills its workers ends.
+* ``handed_back`` (a worker stopping gracefully gave the job back) retries at once and does not
+  count against ``max_attempts``: the attempt never had its chance. The attempt number still
+  grows (it fences late reports), so ``attempts`` may then exceed ``max_attempts``.
 * ``retry_requested`` retries after the job's own ``retry_after`` (no jitter) and counts against
   ``max_attempts`` too.
 * ``failed_permanently`` fails at once; ``cancelled`` cancels; and once a cancel was requested any
@@ -86,6 +89,8 @@ def decide(
         return RetryDecision(Verdict.COMPLETE)
     if outcome is Outcome.CANCELLED or cancel_requested:
         return RetryDecision(Verdict.CANCEL, reason="cancelled by user")
+    if outcome is Outcome.HANDED_BACK:
+        return RetryDecision(Verdict.RETRY, reason=f"attempt {attempt} handed back; running again")
     if outcome not in _RETRYABLE:
         return RetryDecision(Verdict.FAIL, reason=f"attempt {attempt} failed (not retryable)")
     if attempt >= policy.max_attempts:

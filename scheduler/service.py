@@ -89,7 +89,12 @@ class SchedulerService:
         self.passes = 0
 
     def _new_core(self) -> Scheduler:
-        return Scheduler(jitter=self.settings.retry_jitter, rng=random.Random())
+        return Scheduler(
+            lookahead=self.settings.scheduler_lookahead,
+            reserve_after=self.settings.scheduler_reserve_after_seconds,
+            jitter=self.settings.retry_jitter,
+            rng=random.Random(),
+        )
 
     # -- start-up -------------------------------------------------------------------------
     async def rebuild(self) -> None:
@@ -184,15 +189,6 @@ class SchedulerService:
     ) -> tuple[list[Transition], dict[uuid.UUID, Any]]:
         out: list[Transition] = []
         results: dict[uuid.UUID, Any] = {}
-        for beat in inbox.beats.values():
-            if beat.stopped:
-                out += self.core.worker_offline(beat.worker_id, now)
-                self._last_seen.pop(beat.worker_id, None)
-                continue
-            self.core.upsert_worker(
-                beat.worker_id, beat.cpu_units, beat.memory_mb, draining=beat.draining
-            )
-            self._last_seen[beat.worker_id] = now
         for f in inbox.finished:
             out += self.core.on_attempt_finished(
                 f.job_id,
@@ -207,6 +203,16 @@ class SchedulerService:
                 results[f.job_id] = f.result
         for r in inbox.released:
             self.core.release(r.job_id, r.attempt)
+        # Reports before heartbeats: a stopping worker's hand-backs precede its goodbye.
+        for beat in inbox.beats.values():
+            if beat.stopped:
+                out += self.core.worker_offline(beat.worker_id, now)
+                self._last_seen.pop(beat.worker_id, None)
+                continue
+            self.core.upsert_worker(
+                beat.worker_id, beat.cpu_units, beat.memory_mb, draining=beat.draining
+            )
+            self._last_seen[beat.worker_id] = now
         for job_id, attempt, why in self._lost:
             out += self.core.on_attempt_finished(job_id, attempt, Outcome.LOST, now, error=why)
         self._lost = []

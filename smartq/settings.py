@@ -44,7 +44,11 @@ class Settings(BaseSettings):
     # Scheduler
     scheduler_poll_seconds: float = 2.0
     worker_lease_seconds: float = 15.0
-    retry_jitter: float = 0.0
+    retry_jitter: float = Field(default=0.0, ge=0, le=1, description="Backoff spread: ±fraction.")
+    scheduler_lookahead: int = Field(default=256, ge=1, description="Ready jobs a pass may skip.")
+    scheduler_reserve_after_seconds: float = Field(
+        default=10.0, ge=0, description="How long a big job may be overtaken before it reserves."
+    )
 
     # Worker
     worker_id: str | None = None

@@ -59,6 +59,7 @@ _END_LEVELS = {
     Outcome.TIMED_OUT: "error",
     Outcome.CANCELLED: "warning",
     Outcome.LOST: "warning",
+    Outcome.HANDED_BACK: "warning",
 }
 
 
@@ -168,14 +169,14 @@ class Executor:
 
     async def shutdown(self, grace: float) -> None:
         """Take no more attempts, let running ones finish within ``grace``, then stop the rest
-        and report them ``LOST`` so the scheduler runs them again elsewhere."""
+        and report them ``HANDED_BACK`` so the scheduler runs them again elsewhere."""
         self._closing = True
         tasks = {a.task for a in self._attempts.values() if a.task is not None and not a.reported}
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for attempt in list(self._attempts.values()):
                 if attempt.task in pending:
-                    attempt.request_stop(Outcome.LOST, SHUTDOWN_REASON)
+                    attempt.request_stop(Outcome.HANDED_BACK, SHUTDOWN_REASON)
             if pending:
                 await asyncio.wait(pending)
         # Threads that outlived their attempt keep running; the pool cannot stop them.
@@ -198,7 +199,7 @@ class Executor:
 
     async def _execute(self, attempt: _Attempt) -> AttemptFinished:
         if self._closing:
-            return self._finish(attempt, Ending(Outcome.LOST, error=SHUTDOWN_REASON))
+            return self._finish(attempt, Ending(Outcome.HANDED_BACK, error=SHUTDOWN_REASON))
         try:
             ending = await self._run(attempt)
         except Exception as exc:  # a bug here must still end the attempt, not strand it

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from tests.system import System
@@ -45,3 +46,227 @@ async def test_dag_runs_in_dependency_order(system: System) -> None:
     assert logs["attempts"][0]["outcome"] == "succeeded"
     assert logs["attempts"][0]["worker_id"] == "w1"
     assert isinstance(datetime.fromisoformat(logs["attempts"][0]["finished_at"]), datetime)
+
+
+def peak_use(attempts: list[dict[str, Any]], worker: str) -> tuple[int, int]:
+    """Highest cpu and memory a worker held at once, from the recorded attempts."""
+    edges: list[tuple[datetime, int, int, int]] = []
+    for a in attempts:
+        if a["worker_id"] != worker or a["started_at"] is None or a["finished_at"] is None:
+            continue
+        edges.append((a["started_at"], 1, a["cpu_units"], a["memory_mb"]))
+        edges.append((a["finished_at"], 0, -a["cpu_units"], -a["memory_mb"]))
+    cpu = mem = peak_cpu = peak_mem = 0
+    for _, _, dc, dm in sorted(edges):  # ends (0) sort before starts (1) at the same instant
+        cpu, mem = cpu + dc, mem + dm
+        peak_cpu, peak_mem = max(peak_cpu, cpu), max(peak_mem, mem)
+    return peak_cpu, peak_mem
+
+
+async def test_failed_parent_cancels_descendants_with_reason(system: System) -> None:
+    system.start_scheduler()
+    system.start_worker("w1")
+    made = await system.batch(
+        node("root", type="flaky", payload={"fail_times": -1}, retry={"max_attempts": 2,
+             "initial_delay_seconds": 0.05}),
+        node("child", ["root"]),
+        node("grandchild", ["child"]),
+        node("other"),
+    )  # fmt: skip
+    final = await system.wait_final([j["id"] for j in made.values()])
+    root = final[made["root"]["id"]]
+    assert root["status"] == "failed" and root["attempts"] == 2
+    assert "flaky: attempt 2 fails" in root["error"]
+    for key in ("child", "grandchild"):
+        job = final[made[key]["id"]]
+        assert job["status"] == "cancelled"
+        assert job["attempts"] == 0
+        assert job["status_reason"].startswith(f"upstream job root ({made['root']['id']}) failed")
+    assert final[made["other"]["id"]]["status"] == "completed"
+
+
+async def test_priorities_are_respected_under_contention(system: System) -> None:
+    system.start_scheduler()
+    blocker = await system.submit(type="hold", payload={"seconds": 0.6}, cpu_units=1)
+    order = ["low", 3, "normal", "high", 9, "critical"]
+    jobs = [await system.submit(type="hold", payload={"seconds": 0.02}, priority=p) for p in order]
+    system.start_worker("solo", cpu_units=1)
+    await system.wait_final([blocker["id"], *[j["id"] for j in jobs]])
+    started = {a["job_id"]: a["started_at"] for a in await system.attempts()}
+    by_start = sorted(jobs, key=lambda j: started[uuid.UUID(j["id"])])
+    assert [j["priority"] for j in by_start] == ["critical", 9, "high", "normal", 3, "low"]
+
+
+async def test_workers_never_hold_more_than_their_capacity(system: System) -> None:
+    import random
+
+    rng = random.Random(7)
+    system.start_scheduler()
+    system.start_worker("a", cpu_units=4, memory_mb=2048)
+    system.start_worker("b", cpu_units=2, memory_mb=4096)
+    specs = [
+        {"type": "hold", "payload": {"seconds": 0.05}, "cpu_units": rng.randint(1, 2),
+         "memory_mb": rng.choice([256, 512, 1024, 2048])}
+        for _ in range(40)
+    ]  # fmt: skip
+    r = await system.client.post("/jobs/batch", json={"jobs": specs})
+    ids = [j["id"] for j in r.json()["jobs"]]
+    final = await system.wait_final(ids, timeout=60)
+    assert {j["status"] for j in final.values()} == {"completed"}
+    attempts = await system.attempts()
+    assert peak_use(attempts, "a")[0] <= 4 and peak_use(attempts, "a")[1] <= 2048
+    assert peak_use(attempts, "b")[0] <= 2 and peak_use(attempts, "b")[1] <= 4096
+    assert peak_use(attempts, "a")[0] >= 2  # it did run things side by side
+
+
+async def test_job_no_worker_can_fit_waits_with_reason(system: System) -> None:
+    system.start_scheduler()
+    system.start_worker("small", cpu_units=2, memory_mb=1024)
+    big = await system.submit(cpu_units=8)
+    small = await system.submit()
+    await system.wait_final([small["id"]])
+    await asyncio.sleep(0.3)
+    job = await system.job(big["id"])
+    assert job["status"] == "ready"
+    assert (
+        job["waiting_reason"]
+        == "no worker could ever fit it: needs 8 cpu_units, largest worker has 2"
+    )
+
+
+async def test_big_job_is_not_starved_by_small_ones(system: System) -> None:
+    system.settings.scheduler_reserve_after_seconds = 0.3
+    system.start_scheduler()
+    system.start_worker("w", cpu_units=4, memory_mb=4096)
+    first = [
+        await system.submit(type="hold", payload={"seconds": 0.3}, cpu_units=1) for _ in range(3)
+    ]
+    big = await system.submit(type="hold", payload={"seconds": 0.05}, cpu_units=4)
+    stream: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 6
+    while (await system.job(big["id"]))["status"] != "completed" and time.monotonic() < deadline:
+        stream.append(await system.submit(type="hold", payload={"seconds": 0.3}, cpu_units=1))
+        await asyncio.sleep(0.1)
+    assert (await system.job(big["id"]))["status"] == "completed", "the big job starved"
+    await system.wait_final([j["id"] for j in first + stream], timeout=30)
+    assert peak_use(await system.attempts(), "w")[0] <= 4
+
+
+async def test_retries_follow_backoff_and_stop_at_max_attempts(system: System) -> None:
+    system.start_scheduler()
+    system.start_worker("w1")
+    job = await system.submit(
+        type="flaky", payload={"fail_times": -1},
+        retry={"max_attempts": 3, "initial_delay_seconds": 0.3, "backoff_multiplier": 2},
+    )  # fmt: skip
+    final = (await system.wait_final([job["id"]], timeout=20))[job["id"]]
+    assert final["status"] == "failed" and final["attempts"] == 3
+    rows = sorted((a for a in await system.attempts()), key=lambda a: a["attempt"])
+    assert [a["outcome"] for a in rows] == ["failed"] * 3
+    gaps = [(rows[i + 1]["started_at"] - rows[i]["finished_at"]).total_seconds() for i in range(2)]
+    assert 0.3 <= gaps[0] < 0.3 + 0.4, gaps
+    assert 0.6 <= gaps[1] < 0.6 + 0.4, gaps
+
+
+async def test_non_retryable_error_does_not_retry(system: System) -> None:
+    system.start_scheduler()
+    system.start_worker("w1")
+    job = await system.submit(type="flaky", payload={"fail_times": 1, "retryable": False})
+    final = (await system.wait_final([job["id"]]))[job["id"]]
+    assert final["status"] == "failed" and final["attempts"] == 1
+    assert [a["outcome"] for a in await system.attempts()] == ["failed_permanently"]
+
+
+async def test_job_can_ask_for_a_retry_after_a_delay(system: System) -> None:
+    system.start_scheduler()
+    system.start_worker("w1")
+    job = await system.submit(type="ask_retry", payload={"delay": 0.4})
+    final = (await system.wait_final([job["id"]]))[job["id"]]
+    assert final["status"] == "completed" and final["result"] == {"attempt": 2}
+    rows = sorted(await system.attempts(), key=lambda a: a["attempt"])
+    assert rows[0]["outcome"] == "retry_requested"
+    assert (rows[1]["started_at"] - rows[0]["finished_at"]).total_seconds() >= 0.4
+
+
+async def test_timeouts_stop_async_and_plain_jobs(system: System) -> None:
+    system.start_scheduler()
+    system.start_worker("w1", cpu_units=4)
+    slow_async = await system.submit(type="sleep", payload={"seconds": 30}, timeout_seconds=0.5,
+                                     retry={"max_attempts": 1})  # fmt: skip
+    stubborn = await system.submit(type="stubborn", payload={"seconds": 2}, timeout_seconds=0.5,
+                                   retry={"max_attempts": 1}, cpu_units=3)  # fmt: skip
+    t0 = time.monotonic()
+    final = await system.wait_final([slow_async["id"], stubborn["id"]])
+    assert time.monotonic() - t0 < 1.8  # both reported at their deadline, not when done
+    for j in final.values():
+        assert j["status"] == "failed" and "timed out" in j["status_reason"]
+    # the stubborn thread still holds 3 cpu_units until it returns: a 2-unit job waits for it
+    follower = await system.submit(cpu_units=2)
+    follower_done = (await system.wait_final([follower["id"]]))[follower["id"]]
+    attempt = next(a for a in await system.attempts() if str(a["job_id"]) == stubborn["id"])
+    assert follower_done["started_at"] >= attempt["started_at"] + __import__("datetime").timedelta(
+        seconds=1.9
+    )
+
+
+async def test_cancelling_a_running_job_stops_it(system: System) -> None:
+    system.start_scheduler()
+    system.start_worker("w1")
+    made = await system.batch(
+        node("long", type="sleep", payload={"seconds": 30}), node("after", ["long"])
+    )
+    await system.wait_status(made["long"]["id"], "running")
+    r = await system.client.patch(f"/jobs/{made['long']['id']}/cancel")
+    assert r.status_code == 202
+    final = await system.wait_final([made["long"]["id"], made["after"]["id"]], timeout=10)
+    assert final[made["long"]["id"]]["status"] == "cancelled"
+    assert final[made["after"]["id"]]["status"] == "cancelled"
+    assert "was cancelled" in final[made["after"]["id"]]["status_reason"]
+    outcomes = [a["outcome"] for a in await system.attempts()]
+    assert outcomes == ["cancelled"]
+
+
+async def test_idempotent_resubmission_never_runs_twice(system: System) -> None:
+    system.start_scheduler()
+    system.start_worker("w1")
+    first = await system.submit(type="log", payload={"lines": 1}, idempotency_key="once")
+    await system.wait_final([first["id"]])
+    again = await system.submit(type="log", payload={"lines": 1}, idempotency_key="once")
+    assert again["id"] == first["id"] and again["status"] == "completed"
+    await asyncio.sleep(0.5)
+    assert len(await system.attempts()) == 1
+
+
+async def test_run_at_is_respected(system: System) -> None:
+    from datetime import UTC
+
+    system.start_scheduler()
+    system.start_worker("w1")
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    job = await system.submit(run_at=at.isoformat())
+    await asyncio.sleep(0.3)
+    waiting = await system.job(job["id"])
+    assert waiting["status"] in ("pending", "blocked") and waiting["waiting_reason"].startswith(
+        "scheduled"
+    )
+    final = (await system.wait_final([job["id"]]))[job["id"]]
+    assert final["started_at"] >= at
+
+
+async def test_graceful_shutdown_hands_back_and_loses_nothing(system: System) -> None:
+    system.settings.shutdown_grace_seconds = 0.3
+    system.start_scheduler()
+    system.start_worker("leaving", cpu_units=2)
+    quick = await system.submit(type="sleep", payload={"seconds": 0.1})
+    longs = [await system.submit(type="sleep", payload={"seconds": 1.5}, retry={"max_attempts": 1})
+             for _ in range(2)]  # fmt: skip
+    for j in longs:
+        await system.wait_status(j["id"], "running")
+    await system.stop_worker("leaving")
+    system.start_worker("staying", cpu_units=2)
+    final = await system.wait_final([quick["id"], *[j["id"] for j in longs]], timeout=20)
+    assert {j["status"] for j in final.values()} == {"completed"}
+    for j in longs:
+        rows = [a for a in await system.attempts() if str(a["job_id"]) == j["id"]]
+        history = [(a["worker_id"], a["outcome"]) for a in sorted(rows, key=lambda a: a["attempt"])]
+        assert history == [("leaving", "handed_back"), ("staying", "succeeded")]

@@ -462,12 +462,15 @@ async def test_shutdown_hands_back_unfinished_attempts(executor: Executor, out: 
     by_job = {f.job_id: f for f in out.of(AttemptFinished)}
     assert by_job[quick.job_id].outcome is Outcome.SUCCEEDED
     for d in (slow_async, slow_thread):
-        assert (by_job[d.job_id].outcome, by_job[d.job_id].error) == (Outcome.LOST, SHUTDOWN_REASON)
+        assert (by_job[d.job_id].outcome, by_job[d.job_id].error) == (
+            Outcome.HANDED_BACK,
+            SHUTDOWN_REASON,
+        )
         assert SHUTDOWN_REASON in out.messages(d.job_id)
     assert executor.running() == []
 
     late = await executor.run(dispatch("add", {"a": 1, "b": 1}))
-    assert late.outcome is Outcome.LOST  # taken no more: handed straight back
+    assert late.outcome is Outcome.HANDED_BACK  # taken no more: handed straight back
 
 
 # -- the built-in job types -----------------------------------------------------------------

@@ -68,6 +68,9 @@ P3 = RetryPolicy(3, 1.0, 2.0)
         (Outcome.CANCELLED, 1, None, False, Verdict.CANCEL, 0.0),
         (Outcome.FAILED, 1, None, True, Verdict.CANCEL, 0.0),
         (Outcome.LOST, 1, None, True, Verdict.CANCEL, 0.0),
+        (Outcome.HANDED_BACK, 1, None, False, Verdict.RETRY, 0.0),
+        (Outcome.HANDED_BACK, 3, None, False, Verdict.RETRY, 0.0),  # not the job's fault
+        (Outcome.HANDED_BACK, 1, None, True, Verdict.CANCEL, 0.0),
     ],
 )
 def test_decide_table(
