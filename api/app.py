@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import errors
 from api.deps import ApiContext
-from api.routes import batches, health, jobs, logs
+from api.metrics import Metrics
+from api.routes import batches, health, jobs, logs, metrics, stream, workers
+from api.stream import StreamHub
 from smartq.broker import Broker, create_broker
 from smartq.db import create_async
 from smartq.registry import Registry, load_job_modules, registry
@@ -45,16 +47,27 @@ def create_app(
         async def publish(routing_key: str, body: bytes) -> None:
             await brk.publish(routing_key, body)
 
+        figures = Metrics()
+        hub = StreamHub(
+            brk,
+            figures,
+            capacity=settings.stream_buffer,
+            stall_seconds=settings.stream_stall_seconds,
+        )
+        await hub.start()
         app.state.ctx = ApiContext(
             settings=settings,
             engine=eng,
             registry=job_registry or registry,
             publish=publish,
             broker_ping=brk.ping,
+            metrics=figures,
+            hub=hub,
         )
         try:
             yield
         finally:
+            await hub.stop()
             if own_broker:
                 await brk.close()
             if own_engine:
@@ -63,6 +76,7 @@ def create_app(
     app = FastAPI(title="smartq", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=settings.max_request_bytes)
-    for router in (jobs.router, logs.router, batches.router, health.router):
+    routers = (stream.router, jobs.router, logs.router, batches.router, workers.router)
+    for router in (*routers, metrics.router, health.router):
         app.include_router(router)
     return app

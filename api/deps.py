@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from api.metrics import Metrics
+from api.stream import StreamHub
 from smartq.registry import Registry
 from smartq.settings import Settings
 
@@ -25,6 +27,8 @@ class ApiContext:
     registry: Registry
     publish: Publish
     broker_ping: Ping
+    metrics: Metrics
+    hub: StreamHub
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -193,3 +193,30 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class WorkerOut(BaseModel):
+    """A worker as the scheduler last recorded it, with what runs on it now."""
+
+    id: str
+    hostname: str
+    state: str = Field(
+        description="idle, busy, draining or offline (also when its heartbeat is older than "
+        "the lease, whatever was recorded)."
+    )
+    cpu_units: int
+    memory_mb: int
+    cpu_in_use: int = Field(description="cpu_units held by its running jobs.")
+    memory_in_use: int = Field(description="MB held by its running jobs.")
+    running_jobs: int
+    job_types: list[str]
+    started_at: datetime
+    last_heartbeat: datetime
+    uptime_seconds: float = Field(description="Since it started, until now or until it went away.")
+    jobs_succeeded: int
+    jobs_failed: int
+    draining: bool
+    cpu_percent: float | None = Field(
+        default=None, description="Process CPU % from its last heartbeat (psutil), if known."
+    )
+    rss_mb: float | None = Field(default=None, description="Resident memory (MB), if known.")

@@ -17,13 +17,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.enums import CANCELLABLE_AT_ONCE, JobStatus
-from models.tables import Batch, Job, JobAttempt, JobDependency, JobLog
+from models.tables import Batch, Job, JobAttempt, JobDependency, JobLog, Worker
 
 jobs: Table = Job.__table__  # type: ignore[attr-defined]
 edges: Table = JobDependency.__table__  # type: ignore[attr-defined]
 batches: Table = Batch.__table__  # type: ignore[attr-defined]
 attempts_t: Table = JobAttempt.__table__  # type: ignore[attr-defined]
 logs_t: Table = JobLog.__table__  # type: ignore[attr-defined]
+workers_t: Table = Worker.__table__  # type: ignore[attr-defined]
 
 #: Columns hashed to tell an idempotent replay from a conflicting reuse of the key.
 HASHED = (
@@ -201,9 +202,9 @@ def _descendants_cte(root: uuid.UUID) -> Any:
 
 async def cancel_waiting(
     conn: AsyncConnection, job: RowMapping, now: datetime, reason: str
-) -> list[uuid.UUID]:
-    """Cancel a job that has not started, and everything downstream of it; returns the ids
-    cancelled (empty when the job left its waiting state first)."""
+) -> dict[uuid.UUID, str]:
+    """Cancel a job that has not started, and everything downstream of it; returns the jobs
+    cancelled with their types (empty when the job left its waiting state first)."""
     won = await conn.execute(
         update(jobs)
         .where(jobs.c.id == job["id"], jobs.c.status.in_(WAITING))
@@ -213,7 +214,7 @@ async def cancel_waiting(
         .returning(jobs.c.id)
     )
     if won.first() is None:
-        return []
+        return {}
     downstream = _descendants_cte(job["id"])
     why = f"upstream job {job['name']} ({job['id']}) was cancelled"
     rows = await conn.execute(
@@ -222,9 +223,9 @@ async def cancel_waiting(
         .values(
             status=JobStatus.CANCELLED.value, status_reason=why, finished_at=now, updated_at=now
         )
-        .returning(jobs.c.id)
+        .returning(jobs.c.id, jobs.c.type)
     )
-    return [job["id"], *(r[0] for r in rows)]
+    return {job["id"]: job["type"], **{r[0]: r[1] for r in rows}}
 
 
 async def request_stop(conn: AsyncConnection, job_id: uuid.UUID, now: datetime) -> bool:
@@ -282,3 +283,60 @@ async def log_lines(
         .limit(limit)
     )
     return list((await conn.execute(stmt)).mappings())
+
+
+_STATUS_COLUMNS = (
+    jobs.c.id,
+    jobs.c.type,
+    jobs.c.status,
+    jobs.c.attempts,
+    jobs.c.updated_at,
+    jobs.c.batch_id,
+    jobs.c.worker_id,
+    jobs.c.status_reason,
+    jobs.c.error,
+)
+
+
+async def job_statuses(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> list[RowMapping]:
+    """The current status of the given jobs (what a stream subscriber sees first)."""
+    out: list[RowMapping] = []
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        rows = await conn.execute(select(*_STATUS_COLUMNS).where(jobs.c.id.in_(chunk)))
+        out += rows.mappings()
+    return out
+
+
+async def batch_statuses(
+    conn: AsyncConnection, batch_ids: Sequence[uuid.UUID]
+) -> tuple[set[uuid.UUID], list[RowMapping]]:
+    """Which of the batches exist, and the current status of their jobs."""
+    found = await conn.execute(select(batches.c.id).where(batches.c.id.in_(batch_ids)))
+    known = {r[0] for r in found}
+    rows = await conn.execute(
+        select(*_STATUS_COLUMNS)
+        .where(jobs.c.batch_id.in_(batch_ids))
+        .order_by(jobs.c.created_at, jobs.c.id)
+    )
+    return known, list(rows.mappings())
+
+
+async def list_workers(conn: AsyncConnection) -> list[RowMapping]:
+    rows = await conn.execute(select(workers_t).order_by(workers_t.c.id))
+    return list(rows.mappings())
+
+
+async def running_use(conn: AsyncConnection) -> dict[str, RowMapping]:
+    """Per worker: running jobs and the resources they hold (active rows only, indexed)."""
+    rows = await conn.execute(
+        select(
+            jobs.c.worker_id,
+            func.count().label("running_jobs"),
+            func.coalesce(func.sum(jobs.c.cpu_units), 0).label("cpu_in_use"),
+            func.coalesce(func.sum(jobs.c.memory_mb), 0).label("memory_in_use"),
+        )
+        .where(jobs.c.status == JobStatus.RUNNING.value, jobs.c.worker_id.isnot(None))
+        .group_by(jobs.c.worker_id)
+    )
+    return {r["worker_id"]: r for r in rows.mappings()}

@@ -3,6 +3,11 @@
 A message is acked only after the transaction holding its line committed, and the unique
 (job, attempt, seq) key makes a redelivered line a no-op: killing the logger mid-batch loses no
 line and duplicates none.
+
+Retention deletes lines older than ``log_retention_days`` in batches of
+:data:`RETENTION_BATCH` (one short transaction each), at most :data:`RETENTION_BATCHES` per
+minute, so it never holds long locks. Every ``monitor_seconds`` the logger publishes how many
+lines it stored (``job.monitoring.logger``) for the API's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -10,19 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from datetime import timedelta
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logger import store
-from models.messages import LogLine
+from models.messages import LoggerMonitor, LogLine
 from models.types import utcnow
 from smartq import topology
 from smartq.broker import Broker, IncomingMessage
 from smartq.settings import Settings
 
 log = logging.getLogger(__name__)
+RETENTION_BATCH = 5_000
+RETENTION_BATCHES = 200
 
 
 class LogStore:
@@ -33,6 +43,8 @@ class LogStore:
         self._pending: list[tuple[LogLine, IncomingMessage]] = []
         self._wake = asyncio.Event()
         self.stored = 0
+        self.logger_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.started_at = utcnow()
 
     async def _on_message(self, message: IncomingMessage) -> None:
         try:
@@ -66,14 +78,36 @@ class LogStore:
         self.stored += new
         return new
 
-    async def _retention(self) -> None:
+    async def retention(self) -> int:
+        """Delete lines older than the retention age, batch by batch; returns how many."""
+        if self.settings.log_retention_days <= 0:
+            return 0
         cutoff = utcnow() - timedelta(days=self.settings.log_retention_days)
-        async with self.engine.begin() as conn:
-            deleted = await store.delete_older_than(conn, cutoff, 5_000)
+        deleted = 0
+        for _ in range(RETENTION_BATCHES):
+            async with self.engine.begin() as conn:
+                n = await store.delete_older_than(conn, cutoff, RETENTION_BATCH)
+            deleted += n
+            if n < RETENTION_BATCH:
+                break
+            await asyncio.sleep(0)  # let flushes of new lines interleave
         if deleted:
             log.info(
                 "deleted old log lines", extra={"action": "logger.retention", "lines": deleted}
             )
+        return deleted
+
+    async def _publish_monitoring(self) -> None:
+        event = LoggerMonitor(
+            ts=utcnow(),
+            logger_id=self.logger_id,
+            started_at=self.started_at,
+            lines_stored=self.stored,
+        )
+        try:
+            await self.broker.publish(topology.MONITORING_LOGGER, event.dumps())
+        except Exception:
+            log.warning("could not publish monitoring", extra={"action": "logger.monitoring"})
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and store until ``stop`` is set; then store what is buffered and return."""
@@ -82,7 +116,7 @@ class LogStore:
             self._on_message,
             prefetch=self.settings.log_batch_size * 4,
         )
-        next_retention = 0.0
+        next_retention = next_monitor = 0.0
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
@@ -90,9 +124,15 @@ class LogStore:
                     await asyncio.wait_for(self._wake.wait(), self.settings.log_batch_seconds)
                 self._wake.clear()
                 await self.flush()
+                if loop.time() >= next_monitor:
+                    next_monitor = loop.time() + self.settings.monitor_seconds
+                    await self._publish_monitoring()
                 if loop.time() >= next_retention:
                     next_retention = loop.time() + 60
-                    await self._retention()
+                    try:
+                        await self.retention()
+                    except Exception:
+                        log.exception("retention failed", extra={"action": "logger.retention"})
         finally:
             await self.flush()
             await consumer.cancel()  # what arrived since is requeued, not lost

@@ -37,11 +37,13 @@ async def insert_lines(conn: AsyncConnection, lines: Sequence[LogLine]) -> int:
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(logs_t).on_conflict_do_nothing(
-        index_elements=["job_id", "attempt", "seq"]
+    stmt = (
+        dialect.insert(logs_t)
+        .on_conflict_do_nothing(index_elements=["job_id", "attempt", "seq"])
+        .returning(logs_t.c.seq)  # rowcount of an executemany is not reliable; count rows
     )
     result = await conn.execute(stmt, rows)
-    return max(result.rowcount, 0)
+    return len(result.all())
 
 
 async def delete_older_than(conn: AsyncConnection, cutoff: datetime, limit: int) -> int:

@@ -139,6 +139,14 @@ class JobStatusEvent(_Message):
     worker_id: str | None = None
     reason: str | None = None
     error: str | None = None
+    #: The job's type (for metrics by type).
+    job_type: str | None = None
+    #: On the first ``running`` event: seconds from submission to this start.
+    queued_seconds: float | None = None
+    #: On an event leaving ``running`` after a worker's report: how long the attempt ran.
+    run_seconds: float | None = None
+    #: True when the API sent it from the database to a WebSocket client that just subscribed.
+    snapshot: bool = False
 
 
 class LogLine(_Message):
@@ -164,9 +172,16 @@ class WorkerSnapshot(BaseModel):
     running_jobs: int
     cpu_percent: float | None = None
     rss_mb: float | None = None
+    last_heartbeat: datetime | None = None
 
 
 class QueueMonitor(_Message):
+    """scheduler → everyone (``job.monitoring.queue``): the queue at a glance.
+
+    Active statuses are exact (the scheduler's memory); finished ones are counted once at the
+    scheduler's start and then incremented by the transitions it decides.
+    """
+
     type: Literal["monitoring.queue"] = "monitoring.queue"
     ts: datetime
     jobs_by_status: dict[str, int]
@@ -175,9 +190,22 @@ class QueueMonitor(_Message):
 
 
 class ResourceMonitor(_Message):
+    """scheduler → everyone (``job.monitoring.resource``): every worker's capacity and use,
+    with the CPU and memory its last heartbeat measured (psutil)."""
+
     type: Literal["monitoring.resource"] = "monitoring.resource"
     ts: datetime
     workers: list[WorkerSnapshot]
+
+
+class LoggerMonitor(_Message):
+    """logger → everyone (``job.monitoring.logger``): lines this logger process stored."""
+
+    type: Literal["monitoring.logger"] = "monitoring.logger"
+    ts: datetime
+    logger_id: str
+    started_at: datetime
+    lines_stored: int
 
 
 #: Messages the scheduler consumes, decoded by their ``type`` tag.
@@ -193,5 +221,12 @@ SchedulerInbound = Annotated[
 #: Messages a worker consumes.
 WorkerInbound = Annotated[Dispatch | CancelJob, Field(discriminator="type")]
 
+#: Events on the API's stream queue (``job.status.#``, ``job.logs.#``, ``job.monitoring.#``).
+StreamEvent = Annotated[
+    JobStatusEvent | LogLine | QueueMonitor | ResourceMonitor | LoggerMonitor,
+    Field(discriminator="type"),
+]
+
 scheduler_inbound: TypeAdapter[SchedulerInbound] = TypeAdapter(SchedulerInbound)
 worker_inbound: TypeAdapter[WorkerInbound] = TypeAdapter(WorkerInbound)
+stream_event: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)

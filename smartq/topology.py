@@ -16,6 +16,7 @@ routing key                        published by      consumed from
 ``job.logs.<job>``                 worker            ``smartq.logger``, api stream queues
 ``job.monitoring.queue``           scheduler         the api stream queues
 ``job.monitoring.resource``        scheduler         the api stream queues
+``job.monitoring.logger``          logger            the api stream queues
 =================================  ================  =================================
 
 Workers report attempts (:class:`~models.messages.AttemptStarted`, ``AttemptFinished``,
@@ -47,6 +48,7 @@ JOB_SUBMITTED = "job.submitted"
 JOB_CANCEL_REQUESTED = "job.cancel_requested"
 MONITORING_QUEUE = "job.monitoring.queue"
 MONITORING_RESOURCE = "job.monitoring.resource"
+MONITORING_LOGGER = "job.monitoring.logger"
 
 #: A stream queue drops its oldest events beyond this many, so a slow WebSocket fan-out can
 #: never make RabbitMQ hold an unbounded backlog for one API process.

@@ -31,3 +31,13 @@ def ask_retry(ctx: JobContext) -> dict[str, int]:
     if ctx.attempt == 1:
         raise smartq.Retry(float(ctx.payload.get("delay", 0.5)))
     return {"attempt": ctx.attempt}
+
+
+@smartq.job("drip")
+def drip(ctx: JobContext) -> dict[str, int]:
+    """Logs ``lines`` lines, ``every`` seconds apart (to watch logs arrive while it runs)."""
+    lines = int(ctx.payload.get("lines", 5))
+    for i in range(lines):
+        ctx.log.info("drip %d of %d", i + 1, lines)
+        ctx.sleep(float(ctx.payload.get("every", 0.1)))
+    return {"lines": lines}

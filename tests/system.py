@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
 from api.store import attempts_t, jobs
+from api.stream import StreamHub
 from logger.service import LogStore
 from models.enums import FINAL_STATUSES
 from scheduler.service import SchedulerService
@@ -29,6 +31,7 @@ from smartq.brokers.rabbitmq import RabbitMQBroker
 from smartq.db import create_async
 from smartq.registry import registry
 from smartq.settings import Settings
+from tests.wsclient import AsgiWebSocket
 from worker.service import WorkerService
 
 FAST = {
@@ -37,6 +40,7 @@ FAST = {
     "worker_lease_seconds": 2.0,
     "shutdown_grace_seconds": 2.0,
     "log_batch_seconds": 0.02,
+    "monitor_seconds": 0.2,
 }
 
 
@@ -56,6 +60,18 @@ class System:
     workers: dict[str, WorkerService] = field(default_factory=dict)
     scheduler: SchedulerService | None = None
     logger: LogStore | None = None
+    app: FastAPI | None = None
+
+    @property
+    def hub(self) -> StreamHub:
+        assert self.app is not None
+        hub: StreamHub = self.app.state.ctx.hub
+        return hub
+
+    def stream(self, query: str = "", max_queue: int = 0) -> AsgiWebSocket:
+        """A client of ``WS /jobs/stream`` (``async with system.stream("job_id=…") as ws``)."""
+        assert self.app is not None
+        return AsgiWebSocket(self.app, "/jobs/stream", query, max_queue)
 
     def _start(self, name: str, run: Any) -> None:
         stop = asyncio.Event()
@@ -178,7 +194,7 @@ async def running_system(
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://smartq") as client:
-                system = System(settings, engine, broker, client)
+                system = System(settings, engine, broker, client, app=app)
                 try:
                     yield system
                 finally:

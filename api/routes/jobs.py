@@ -113,6 +113,7 @@ async def submit_job(
         raise _fail(exc) from None
     if not created:
         return await _replay(conn, values, deps, response)
+    ctx.metrics.submitted.labels(body.type).inc()
     await _notify(ctx, topology.JOB_SUBMITTED, JobsSubmitted(job_ids=[values["id"]]).dumps())
     return job_public(values, deps)
 
@@ -194,6 +195,8 @@ async def submit_batch(
     if not created:
         return await _replay_batch(conn, batch, response)
     ids = [r["id"] for r in resolved.rows]
+    for job in body.jobs:
+        ctx.metrics.submitted.labels(job.type).inc()
     await _notify(ctx, topology.JOB_SUBMITTED, JobsSubmitted(job_ids=ids).dumps())
     deps: dict[uuid.UUID, list[uuid.UUID]] = {i: [] for i in ids}
     for edge in resolved.edges:
@@ -302,7 +305,7 @@ async def cancel_job(
             elif row["status"] == JobStatus.RUNNING.value:
                 if not await store.request_stop(conn, job_id, now):
                     continue
-                cancelled = []
+                cancelled = {}
             else:
                 raise HTTPException(
                     409,
@@ -319,14 +322,14 @@ async def _cancel_result(
     ctx: ApiContext,
     conn: AsyncConnection,
     job_id: uuid.UUID,
-    cancelled: list[uuid.UUID],
+    cancelled: dict[uuid.UUID, str],
     response: Response,
 ) -> CancelResult:
     row = await store.get_job(conn, job_id)
     assert row is not None
     await _notify(ctx, topology.JOB_CANCEL_REQUESTED, CancelRequested(job_id=job_id).dumps())
     now = utcnow()
-    for jid in cancelled:
+    for jid, job_type in cancelled.items():
         event = JobStatusEvent(
             job_id=jid,
             status=JobStatus.CANCELLED,
@@ -334,11 +337,14 @@ async def _cancel_result(
             ts=now,
             batch_id=row["batch_id"],
             reason="cancelled by user" if jid == job_id else f"upstream job {job_id} was cancelled",
+            job_type=job_type,
         )
         await _notify(ctx, topology.status_key(jid), event.dumps())
     if not cancelled:
         response.status_code = 202
     deps = await store.dependencies_of(conn, [job_id])
     return CancelResult(
-        job=job_public(row, deps[job_id]), cancelled=cancelled, pending_worker_stop=not cancelled
+        job=job_public(row, deps[job_id]),
+        cancelled=list(cancelled),
+        pending_worker_stop=not cancelled,
     )

@@ -1,0 +1,64 @@
+"""``GET /workers``: every worker with its capacity, use, state and history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api import store
+from api.deps import ConnDep, ContextDep
+from api.schemas import WorkerOut
+from models.enums import WorkerState
+from models.types import utcnow
+
+router = APIRouter(prefix="/workers", tags=["workers"])
+
+
+@router.get("", response_model=list[WorkerOut])
+async def list_workers(
+    conn: ConnDep,
+    ctx: ContextDep,
+    state: Annotated[list[WorkerState] | None, Query()] = None,
+) -> list[WorkerOut]:
+    """Workers by id. Use is the sum of the resources of the jobs running on each; CPU % and
+    memory come from the scheduler's latest resource monitoring, when this API has seen one."""
+    now = utcnow()
+    lease = timedelta(seconds=ctx.settings.worker_lease_seconds)
+    rows = await store.list_workers(conn)
+    use = await store.running_use(conn)
+    resources = ctx.metrics.snapshots.resources
+    measured = {w.worker_id: w for w in resources.workers} if resources else {}
+    out = []
+    for row in rows:
+        recorded = WorkerState(row["state"])
+        stale = now - row["last_heartbeat"] > lease
+        current = WorkerState.OFFLINE if stale else recorded
+        if state and current not in state:
+            continue
+        running = use.get(row["id"])
+        until = row["last_heartbeat"] if current is WorkerState.OFFLINE else now
+        seen = measured.get(row["id"])
+        out.append(
+            WorkerOut(
+                id=row["id"],
+                hostname=row["hostname"],
+                state=current.value,
+                cpu_units=row["cpu_units"],
+                memory_mb=row["memory_mb"],
+                cpu_in_use=running["cpu_in_use"] if running else 0,
+                memory_in_use=running["memory_in_use"] if running else 0,
+                running_jobs=running["running_jobs"] if running else 0,
+                job_types=row["job_types"],
+                started_at=row["started_at"],
+                last_heartbeat=row["last_heartbeat"],
+                uptime_seconds=max(0.0, (until - row["started_at"]).total_seconds()),
+                jobs_succeeded=row["jobs_succeeded"],
+                jobs_failed=row["jobs_failed"],
+                draining=row["draining"],
+                cpu_percent=seen.cpu_percent if seen else None,
+                rss_mb=seen.rss_mb if seen else None,
+            )
+        )
+    return out
