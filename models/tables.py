@@ -105,6 +105,11 @@ class Job(SQLModel, table=True):
     status: str = Field(sa_column=Column(String(16), nullable=False))
     status_reason: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    #: Attempts made before the last resubmission (``POST /jobs/{id}/retry``): the retry budget
+    #: counts from here, while attempt numbers keep growing so late reports stay fenced off.
+    attempts_base: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
     #: End of the current backoff (status ``retrying``).
     not_before: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
     worker_id: str | None = Field(default=None, sa_column=Column(String(200)))

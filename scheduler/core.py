@@ -243,7 +243,7 @@ class Scheduler:
         else:
             decision = decide(
                 outcome,
-                job.attempts,
+                job.attempts - job.attempts_base,  # the budget restarts on a resubmission
                 job.policy(self._jitter, self._max_backoff),
                 retry_after=retry_after,
                 cancel_requested=job.cancel_requested,

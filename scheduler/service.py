@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,14 +36,21 @@ from models.messages import (
 )
 from scheduler import store
 from scheduler.core import Scheduler
+from scheduler.leader import Leadership
+from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
+from scheduler.reconcile import DispatchTracker
 from scheduler.store import dt
 from scheduler.values import Placement, SendCancel, Transition
 from scheduler.writes import plan_writes
 from smartq import topology
 from smartq.broker import Broker, BrokerError, IncomingMessage, Unroutable
+from smartq.db import is_retryable
+from smartq.failpoints import Failpoints
 from smartq.settings import Settings
 
 log = logging.getLogger(__name__)
+#: How often the leader checks that its lock connection still holds the lock.
+LEADER_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -82,11 +90,17 @@ class SchedulerService:
         self._last_seen: dict[str, float] = {}
         self._outbox: list[tuple[str, bytes]] = []
         self._lost: list[tuple[uuid.UUID, int, str]] = []
+        self._to_republish: list[tuple[uuid.UUID, int, str]] = []
+        self.tracker = DispatchTracker(grace=max(3 * settings.heartbeat_seconds, 1.0))
+        self.failpoints = Failpoints(settings.failpoints)
         self._next_poll = 0.0
         self._pending_transitions: list[Transition] = []
         self._cancels_at_start: list[uuid.UUID] = []
         self._redispatch: list[tuple[uuid.UUID, int, str]] = []
         self.passes = 0
+        self.monitor = Monitor()  # monitoring (issue 4): finished counters, last heartbeats
+        #: Attempt outcomes per (worker, ok|bad) not yet written: they go with its next heartbeat.
+        self._worker_outcomes: Counter[tuple[str, str]] = Counter()
 
     def _new_core(self) -> Scheduler:
         return Scheduler(
@@ -112,6 +126,9 @@ class SchedulerService:
         self._cancels_at_start = loaded.cancel_requested
         running = [s for s in loaded.specs if s.status is JobStatus.RUNNING and s.worker_id]
         self._redispatch = [(s.id, s.attempts, s.worker_id or "") for s in running]
+        self.tracker = DispatchTracker(self.tracker.grace, self.tracker.max_republish)
+        for job_id, attempt, worker_id in self._redispatch:
+            self.tracker.dispatched(job_id, attempt, worker_id, now)
         log.info(
             "scheduler state rebuilt",
             extra={
@@ -126,18 +143,39 @@ class SchedulerService:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Schedule until ``stop`` is set."""
+        """Schedule until ``stop`` is set, while this process leads (see scheduler.leader);
+        wait as a hot standby while another scheduler does."""
+        leadership = Leadership(self.engine)
+        try:
+            while not stop.is_set():
+                if not await leadership.acquire(stop):
+                    return
+                await self._lead(stop, leadership)
+        finally:
+            await leadership.release()
+
+    async def _lead(self, stop: asyncio.Event, leadership: Leadership) -> None:
+        """Rebuild, consume the inbox and run passes until stopped or no longer leader."""
         await self.rebuild()
+        self._messages = []
         consumer = await self.broker.consume(
             topology.scheduler_queue(self.broker.exchange), self._on_message, prefetch=10_000
         )
+        monitoring = asyncio.create_task(self._monitoring(), name="scheduler-monitoring")
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + LEADER_CHECK_SECONDS
         try:
             await self._republish_running()
             while not stop.is_set():
+                if loop.time() >= next_check:
+                    if not await leadership.still_leader():
+                        return
+                    next_check = loop.time() + LEADER_CHECK_SECONDS
                 await self.run_pass()
                 await self._sleep(stop)
         finally:
-            await consumer.cancel()
+            monitoring.cancel()
+            await consumer.cancel()  # unacked inputs go back to the queue for the next leader
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         if self._messages or self._outbox or self._lost:
@@ -190,6 +228,7 @@ class SchedulerService:
         out: list[Transition] = []
         results: dict[uuid.UUID, Any] = {}
         for f in inbox.finished:
+            self.tracker.settled(f.job_id, f.attempt)
             out += self.core.on_attempt_finished(
                 f.job_id,
                 f.attempt,
@@ -206,13 +245,23 @@ class SchedulerService:
         # Reports before heartbeats: a stopping worker's hand-backs precede its goodbye.
         for beat in inbox.beats.values():
             if beat.stopped:
-                out += self.core.worker_offline(beat.worker_id, now)
-                self._last_seen.pop(beat.worker_id, None)
+                # Goodbye: place nothing more there. Its last reports may still be on their
+                # way (messages need not arrive in order), so what it held is settled by
+                # them or, failing that, by the lease, which runs on from its last beat.
+                self.core.upsert_worker(
+                    beat.worker_id, beat.cpu_units, beat.memory_mb, draining=True
+                )
                 continue
             self.core.upsert_worker(
                 beat.worker_id, beat.cpu_units, beat.memory_mb, draining=beat.draining
             )
             self._last_seen[beat.worker_id] = now
+            holds = [(r.job_id, r.attempt) for r in beat.running]
+            verdicts = self.tracker.on_heartbeat(beat.worker_id, holds, now)
+            self._to_republish += verdicts.republish
+            self._lost += [
+                (j, a, f"dispatch never reached worker {w}") for j, a, w in verdicts.lost
+            ]
         for job_id, attempt, why in self._lost:
             out += self.core.on_attempt_finished(job_id, attempt, Outcome.LOST, now, error=why)
         self._lost = []
@@ -228,6 +277,7 @@ class SchedulerService:
                 extra={"action": "scheduler.worker_offline", "worker": worker_id},
             )
             out += self.core.worker_offline(worker_id, now)
+            self.tracker.worker_gone(worker_id)
             del self._last_seen[worker_id]
         return out, gone
 
@@ -297,7 +347,13 @@ class SchedulerService:
             await asyncio.sleep(0.5)
             await self.rebuild()
             return PassResult()
+        self.failpoints.hit("after_commit_before_publish")
         await self._publish(published, sends)
+        self.failpoints.hit("after_publish_before_ack")
+        if self._to_republish:
+            todo, self._to_republish = self._to_republish, []
+            await self._republish(todo)
+        self.monitor.record(transitions, inbox.beats.values())
         for message in messages:
             if not message.settled:
                 await message.ack()
@@ -317,8 +373,43 @@ class SchedulerService:
         now = dt(now_f)
         assert now is not None
         writes = plan_writes(transitions, placements, now, results)
+        for attempt in range(1, 4):
+            try:
+                won, started = await self._write(
+                    writes, placements, inbox, transitions, gone, now_f
+                )
+                break
+            except Exception as exc:
+                if attempt == 3 or not is_retryable(exc):
+                    raise
+                log.warning(
+                    "pass transaction conflicted; retrying",
+                    extra={"action": "scheduler.retry_write", "attempt": attempt},
+                )
+        for p in started:
+            self.tracker.dispatched(p.job_id, p.attempt, p.worker_id, now_f)
+        for p in placements:
+            if p.job_id not in won:  # the API cancelled it first: release, do not dispatch
+                self._lost.append((p.job_id, p.attempt, "cancelled before dispatch"))
+        ran = {(f.job_id, f.attempt): f.finished_at - f.started_at for f in inbox.finished}
+        return self._messages_for(writes, won, started, now_f, ran)
+
+    async def _write(
+        self,
+        writes: dict[uuid.UUID, store.JobWrite],
+        placements: list[Placement],
+        inbox: Inbox,
+        transitions: list[Transition],
+        gone: list[str],
+        now_f: float,
+    ) -> tuple[dict[uuid.UUID, Any], list[Placement]]:
+        """The pass's one transaction. Rows are updated in id order, the order every writer
+        uses, so concurrent writers queue rather than deadlock."""
+        now = dt(now_f)
+        assert now is not None
         async with self.engine.begin() as conn:
-            won = await store.apply(conn, list(writes.values()), now)
+            ordered = sorted(writes.values(), key=lambda w: w.id)
+            won = await store.apply(conn, ordered, now)
             started = [p for p in placements if p.job_id in won]
             await store.insert_attempts(
                 conn,
@@ -337,10 +428,7 @@ class SchedulerService:
             await store.finish_attempts(conn, self._attempt_rows(inbox, transitions, now_f))
             await store.upsert_workers(conn, self._worker_rows(inbox, transitions, now_f))
             await store.mark_workers(conn, gone, WorkerState.OFFLINE.value)
-        for p in placements:
-            if p.job_id not in won:  # the API cancelled it first: release, do not dispatch
-                self._lost.append((p.job_id, p.attempt, "cancelled before dispatch"))
-        return self._messages_for(writes, won, started, now_f)
+        return won, started
 
     def _attempt_rows(
         self, inbox: Inbox, transitions: list[Transition], now: float
@@ -378,7 +466,7 @@ class SchedulerService:
     def _worker_rows(
         self, inbox: Inbox, transitions: list[Transition], now: float
     ) -> list[dict[str, Any]]:
-        counts: Counter[tuple[str, str]] = Counter()
+        counts = self._worker_outcomes  # kept until the worker's next heartbeat row
         for t in transitions:
             if t.worker_id and t.outcome is not None:
                 ok = t.to_status is JobStatus.COMPLETED
@@ -420,6 +508,7 @@ class SchedulerService:
         won: dict[uuid.UUID, Any],
         started: list[Placement],
         now_f: float,
+        ran: dict[tuple[uuid.UUID, int], timedelta] | None = None,
     ) -> list[tuple[str, bytes]]:
         now = dt(now_f)
         assert now is not None
@@ -458,9 +547,25 @@ class SchedulerService:
                 worker_id=w.worker_id,
                 reason=w.reason,
                 error=w.error,
+                job_type=won[job_id]["type"],
+                **self._timings(job_id, w, now_f, ran or {}),
             )
             events.append((topology.status_key(job_id), event.dumps()))
         return out + events
+
+    def _timings(
+        self, job_id: uuid.UUID, w: Any, now: float, ran: dict[tuple[uuid.UUID, int], timedelta]
+    ) -> dict[str, float]:
+        """Metrics fields of a status event (issue 4): wait before the first start, and how
+        long the attempt that just ended ran (as its worker measured it)."""
+        out: dict[str, float] = {}
+        job = self.core.state.jobs.get(job_id)
+        if w.status == JobStatus.RUNNING.value and w.attempts == 1 and job is not None:
+            out["queued_seconds"] = max(0.0, now - job.created_at)
+        took = ran.get((job_id, w.from_attempts))
+        if w.from_status == JobStatus.RUNNING.value and took is not None:
+            out["run_seconds"] = took.total_seconds()
+        return out
 
     async def _publish(self, messages: list[tuple[str, bytes]], sends: list[SendCancel]) -> None:
         for s in sends:
@@ -493,16 +598,29 @@ class SchedulerService:
                 d = Dispatch.model_validate_json(body)
                 log.warning(
                     "dispatch unroutable: the worker's queue is gone",
-                    extra={"action": "scheduler.unroutable", "job_id": str(d.job_id)},
+                    extra={
+                        "action": "scheduler.unroutable",
+                        "job_id": str(d.job_id),
+                        "attempt": d.attempt,
+                        "worker": d.worker_id,
+                    },
                 )
                 self._lost.append((d.job_id, d.attempt, f"worker {d.worker_id} has no queue"))
 
     async def _republish_running(self) -> None:
         """After a restart, dispatches decided but maybe never published go out again; workers
         ignore an attempt they already hold."""
-        todo = self._redispatch
+        todo, self._redispatch = self._redispatch, []
+        await self._republish(todo)
+
+    async def _republish(self, todo: list[tuple[uuid.UUID, int, str]]) -> None:
+        """Publish again the dispatches of these running attempts (job, attempt, worker)."""
         if not todo:
             return
+        log.info(
+            "re-publishing dispatches",
+            extra={"action": "scheduler.republish", "dispatches": len(todo)},
+        )
         placements = [Placement(j, w, a, 0, 0) for j, a, w in todo]
         async with self.engine.connect() as conn:
             rows = await store.dispatch_fields(conn, [p.job_id for p in placements])
@@ -530,4 +648,40 @@ class SchedulerService:
             await self.broker.publish_many(messages, mandatory=True)
         except Unroutable as exc:
             self._unroutable(exc, messages)
-        self._redispatch = []
+        except BrokerError:
+            log.warning(
+                "could not re-publish; the next heartbeats will tell",
+                extra={"action": "scheduler.publish_failed"},
+            )
+
+    # -- monitoring (issue 4) -------------------------------------------------------------
+    async def _monitoring(self) -> None:
+        """Publish ``job.monitoring.queue`` and ``job.monitoring.resource`` every
+        ``monitor_seconds`` (see :mod:`scheduler.monitoring`); never on the pass's path.
+        Started with each leadership, so finished counts are re-read from the database."""
+        self.monitor.counted = False
+        while True:
+            try:
+                if not self.monitor.counted:
+                    async with self.engine.connect() as conn:
+                        self.monitor.start_count(await store.count_finished(conn))
+                await self.publish_monitoring()
+            except Exception:
+                log.warning(
+                    "could not publish monitoring",
+                    exc_info=True,
+                    extra={"action": "scheduler.monitoring_failed"},
+                )
+            await asyncio.sleep(self.settings.monitor_seconds)
+
+    async def publish_monitoring(self) -> None:
+        now = self.clock()
+        state = self.core.state
+        queue = queue_snapshot(state.jobs.values(), self.monitor.finished, now)
+        resources = resource_snapshot(state.workers.values(), self.monitor.beats, now)
+        await self.broker.publish_many(
+            [
+                (topology.MONITORING_QUEUE, queue.dumps()),
+                (topology.MONITORING_RESOURCE, resources.dumps()),
+            ]
+        )

@@ -47,6 +47,7 @@ class JobRecord:
     seq: int
     status: JobStatus
     attempts: int = 0
+    attempts_base: int = 0
     not_before: float | None = None
     worker_id: str | None = None
     remaining: int = 0
@@ -73,6 +74,7 @@ class JobRecord:
             seq=seq,
             status=spec.status,
             attempts=spec.attempts,
+            attempts_base=spec.attempts_base,
             not_before=spec.not_before,
             worker_id=spec.worker_id,
         )

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from models.enums import ACTIVE_STATUSES, JobStatus
+from models.enums import ACTIVE_STATUSES, FINAL_STATUSES, JobStatus
 from models.tables import Job, JobAttempt, JobDependency, Worker
 from scheduler.values import JobSpec, UpstreamFailure
 
@@ -50,6 +50,7 @@ _SPEC_COLUMNS = (
     jobs.c.worker_id,
     jobs.c.batch_id,
     jobs.c.cancel_requested_at,
+    jobs.c.attempts_base,
 )
 
 
@@ -147,6 +148,7 @@ def _spec(r: RowMapping, depends: list[uuid.UUID], failure: UpstreamFailure | No
         attempts=r["attempts"],
         not_before=ts(r["not_before"]),
         worker_id=r["worker_id"],
+        attempts_base=r["attempts_base"],
     )
 
 
@@ -390,3 +392,13 @@ async def dispatch_fields(
         ).where(jobs.c.id.in_(ids))
     )
     return {r["id"]: r for r in rows.mappings()}
+
+
+async def count_finished(conn: AsyncConnection) -> dict[str, int]:
+    """Finished jobs by status: one grouped count, read once when monitoring starts (a
+    scan of the finished rows, so never on a timer)."""
+    finals = sorted(s.value for s in FINAL_STATUSES)
+    rows = await conn.execute(
+        select(jobs.c.status, func.count()).where(jobs.c.status.in_(finals)).group_by(jobs.c.status)
+    )
+    return {status: int(n) for status, n in rows}

@@ -47,6 +47,8 @@ class JobSpec:
     upstream_failure: UpstreamFailure | None = None
     status: JobStatus = JobStatus.PENDING
     attempts: int = 0
+    #: Attempts made before the last manual resubmission; the budget counts from here.
+    attempts_base: int = 0
     not_before: float | None = None
     worker_id: str | None = None
 

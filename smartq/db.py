@@ -88,3 +88,13 @@ def create_sync(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(driver_url(url, use_async=False), pool_pre_ping=True)
+
+
+#: PostgreSQL errors after which the whole transaction may simply be run again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a deadlock or serialization failure (retry the transaction)."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES

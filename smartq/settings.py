@@ -56,14 +56,31 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 30.0
 
     # Logger
-    log_retention_days: float = 30.0
+    log_retention_days: float = Field(
+        default=30.0, description="Delete log lines older than this many days; 0 keeps them all."
+    )
     log_batch_size: int = 500
     log_batch_seconds: float = 0.05
+
+    # Monitoring and the live stream
+    monitor_seconds: float = Field(
+        default=2.0, gt=0, description="How often the scheduler and logger publish monitoring."
+    )
+    stream_buffer: int = Field(
+        default=1_000, ge=1, description="Events buffered per WebSocket client before dropping."
+    )
+    stream_stall_seconds: float = Field(
+        default=10.0, gt=0, description="A WebSocket client dropping events this long is closed."
+    )
+
+    failpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Crash points for fault tests, e.g. after_commit:3."
+    )
 
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
 
-    @field_validator("imports", mode="before")
+    @field_validator("imports", "failpoints", mode="before")
     @classmethod
     def _split_imports(cls, value: object) -> object:
         if isinstance(value, str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -32,13 +33,20 @@ from models.messages import (
     worker_inbound,
 )
 from smartq import topology
-from smartq.broker import Broker, BrokerError, IncomingMessage
+from smartq.broker import Broker, BrokerError, Consumer, IncomingMessage
 from smartq.registry import Registry
 from smartq.settings import Settings
 from worker.executor import Executor
 
 log = logging.getLogger(__name__)
 _SEEN = 20_000
+#: Outgoing lanes: reports and heartbeats go before log lines, so a job that logs a flood
+#: cannot delay its worker's heartbeats past the lease (nor its reports) — found by the
+#: fault suite (tests/faults/test_logger.py). Within a lane, order is kept.
+_URGENT, _BULK = 0, 1
+#: Messages per confirmed publish: small enough that a heartbeat queued behind a batch of log
+#: lines waits a fraction of a second (throughput is the same as with larger batches).
+_BATCH = 200
 
 
 def default_capacity() -> tuple[int, int]:
@@ -71,7 +79,8 @@ class WorkerService:
         self.memory_mb = memory_mb or mem
         self.started_at = datetime.now(UTC)
         self.draining = False
-        self._out: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._out: asyncio.PriorityQueue[tuple[int, int, str, bytes]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
         self._seen: OrderedDict[tuple[uuid.UUID, int], None] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -85,30 +94,44 @@ class WorkerService:
         )
 
     # -- outgoing -------------------------------------------------------------------------
-    def _send(self, routing_key: str, body: bytes) -> None:
+    def _send(self, routing_key: str, body: bytes, lane: int = _URGENT) -> None:
+        item = (lane, next(self._order), routing_key, body)
         if threading.get_ident() == self._loop_thread or self._loop is None:
-            self._out.put_nowait((routing_key, body))
+            self._out.put_nowait(item)
         else:
-            self._loop.call_soon_threadsafe(self._out.put_nowait, (routing_key, body))
+            self._loop.call_soon_threadsafe(self._out.put_nowait, item)
 
     def _report(self, report: AttemptStarted | AttemptFinished | ResourcesReleased) -> None:
         if isinstance(report, AttemptStarted):
             return  # the scheduler marks a job running when it dispatches; spare the message
+        if isinstance(report, AttemptFinished):
+            log.info(
+                "attempt finished: %s",
+                report.outcome.value,
+                extra={
+                    "action": "worker.attempt_finished",
+                    "job_id": str(report.job_id),
+                    "attempt": report.attempt,
+                    "worker": self.worker_id,
+                    "outcome": report.outcome.value,
+                    "seconds": round((report.finished_at - report.started_at).total_seconds(), 3),
+                },
+            )
         self._send(topology.report_key(report.job_id), report.dumps())
 
     def _log_line(self, line: LogLine) -> None:
-        self._send(topology.logs_key(line.job_id), line.dumps())
+        self._send(topology.logs_key(line.job_id), line.dumps(), _BULK)
 
     async def _publisher(self) -> None:
         """Publish reports and log lines in confirmed batches; never drop one."""
         while True:
             batch = [await self._out.get()]
-            while not self._out.empty() and len(batch) < 1_000:
+            while not self._out.empty() and len(batch) < _BATCH:
                 batch.append(self._out.get_nowait())
             delay = 0.1
             while True:
                 try:
-                    await self.broker.publish_many(batch)
+                    await self.broker.publish_many([(key, body) for _, _, key, body in batch])
                     for _ in batch:
                         self._out.task_done()
                     break
@@ -164,6 +187,11 @@ class WorkerService:
         self._seen[key] = None
         if len(self._seen) > _SEEN:
             self._seen.popitem(last=False)
+        ids = {
+            "job_id": str(dispatch.job_id),
+            "attempt": dispatch.attempt,
+            "worker": self.worker_id,
+        }
         if dispatch.job_type not in self.registry:
             known = ", ".join(self.registry.names())
             log.error(
@@ -172,8 +200,13 @@ class WorkerService:
                     "action": "worker.unknown_type",
                     "job_type": dispatch.job_type,
                     "known": known,
+                    **ids,
                 },
             )
+        log.info(
+            "attempt accepted",
+            extra={"action": "worker.attempt_accepted", "job_type": dispatch.job_type, **ids},
+        )
         self.executor.submit(dispatch)
 
     # -- life cycle -----------------------------------------------------------------------
@@ -201,17 +234,17 @@ class WorkerService:
         try:
             await stop.wait()
         finally:
-            await self._drain(consumer)
-            beats.cancel()
+            await self._drain(consumer, beats)
             publisher.cancel()
 
-    async def _drain(self, consumer: object) -> None:
+    async def _drain(self, consumer: Consumer, beats: asyncio.Task[None]) -> None:
         """Take nothing new, let running jobs finish within the grace period, hand back the
         rest (they run again elsewhere), say goodbye, and flush every report."""
         self.draining = True
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat().dumps())
-        await consumer.cancel()  # type: ignore[attr-defined]
+        await consumer.cancel()
         await self.executor.shutdown(self.settings.shutdown_grace_seconds)
+        beats.cancel()  # the goodbye below is the last heartbeat
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat(stopped=True).dumps())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._out.join(), 10)

@@ -265,7 +265,9 @@ async def test_graceful_shutdown_hands_back_and_loses_nothing(system: System) ->
     await system.stop_worker("leaving")
     system.start_worker("staying", cpu_units=2)
     final = await system.wait_final([quick["id"], *[j["id"] for j in longs]], timeout=20)
-    assert {j["status"] for j in final.values()} == {"completed"}
+    history = [(a["job_id"], a["attempt"], a["worker_id"], a["outcome"], a["error"])
+               for a in await system.attempts()]  # fmt: skip
+    assert {j["status"] for j in final.values()} == {"completed"}, (final, history)
     for j in longs:
         rows = [a for a in await system.attempts() if str(a["job_id"]) == j["id"]]
         history = [(a["worker_id"], a["outcome"]) for a in sorted(rows, key=lambda a: a["attempt"])]
