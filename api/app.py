@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import errors
 from api.deps import ApiContext
 from api.metrics import Metrics
-from api.routes import batches, health, jobs, logs, metrics, stream, workers
+from api.routes import batches, health, jobs, logs, metrics, retry, stream, workers
 from api.stream import StreamHub
 from smartq.broker import Broker, create_broker
 from smartq.db import create_async
@@ -76,7 +76,14 @@ def create_app(
     app = FastAPI(title="smartq", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
     app.add_middleware(errors.BodyLimit, limit=settings.max_request_bytes)
-    routers = (stream.router, jobs.router, logs.router, batches.router, workers.router)
+    routers = (
+        stream.router,
+        jobs.router,
+        retry.router,
+        logs.router,
+        batches.router,
+        workers.router,
+    )
     for router in (*routers, metrics.router, health.router):
         app.include_router(router)
     return app

@@ -220,3 +220,8 @@ class WorkerOut(BaseModel):
         default=None, description="Process CPU % from its last heartbeat (psutil), if known."
     )
     rss_mb: float | None = Field(default=None, description="Resident memory (MB), if known.")
+
+
+class ResubmitResult(BaseModel):
+    job: JobPublic
+    resubmitted: list[uuid.UUID] = Field(description="The job and the descendants run again.")

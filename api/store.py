@@ -340,3 +340,50 @@ async def running_use(conn: AsyncConnection) -> dict[str, RowMapping]:
         .group_by(jobs.c.worker_id)
     )
     return {r["worker_id"]: r for r in rows.mappings()}
+
+
+_RESET = {
+    "status": JobStatus.PENDING.value,
+    "error": None,
+    "result": None,
+    "not_before": None,
+    "worker_id": None,
+    "cancel_requested_at": None,
+    "finished_at": None,
+}
+
+
+async def resubmit(
+    conn: AsyncConnection, job: RowMapping, now: datetime, with_descendants: bool
+) -> list[uuid.UUID]:
+    """Put a failed job back to ``pending`` with a fresh retry budget (and, if asked, every
+    job downstream of it that was cancelled); returns the ids resubmitted, [] if it lost a race.
+    """
+    won = await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job["id"], jobs.c.status == JobStatus.FAILED.value)
+        .values(
+            **_RESET,
+            attempts_base=jobs.c.attempts,
+            updated_at=now,
+            status_reason="resubmitted by user",
+        )
+        .returning(jobs.c.id)
+    )
+    if won.first() is None:
+        return []
+    if not with_descendants:
+        return [job["id"]]
+    downstream = _descendants_cte(job["id"])
+    rows = await conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(select(downstream.c.id)), jobs.c.status == JobStatus.CANCELLED.value)
+        .values(
+            **_RESET,
+            attempts_base=jobs.c.attempts,
+            updated_at=now,
+            status_reason=f"resubmitted with upstream job {job['name']} ({job['id']})",
+        )
+        .returning(jobs.c.id)
+    )
+    return [job["id"], *(r[0] for r in rows)]

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from pydantic import AwareDatetime
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import store
@@ -37,6 +37,7 @@ from models.enums import CANCELLABLE_AT_ONCE, JobStatus
 from models.messages import CancelRequested, JobsSubmitted, JobStatusEvent
 from models.types import utcnow
 from smartq import topology
+from smartq.db import is_retryable
 from smartq.registry import JobType
 
 log = logging.getLogger(__name__)
@@ -292,30 +293,37 @@ async def cancel_job(
 ) -> CancelResult:
     """Cancel a waiting job at once with everything downstream of it (200), or ask a running
     job's worker to stop it (202). A finished job: 409."""
-    for _ in range(3):  # the job may start between our read and our conditional update
-        async with conn.begin():
-            row = await store.get_job(conn, job_id)
-            if row is None:
-                raise HTTPException(404, f"no job {job_id}")
-            now = utcnow()
-            if row["status"] in CANCELLABLE_AT_ONCE:
-                cancelled = await store.cancel_waiting(conn, row, now, "cancelled by user")
-                if not cancelled:
-                    continue
-            elif row["status"] == JobStatus.RUNNING.value:
-                if not await store.request_stop(conn, job_id, now):
-                    continue
-                cancelled = {}
-            else:
-                raise HTTPException(
-                    409,
-                    {
-                        "error": f"job {job_id} is already {row['status']}",
-                        "detail": {"status": row["status"]},
-                    },
-                )
-        return await _cancel_result(ctx, conn, job_id, cancelled, response)
+    for _ in range(5):  # the job may start between our read and our conditional update
+        try:
+            outcome = await _try_cancel(conn, job_id)
+        except DBAPIError as exc:  # a deadlock with the scheduler's pass: run it again
+            if not is_retryable(exc):
+                raise
+            continue
+        if outcome is not None:
+            return await _cancel_result(ctx, conn, job_id, outcome, response)
     raise HTTPException(409, "the job kept changing state; try again")
+
+
+async def _try_cancel(conn: AsyncConnection, job_id: uuid.UUID) -> dict[uuid.UUID, str] | None:
+    """One transaction of a cancel: what it cancelled, or None when the job moved meanwhile."""
+    async with conn.begin():
+        row = await store.get_job(conn, job_id)
+        if row is None:
+            raise HTTPException(404, f"no job {job_id}")
+        now = utcnow()
+        if row["status"] in CANCELLABLE_AT_ONCE:
+            cancelled = await store.cancel_waiting(conn, row, now, "cancelled by user")
+            return cancelled or None
+        if row["status"] == JobStatus.RUNNING.value:
+            return {} if await store.request_stop(conn, job_id, now) else None
+        raise HTTPException(
+            409,
+            {
+                "error": f"job {job_id} is already {row['status']}",
+                "detail": {"status": row["status"]},
+            },
+        )
 
 
 async def _cancel_result(

@@ -67,12 +67,16 @@ async def test_failed_parent_cancels_descendants_with_reason(system: System) -> 
     system.start_scheduler()
     system.start_worker("w1")
     made = await system.batch(
-        node("root", type="flaky", payload={"fail_times": -1}, retry={"max_attempts": 2,
-             "initial_delay_seconds": 0.05}),
+        node(
+            "root",
+            type="flaky",
+            payload={"fail_times": -1},
+            retry={"max_attempts": 2, "initial_delay_seconds": 0.05},
+        ),
         node("child", ["root"]),
         node("grandchild", ["child"]),
         node("other"),
-    )  # fmt: skip
+    )
     final = await system.wait_final([j["id"] for j in made.values()])
     root = final[made["root"]["id"]]
     assert root["status"] == "failed" and root["attempts"] == 2
@@ -105,10 +109,14 @@ async def test_workers_never_hold_more_than_their_capacity(system: System) -> No
     system.start_worker("a", cpu_units=4, memory_mb=2048)
     system.start_worker("b", cpu_units=2, memory_mb=4096)
     specs = [
-        {"type": "hold", "payload": {"seconds": 0.05}, "cpu_units": rng.randint(1, 2),
-         "memory_mb": rng.choice([256, 512, 1024, 2048])}
+        {
+            "type": "hold",
+            "payload": {"seconds": 0.05},
+            "cpu_units": rng.randint(1, 2),
+            "memory_mb": rng.choice([256, 512, 1024, 2048]),
+        }
         for _ in range(40)
-    ]  # fmt: skip
+    ]
     r = await system.client.post("/jobs/batch", json={"jobs": specs})
     ids = [j["id"] for j in r.json()["jobs"]]
     final = await system.wait_final(ids, timeout=60)
@@ -156,9 +164,10 @@ async def test_retries_follow_backoff_and_stop_at_max_attempts(system: System) -
     system.start_scheduler()
     system.start_worker("w1")
     job = await system.submit(
-        type="flaky", payload={"fail_times": -1},
+        type="flaky",
+        payload={"fail_times": -1},
         retry={"max_attempts": 3, "initial_delay_seconds": 0.3, "backoff_multiplier": 2},
-    )  # fmt: skip
+    )
     final = (await system.wait_final([job["id"]], timeout=20))[job["id"]]
     assert final["status"] == "failed" and final["attempts"] == 3
     rows = sorted((a for a in await system.attempts()), key=lambda a: a["attempt"])
@@ -191,10 +200,16 @@ async def test_job_can_ask_for_a_retry_after_a_delay(system: System) -> None:
 async def test_timeouts_stop_async_and_plain_jobs(system: System) -> None:
     system.start_scheduler()
     system.start_worker("w1", cpu_units=4)
-    slow_async = await system.submit(type="sleep", payload={"seconds": 30}, timeout_seconds=0.5,
-                                     retry={"max_attempts": 1})  # fmt: skip
-    stubborn = await system.submit(type="stubborn", payload={"seconds": 2}, timeout_seconds=0.5,
-                                   retry={"max_attempts": 1}, cpu_units=3)  # fmt: skip
+    slow_async = await system.submit(
+        type="sleep", payload={"seconds": 30}, timeout_seconds=0.5, retry={"max_attempts": 1}
+    )
+    stubborn = await system.submit(
+        type="stubborn",
+        payload={"seconds": 2},
+        timeout_seconds=0.5,
+        retry={"max_attempts": 1},
+        cpu_units=3,
+    )
     t0 = time.monotonic()
     final = await system.wait_final([slow_async["id"], stubborn["id"]])
     assert time.monotonic() - t0 < 1.8  # both reported at their deadline, not when done
@@ -258,17 +273,59 @@ async def test_graceful_shutdown_hands_back_and_loses_nothing(system: System) ->
     system.start_scheduler()
     system.start_worker("leaving", cpu_units=2)
     quick = await system.submit(type="sleep", payload={"seconds": 0.1})
-    longs = [await system.submit(type="sleep", payload={"seconds": 1.5}, retry={"max_attempts": 1})
-             for _ in range(2)]  # fmt: skip
+    longs = [
+        await system.submit(type="sleep", payload={"seconds": 1.5}, retry={"max_attempts": 1})
+        for _ in range(2)
+    ]
     for j in longs:
         await system.wait_status(j["id"], "running")
     await system.stop_worker("leaving")
     system.start_worker("staying", cpu_units=2)
     final = await system.wait_final([quick["id"], *[j["id"] for j in longs]], timeout=20)
-    history = [(a["job_id"], a["attempt"], a["worker_id"], a["outcome"], a["error"])
-               for a in await system.attempts()]  # fmt: skip
+    history = [
+        (a["job_id"], a["attempt"], a["worker_id"], a["outcome"], a["error"])
+        for a in await system.attempts()
+    ]
     assert {j["status"] for j in final.values()} == {"completed"}, (final, history)
     for j in longs:
         rows = [a for a in await system.attempts() if str(a["job_id"]) == j["id"]]
         history = [(a["worker_id"], a["outcome"]) for a in sorted(rows, key=lambda a: a["attempt"])]
         assert history == [("leaving", "handed_back"), ("staying", "succeeded")]
+
+
+async def test_failed_jobs_can_be_resubmitted_with_their_cancelled_descendants(
+    system: System,
+) -> None:
+    system.start_scheduler()
+    system.start_worker("w1")
+    made = await system.batch(
+        node(
+            "root",
+            type="flaky",
+            payload={"fail_times": 2},
+            retry={"max_attempts": 2, "initial_delay_seconds": 0.05},
+        ),
+        node("child", ["root"]),
+        node("alone", type="flaky", payload={"fail_times": -1}, retry={"max_attempts": 1}),
+    )
+    ids = [j["id"] for j in made.values()]
+    await system.wait_final(ids)
+    dead = (await system.client.get("/jobs", params={"status": "failed"})).json()["items"]
+    assert {j["id"] for j in dead} == {made["root"]["id"], made["alone"]["id"]}
+    assert all(j["error"] for j in dead)
+    r = await system.client.post(f"/jobs/{made['root']['id']}/retry?with_descendants=true")
+    assert r.status_code == 200, r.text
+    assert set(r.json()["resubmitted"]) == {made["root"]["id"], made["child"]["id"]}
+    final = await system.wait_final(ids)
+    root, child = final[made["root"]["id"]], final[made["child"]["id"]]
+    assert root["status"] == "completed" and root["attempts"] == 3  # a fresh budget of 2
+    assert root["result"] == {"succeeded_on_attempt": 3}
+    assert child["status"] == "completed"
+    assert (await system.client.post(f"/jobs/{made['root']['id']}/retry")).status_code == 409
+    assert (await system.client.post(f"/jobs/{made['child']['id']}/retry")).status_code == 409
+    alone = await system.client.post(f"/jobs/{made['alone']['id']}/retry")
+    assert alone.status_code == 200 and alone.json()["resubmitted"] == [made["alone"]["id"]]
+    final = await system.wait_final([made["alone"]["id"]])
+    assert final[made["alone"]["id"]]["attempts"] == 2
+    unknown = await system.client.post("/jobs/00000000-0000-0000-0000-000000000000/retry")
+    assert unknown.status_code == 404

@@ -1,0 +1,57 @@
+"""The dead-letter view's action: ``POST /jobs/{id}/retry`` resubmits a job that failed for good
+(list them with ``GET /jobs?status=failed``: each shows its last ``error``)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, HTTPException
+
+from api import store
+from api.deps import ConnDep, ContextDep
+from api.routes.jobs import ERRORS, _notify
+from api.schemas import ResubmitResult
+from api.views import job_public
+from models.enums import JobStatus
+from models.messages import JobsSubmitted
+from models.types import utcnow
+from smartq import topology
+from smartq.db import is_retryable
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.post("/{job_id}/retry", response_model=ResubmitResult, responses=ERRORS)
+async def retry_job(
+    job_id: uuid.UUID, ctx: ContextDep, conn: ConnDep, with_descendants: bool = False
+) -> ResubmitResult:
+    """Run a failed job again with a fresh retry budget; with ``with_descendants=true`` the jobs
+    that were cancelled because of it run again too. Only ``failed`` jobs: others are 409."""
+    for attempt in range(1, 4):
+        try:
+            async with conn.begin():
+                row = await store.get_job(conn, job_id)
+                if row is None:
+                    raise HTTPException(404, f"no job {job_id}")
+                if row["status"] != JobStatus.FAILED.value:
+                    raise HTTPException(
+                        409,
+                        {
+                            "error": f"only failed jobs can be retried; it is {row['status']}",
+                            "detail": {"status": row["status"]},
+                        },
+                    )
+                ids = await store.resubmit(conn, row, utcnow(), with_descendants)
+            break
+        except HTTPException:
+            raise
+        except Exception as exc:
+            if attempt == 3 or not is_retryable(exc):
+                raise
+    if not ids:
+        raise HTTPException(409, "the job changed state meanwhile; try again")
+    await _notify(ctx, topology.JOB_SUBMITTED, JobsSubmitted(job_ids=ids).dumps())
+    fresh = await store.get_job(conn, job_id)
+    assert fresh is not None
+    deps = await store.dependencies_of(conn, [job_id])
+    return ResubmitResult(job=job_public(fresh, deps[job_id]), resubmitted=ids)
