@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,6 +49,19 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    """The database went away mid-request (restart, failover, a killed connection): nothing
+    was committed, so the client may retry; say so instead of a 500."""
+    log.warning(
+        "database unavailable",
+        exc_info=True,
+        extra={"action": "api.database_down", "path": request.url.path},
+    )
+    response = error(503, "the database is unavailable right now; retry shortly")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"action": "api.error", "path": request.url.path})
     return error(500, "internal error; the server log has the details")
@@ -56,6 +70,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(InterfaceError, _database_down)
     app.add_exception_handler(Exception, _unexpected)
 
 

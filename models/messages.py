@@ -25,6 +25,14 @@ class _Message(BaseModel):
         return self.model_dump_json().encode()
 
 
+class SchedulerProbe(_Message):
+    """scheduler → itself, through the broker: while probes come back, workers' silence means
+    something; while they do not, no lease may expire."""
+
+    type: Literal["scheduler.probe"] = "scheduler.probe"
+    sent: float
+
+
 class JobsSubmitted(_Message):
     """api → scheduler: new jobs are in the database (a hint; the scheduler also polls)."""
 
@@ -215,7 +223,8 @@ SchedulerInbound = Annotated[
     | AttemptStarted
     | AttemptFinished
     | ResourcesReleased
-    | Heartbeat,
+    | Heartbeat
+    | SchedulerProbe,
     Field(discriminator="type"),
 ]
 #: Messages a worker consumes.

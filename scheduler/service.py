@@ -9,6 +9,7 @@ wakes on messages and on its next timer; a slow poll is only the fallback for lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -32,6 +33,7 @@ from models.messages import (
     JobsSubmitted,
     JobStatusEvent,
     ResourcesReleased,
+    SchedulerProbe,
     scheduler_inbound,
 )
 from scheduler import store
@@ -62,6 +64,7 @@ class Inbox:
     finished: list[AttemptFinished] = field(default_factory=list)
     released: list[ResourcesReleased] = field(default_factory=list)
     beats: dict[str, Heartbeat] = field(default_factory=dict)
+    probed: bool = False
 
 
 @dataclass
@@ -93,6 +96,8 @@ class SchedulerService:
         self._to_republish: list[tuple[uuid.UUID, int, str]] = []
         self.tracker = DispatchTracker(grace=max(3 * settings.heartbeat_seconds, 1.0))
         self.failpoints = Failpoints(settings.failpoints)
+        self._last_probe = clock()
+        self._deaf_after = max(3 * settings.heartbeat_seconds, 1.0)
         self._next_poll = 0.0
         self._pending_transitions: list[Transition] = []
         self._cancels_at_start: list[uuid.UUID] = []
@@ -162,6 +167,8 @@ class SchedulerService:
             topology.scheduler_queue(self.broker.exchange), self._on_message, prefetch=10_000
         )
         monitoring = asyncio.create_task(self._monitoring(), name="scheduler-monitoring")
+        probe = asyncio.create_task(self._probe(), name="scheduler-probe")
+        self._last_probe = self.clock()
         loop = asyncio.get_running_loop()
         next_check = loop.time() + LEADER_CHECK_SECONDS
         try:
@@ -175,6 +182,7 @@ class SchedulerService:
                 await self._sleep(stop)
         finally:
             monitoring.cancel()
+            probe.cancel()
             await consumer.cancel()  # unacked inputs go back to the queue for the next leader
 
     async def _sleep(self, stop: asyncio.Event) -> None:
@@ -218,6 +226,8 @@ class SchedulerService:
                 inbox.finished.append(doc)
             elif isinstance(doc, ResourcesReleased):
                 inbox.released.append(doc)
+            elif isinstance(doc, SchedulerProbe):
+                inbox.probed = True
             elif isinstance(doc, Heartbeat):
                 inbox.beats[doc.worker_id] = doc
         return inbox
@@ -267,7 +277,30 @@ class SchedulerService:
         self._lost = []
         return out, results
 
+    def _hear(self, inbox: Inbox, now: float) -> None:
+        """A probe came back. After a gap (the broker path was down, so nobody could be heard)
+        every worker gets a fresh lease to heartbeat again before it can be declared lost."""
+        if not inbox.probed:
+            return
+        if now - self._last_probe > self._deaf_after:
+            log.warning(
+                "the broker path is back; leases restart", extra={"action": "scheduler.broker_back"}
+            )
+            for worker_id in self._last_seen:
+                self._last_seen[worker_id] = max(self._last_seen[worker_id], now)
+        self._last_probe = now
+
+    async def _probe(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self.broker.publish(
+                    topology.SCHEDULER_PROBE, SchedulerProbe(sent=self.clock()).dumps()
+                )
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
     def _expire_leases(self, now: float) -> tuple[list[Transition], list[str]]:
+        if now - self._last_probe > self._deaf_after:
+            return [], []  # we cannot hear anyone right now: silence proves nothing
         lease = self.settings.worker_lease_seconds
         gone = [w for w, seen in self._last_seen.items() if now - seen > lease]
         out: list[Transition] = []
@@ -320,6 +353,7 @@ class SchedulerService:
         self._cancels_at_start = []
         reports, results = self._feed_reports(inbox, now)
         transitions += reports
+        self._hear(inbox, now)
         expired, gone = self._expire_leases(now)
         transitions += expired
         try:

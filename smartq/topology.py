@@ -46,6 +46,8 @@ STREAM_QUEUE_PREFIX = "smartq.stream."
 
 JOB_SUBMITTED = "job.submitted"
 JOB_CANCEL_REQUESTED = "job.cancel_requested"
+#: The scheduler's probe of its own inbox: it proves the broker path from workers is open.
+SCHEDULER_PROBE = "scheduler.probe"
 MONITORING_QUEUE = "job.monitoring.queue"
 MONITORING_RESOURCE = "job.monitoring.resource"
 MONITORING_LOGGER = "job.monitoring.logger"
@@ -113,7 +115,13 @@ def scheduler_queue(exchange: str = EXCHANGE) -> QueueSpec:
     """The scheduler's inbox: hints from the api, reports and heartbeats from workers."""
     return QueueSpec(
         name=_named(exchange, SCHEDULER_QUEUE),
-        bindings=("job.report.#", "worker.heartbeat.#", JOB_SUBMITTED, JOB_CANCEL_REQUESTED),
+        bindings=(
+            "job.report.#",
+            "worker.heartbeat.#",
+            JOB_SUBMITTED,
+            JOB_CANCEL_REQUESTED,
+            SCHEDULER_PROBE,
+        ),
     )
 
 
