@@ -92,7 +92,8 @@ class SchedulerService:
         self._batch_of: dict[uuid.UUID, uuid.UUID] = {}
         self._last_seen: dict[str, float] = {}
         self._outbox: list[tuple[str, bytes]] = []
-        self._lost: list[tuple[uuid.UUID, int, str]] = []
+        #: Attempts to end without a worker's report: (job, attempt, why, outcome).
+        self._lost: list[tuple[uuid.UUID, int, str, Outcome]] = []
         self._to_republish: list[tuple[uuid.UUID, int, str]] = []
         self.tracker = DispatchTracker(grace=max(3 * settings.heartbeat_seconds, 1.0))
         self.failpoints = Failpoints(settings.failpoints)
@@ -270,10 +271,11 @@ class SchedulerService:
             verdicts = self.tracker.on_heartbeat(beat.worker_id, holds, now)
             self._to_republish += verdicts.republish
             self._lost += [
-                (j, a, f"dispatch never reached worker {w}") for j, a, w in verdicts.lost
+                (j, a, f"dispatch never reached worker {w}", Outcome.LOST)
+                for j, a, w in verdicts.lost
             ]
-        for job_id, attempt, why in self._lost:
-            out += self.core.on_attempt_finished(job_id, attempt, Outcome.LOST, now, error=why)
+        for job_id, attempt, why, outcome in self._lost:
+            out += self.core.on_attempt_finished(job_id, attempt, outcome, now, error=why)
         self._lost = []
         return out, results
 
@@ -424,7 +426,7 @@ class SchedulerService:
             self.tracker.dispatched(p.job_id, p.attempt, p.worker_id, now_f)
         for p in placements:
             if p.job_id not in won:  # the API cancelled it first: release, do not dispatch
-                self._lost.append((p.job_id, p.attempt, "cancelled before dispatch"))
+                self._lost.append((p.job_id, p.attempt, "cancelled before dispatch", Outcome.LOST))
         ran = {(f.job_id, f.attempt): f.finished_at - f.started_at for f in inbox.finished}
         return self._messages_for(writes, won, started, now_f, ran)
 
@@ -639,7 +641,8 @@ class SchedulerService:
                         "worker": d.worker_id,
                     },
                 )
-                self._lost.append((d.job_id, d.attempt, f"worker {d.worker_id} has no queue"))
+                why = f"worker {d.worker_id} has no queue"  # never delivered: not the job's fault
+                self._lost.append((d.job_id, d.attempt, why, Outcome.HANDED_BACK))
 
     async def _republish_running(self) -> None:
         """After a restart, dispatches decided but maybe never published go out again; workers

@@ -214,14 +214,15 @@ class WorkerService:
         """Work until ``stop`` is set, then stop gracefully (see :meth:`_drain`)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        publisher = asyncio.create_task(self._publisher(), name="worker-publisher")
-        beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeats")
         prefetch = max(64, self.cpu_units * 4)
+        # The queue exists before the first heartbeat: the scheduler may dispatch at once.
         consumer = await self.broker.consume(
             topology.worker_queue(self.worker_id, self.broker.exchange),
             self._on_message,
             prefetch=prefetch,
         )
+        publisher = asyncio.create_task(self._publisher(), name="worker-publisher")
+        beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeats")
         log.info(
             "worker started",
             extra={
