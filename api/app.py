@@ -13,7 +13,7 @@ from api.deps import ApiContext
 from api.metrics import Metrics
 from api.routes import batches, health, jobs, logs, metrics, retry, stream, workers
 from api.stream import StreamHub
-from smartq.broker import Broker, create_broker
+from smartq.broker import Broker, create_broker, declare_shared_queues
 from smartq.db import create_async
 from smartq.registry import Registry, load_job_modules, registry
 from smartq.settings import Settings, get_settings
@@ -41,6 +41,7 @@ def create_app(
         brk = broker or create_broker(settings)
         if own_broker:
             await brk.connect()
+            await declare_shared_queues(brk)
         if job_registry is None:
             load_job_modules(settings.imports)
 

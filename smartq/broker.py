@@ -183,3 +183,13 @@ def create_broker(settings: Settings, *, exchange: str | None = None) -> Broker:
     from smartq.brokers.rabbitmq import RabbitMQBroker
 
     return RabbitMQBroker(settings.broker_url, exchange=exchange)
+
+
+async def declare_shared_queues(broker: Broker) -> None:
+    """Declare the scheduler's and the logger's durable queues. Every process does this when it
+    connects, so what it publishes before those processes first ran waits for them instead of
+    being dropped by an exchange with no queue bound."""
+    from smartq import topology
+
+    for spec in (topology.scheduler_queue(broker.exchange), topology.logger_queue(broker.exchange)):
+        await broker.declare(spec)

@@ -8,14 +8,15 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from smartq.broker import Broker, create_broker
-from smartq.db import create_async
+from smartq.broker import Broker, create_broker, declare_shared_queues
 from smartq.registry import load_job_modules, registry
 from smartq.settings import Settings
+
+if TYPE_CHECKING:  # the worker needs neither; importing them costs it a second at start-up
+    import uvicorn
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,14 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 async def _resources(
     settings: Settings, *, database: bool = True
 ) -> AsyncIterator[tuple[AsyncEngine | None, Broker]]:
-    engine = create_async(settings.resolved_database_url()) if database else None
+    engine = None
+    if database:
+        from smartq.db import create_async
+
+        engine = create_async(settings.resolved_database_url())
     broker = create_broker(settings)
     await broker.connect()
+    await declare_shared_queues(broker)
     try:
         yield engine, broker
     finally:
@@ -51,6 +57,8 @@ async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None
 def _server(
     settings: Settings, host: str, port: int, engine: AsyncEngine | None, broker: Broker | None
 ) -> uvicorn.Server:
+    import uvicorn
+
     from api.app import create_app
 
     app = create_app(settings, engine=engine, broker=broker)
