@@ -74,6 +74,12 @@ class _Attempt:
     stop_reason: str = ""
     task: asyncio.Task[AttemptFinished] | None = None
     reported: bool = False  # AttemptFinished sent; listed until its thread returns
+    stop_asked: float | None = None  # time.monotonic() of the first stop request
+    returned: float | None = None  # time.monotonic() when the job's function returned
+
+    def mark_returned(self) -> None:
+        if self.returned is None:
+            self.returned = time.monotonic()
 
     @property
     def key(self) -> _Key:
@@ -82,6 +88,7 @@ class _Attempt:
     def request_stop(self, outcome: Outcome, reason: str) -> None:
         if self.stop_outcome is None:
             self.stop_outcome, self.stop_reason = outcome, reason
+            self.stop_asked = time.monotonic()
         self.ctx.cancel_flag.set()
 
     def elapsed(self) -> float:
@@ -224,6 +231,7 @@ class Executor:
     async def _run_async(self, attempt: _Attempt, job_type: JobType, limit: float | None) -> Ending:
         self._begin(attempt)
         task = asyncio.create_task(call_async(job_type.func, attempt.ctx))
+        task.add_done_callback(lambda _: attempt.mark_returned())
         why = await self._wait(attempt, task, limit)
         if why == "done":
             if task.cancelled():
@@ -250,7 +258,10 @@ class Executor:
                 self._begin(attempt)
             finally:
                 loop.call_soon_threadsafe(_settle, began)
-            return call_sync(job_type.func, attempt.ctx)
+            try:
+                return call_sync(job_type.func, attempt.ctx)
+            finally:
+                attempt.mark_returned()
 
         thread_future = self._pool.submit(body)
         if await self._wait(attempt, began, None) == "stop" and thread_future.cancel():
@@ -306,8 +317,15 @@ class Executor:
             )
         finally:
             stop.cancel()
-        # A stop wins over a job that returned meanwhile: a cancelled function that returns
-        # in time is CANCELLED (it most likely returned because it saw ctx.cancelled()).
+        # A job that returned before any stop was asked is done, even if the stop arrived while
+        # we were waking up: its work happened. One that returned after the stop is CANCELLED
+        # (it most likely returned because it saw ctx.cancelled()).
+        if (
+            job in done
+            and attempt.returned is not None
+            and (attempt.stop_asked is None or attempt.returned <= attempt.stop_asked)
+        ):
+            return "done"
         if stop in done or attempt.stop_outcome is not None:
             return "stop"
         return "done" if job in done else "timeout"

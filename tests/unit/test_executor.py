@@ -520,3 +520,17 @@ async def test_builtin_log_emits_n_lines(builtin: Executor, out: Collector) -> N
     assert finished.result == {"lines": 3}
     assert out.messages()[1:4] == ["line 1 of 3", "line 2 of 3", "line 3 of 3"]
     assert [ln.seq for ln in out.lines] == [1, 2, 3, 4, 5]
+
+
+async def test_a_job_that_returned_before_the_cancel_succeeds(
+    executor: Executor, out: Collector
+) -> None:
+    """The function returned, then a cancel arrived before the executor woke up to see the
+    return: its work happened, so the attempt succeeded (not cancelled)."""
+    d = dispatch("add", {"a": 1, "b": 2})
+    task = executor.submit(d)
+    await asyncio.sleep(0)  # the attempt is handed to a thread
+    time.sleep(0.3)  # block the loop: the thread returns meanwhile, unobserved
+    assert executor.cancel(d.job_id, 1)
+    finished = await task
+    assert finished.outcome is Outcome.SUCCEEDED
