@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -550,20 +550,7 @@ class SchedulerService:
         assert now is not None
         out: list[tuple[str, bytes]] = []
         for p in started:
-            row = won[p.job_id]
-            dispatch = Dispatch(
-                job_id=p.job_id,
-                attempt=p.attempt,
-                worker_id=p.worker_id,
-                job_type=row["type"],
-                name=row["name"],
-                payload=row["payload"],
-                cpu_units=p.cpu_units,
-                memory_mb=p.memory_mb,
-                timeout_seconds=row["timeout_seconds"],
-                dispatched_at=now,
-            )
-            out.append((topology.dispatch_key(p.worker_id, p.job_id), dispatch.dumps()))
+            out.append(_dispatch(p.job_id, p.attempt, p.worker_id, won[p.job_id], now))
         events = []
         for job_id, w in writes.items():
             if job_id not in won:
@@ -658,29 +645,15 @@ class SchedulerService:
             "re-publishing dispatches",
             extra={"action": "scheduler.republish", "dispatches": len(todo)},
         )
-        placements = [Placement(j, w, a, 0, 0) for j, a, w in todo]
         async with self.engine.connect() as conn:
-            rows = await store.dispatch_fields(conn, [p.job_id for p in placements])
+            rows = await store.dispatch_fields(conn, [job_id for job_id, _, _ in todo])
         now = dt(self.clock())
         assert now is not None
-        messages = []
-        for p in placements:
-            row = rows.get(p.job_id)
-            if row is None:
-                continue
-            d = Dispatch(
-                job_id=p.job_id,
-                attempt=p.attempt,
-                worker_id=p.worker_id,
-                job_type=row["type"],
-                name=row["name"],
-                payload=row["payload"],
-                cpu_units=row["cpu_units"],
-                memory_mb=row["memory_mb"],
-                timeout_seconds=row["timeout_seconds"],
-                dispatched_at=now,
-            )
-            messages.append((topology.dispatch_key(p.worker_id, p.job_id), d.dumps()))
+        messages = [
+            _dispatch(job_id, attempt, worker_id, rows[job_id], now)
+            for job_id, attempt, worker_id in todo
+            if job_id in rows
+        ]
         try:
             await self.broker.publish_many(messages, mandatory=True)
         except Unroutable as exc:
@@ -722,3 +695,23 @@ class SchedulerService:
                 (topology.MONITORING_RESOURCE, resources.dumps()),
             ]
         )
+
+
+def _dispatch(
+    job_id: uuid.UUID, attempt: int, worker_id: str, row: Any, now: datetime
+) -> tuple[str, bytes]:
+    """The dispatch of one attempt, from the job's row (type, name, payload, resources,
+    timeout), with its routing key."""
+    message = Dispatch(
+        job_id=job_id,
+        attempt=attempt,
+        worker_id=worker_id,
+        job_type=row["type"],
+        name=row["name"],
+        payload=row["payload"],
+        cpu_units=row["cpu_units"],
+        memory_mb=row["memory_mb"],
+        timeout_seconds=row["timeout_seconds"],
+        dispatched_at=now,
+    )
+    return topology.dispatch_key(worker_id, job_id), message.dumps()

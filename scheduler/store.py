@@ -215,6 +215,8 @@ _RETURNING = (
     jobs.c.payload,
     jobs.c.timeout_seconds,
     jobs.c.batch_id,
+    jobs.c.cpu_units,
+    jobs.c.memory_mb,
 )
 
 _PG_APPLY = text(
@@ -234,7 +236,8 @@ _PG_APPLY = text(
     ) AS v(id, from_status, from_attempts, status, attempts, reason, error, result, not_before,
            worker_id, started_at, finished_at)
     WHERE j.id = v.id AND j.status = v.from_status AND j.attempts = v.from_attempts
-    RETURNING j.id, j.type, j.name, j.payload, j.timeout_seconds, j.batch_id
+    RETURNING j.id, j.type, j.name, j.payload, j.timeout_seconds, j.batch_id, j.cpu_units,
+              j.memory_mb
     """
 )
 
