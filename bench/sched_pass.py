@@ -1,0 +1,324 @@
+"""One real scheduling pass against a big table: ``python -m bench pass [--quick] [--runs N]``.
+
+For each table size (10,000 and 1,000,000 jobs, 10,000 of them waiting; seeded with COPY), the
+real :class:`scheduler.service.SchedulerService` runs in this process against the seeded
+database and RabbitMQ (its own exchange; one sink queue takes every dispatch and drops it).
+It is rebuilt from the database, given 100 workers of 16 units / 64 GiB, filled once, then each
+timed pass has what a busy pass has: 100 ``attempt.finished`` reports of running jobs and one
+``job.submitted`` hint for 100 new jobs (inserted before the pass, untimed). The pass itself —
+decode, core, the transaction, publishing, acks — is timed:
+
+* ``pass_<n>``: p50/p99 of wall time (targets <= 5 ms, <= 20 ms) and of the thread's CPU time
+  (immune to other processes on a shared machine); ``ratio_p50``/``ratio_p99``: 1M over 10k
+  (target <= 1.5);
+* ``poll_pass_<n>``: a pass that also does the fallback poll (every 2 s in production);
+* ``explain``: every statement of a normal and of a poll pass, plus ``final_statuses`` of 100
+  ids, under ``EXPLAIN (ANALYZE, BUFFERS)`` at both sizes: shared buffers touched (hit + read)
+  and execution ms. Buffers must not grow with the table.
+
+The messages reach the service through its consumer callback rather than through RabbitMQ, so
+broker delivery is not part of the pass; publishing is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import psycopg
+from sqlalchemy import event
+
+from bench import figures, harness, seed
+from models.enums import Outcome
+from models.messages import AttemptFinished, Dispatch, JobsSubmitted
+from scheduler import store
+from scheduler.service import SchedulerService
+from smartq.broker import IncomingMessage
+from smartq.brokers.rabbitmq import RabbitMQBroker
+from smartq.db import create_async
+from smartq.settings import Settings
+from smartq.topology import logger_queue, scheduler_queue
+
+WORKERS, UNITS, MEMORY = 100, 16, 65_536
+PER_PASS = 100
+
+
+class Delivered(IncomingMessage):
+    """A message handed to the service's consumer callback directly."""
+
+    async def _ack(self) -> None:
+        return None
+
+    async def _nack(self, requeue: bool) -> None:
+        return None
+
+
+class RecordingBroker(RabbitMQBroker):
+    """The RabbitMQ broker, remembering the dispatches it published."""
+
+    def __init__(self, url: str, exchange: str) -> None:
+        super().__init__(url, exchange=exchange)
+        self.dispatched: list[tuple[uuid.UUID, int, str]] = []
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], *, mandatory: bool = False
+    ) -> None:
+        await super().publish_many(messages, mandatory=mandatory)
+        for key, body in messages:
+            if key.startswith("job.dispatch."):
+                d = Dispatch.model_validate_json(body)
+                self.dispatched.append((d.job_id, d.attempt, d.worker_id))
+
+
+class Bench:
+    def __init__(self, db_url: str, exchange: str) -> None:
+        self.db_url = db_url
+        self.exchange = exchange
+        self.settings = Settings(
+            database_url=db_url,
+            broker_url=harness.AMQP_URL,
+            broker_exchange=exchange,
+            scheduler_poll_seconds=1e9,  # polls only when the bench asks (poll passes)
+            worker_lease_seconds=1e9,
+        )
+        self.engine = create_async(db_url)
+        self.broker = RecordingBroker(harness.AMQP_URL, exchange)
+        self.service = SchedulerService(self.settings, self.engine, self.broker)
+        self.running: list[tuple[uuid.UUID, int, str]] = []
+        self.rng = random.Random(1)
+        self.next_name = 0
+        self.db: psycopg.AsyncConnection[Any] | None = None
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        channel = await self.broker._ready_connection().channel()
+        queue = await channel.declare_queue(
+            # durable: a RabbitMQ app restart by someone else must not leave dispatches unroutable
+            f"{self.exchange}.bench.sink",
+            durable=True,
+            arguments={"x-max-length": 1},
+        )
+        for key in ("job.#", "worker.#"):
+            await queue.bind(self.exchange, key)
+        await channel.close()
+        self.db = await psycopg.AsyncConnection.connect(
+            harness.psycopg_dsn(self.db_url), autocommit=True
+        )
+        await self.service.rebuild()
+        for w in range(WORKERS):
+            self.service.core.upsert_worker(f"w{w:03d}", UNITS, MEMORY)
+        await self.service.run_pass()  # the first pass fills the workers (and polls once)
+        self._take_dispatches()
+
+    async def close(self) -> None:
+        if self.db is not None:
+            await self.db.close()
+        async with await aio_pika.connect(harness.AMQP_URL) as conn:
+            channel = await conn.channel()
+            await channel.queue_delete(f"{self.exchange}.bench.sink")
+            for queue in (scheduler_queue(self.exchange), logger_queue(self.exchange)):
+                await channel.queue_delete(queue.name)
+            await channel.exchange_delete(self.exchange)
+        await self.broker.close()
+        await self.engine.dispose()
+
+    def _take_dispatches(self) -> None:
+        self.running += self.broker.dispatched
+        self.broker.dispatched = []
+
+    async def _new_jobs(self, count: int) -> list[uuid.UUID]:
+        assert self.db is not None
+        now = datetime.now(UTC)
+        ids = [uuid.uuid4() for _ in range(count)]
+        rows = [(i, f"new-{self.next_name + k}", now, now) for k, i in enumerate(ids)]
+        self.next_name += count
+        async with self.db.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO jobs (id, name, type, payload, priority, cpu_units, memory_mb,"
+                " max_attempts, initial_delay_seconds, backoff_multiplier, status, attempts,"
+                " created_at, updated_at)"
+                " VALUES (%s, %s, 'noop', '{}', 5, 1, 256, 3, 1, 2, 'pending', 0, %s, %s)",
+                rows,
+            )
+        return ids
+
+    async def _feed(self) -> None:
+        self.rng.shuffle(self.running)
+        done, self.running = self.running[:PER_PASS], self.running[PER_PASS:]
+        now = datetime.now(UTC)
+        for job_id, attempt, worker in done:
+            report = AttemptFinished(
+                job_id=job_id,
+                attempt=attempt,
+                worker_id=worker,
+                outcome=Outcome.SUCCEEDED,
+                started_at=now,
+                finished_at=now,
+            )
+            await self.service._on_message(Delivered(report.dumps(), "job.report.x", False))
+        hint = JobsSubmitted(job_ids=await self._new_jobs(PER_PASS))
+        await self.service._on_message(Delivered(hint.dumps(), "job.submitted", False))
+
+    async def timed_pass(self, poll: bool = False) -> tuple[float, float]:
+        """(wall ms, thread CPU ms) of one pass."""
+        await self._feed()
+        if poll:
+            self.service._next_poll = 0.0
+        t0, c0 = time.perf_counter(), time.thread_time()
+        await self.service.run_pass()
+        cpu = (time.thread_time() - c0) * 1000
+        wall = (time.perf_counter() - t0) * 1000
+        self._take_dispatches()
+        return wall, cpu
+
+    async def capture(self, poll: bool) -> list[tuple[str, Any]]:
+        """The statements (and parameters) of one pass, in order."""
+        seen: list[tuple[str, Any]] = []
+
+        def record(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+            seen.append((statement, params[0] if many and params else params))
+
+        event.listen(self.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            await self.timed_pass(poll)
+            async with self.engine.connect() as conn:
+                sample = [r[0] for r in self.running[:PER_PASS]]
+                await store.final_statuses(conn, sample)
+        finally:
+            event.remove(self.engine.sync_engine, "before_cursor_execute", record)
+        return seen
+
+
+def label(sql: str) -> str:
+    s = " ".join(sql.split())
+    rules = (
+        ("unnest(", "apply: UPDATE jobs FROM unnest"),
+        ("FROM job_dependencies", "edges_of (load_pending)"),
+        ("cancel_requested_at IS NOT NULL", "cancel_requests"),
+        ("INSERT INTO job_attempts", "insert_attempts"),
+        ("UPDATE job_attempts", "finish_attempts"),
+        ("INSERT INTO workers", "upsert_workers"),
+        ("jobs.error", "final_statuses"),
+        ("LIMIT", "load_pending (poll)"),
+        ("jobs.status =", "load_pending (ids)"),
+    )
+    for needle, name in rules:
+        if needle in s:
+            return name
+    return s[:60]
+
+
+def explain(db_url: str, statements: list[tuple[str, Any]]) -> dict[str, dict[str, float]]:
+    """EXPLAIN (ANALYZE, BUFFERS) each distinct statement, in a transaction rolled back."""
+    out: dict[str, dict[str, float]] = {}
+    with psycopg.connect(harness.psycopg_dsn(db_url)) as conn:
+        for sql, params in statements:
+            name = label(sql)
+            if name in out:
+                continue
+            if sql.lstrip().upper().startswith("INSERT"):
+                continue  # replaying an insert only hits its own unique key
+            row = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).fetchone()
+            conn.rollback()
+            assert row is not None
+            plan = row[0][0]
+            top = plan["Plan"]
+            out[name] = {
+                "buffers": top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0),
+                "ms": round(plan["Execution Time"], 3),
+                "rows": top.get("Actual Rows", 0),
+            }
+    return out
+
+
+async def measure(total: int, waiting: int, runs: int, passes: int) -> dict[str, Any]:
+    token = uuid.uuid4().hex[:10]
+    exchange = f"smartq_bench_{token}"
+    db_url = harness.create_database(token)
+    try:
+        await asyncio.to_thread(harness.migrate, harness.smartq_env(db_url, exchange))
+        seeded = await asyncio.to_thread(seed.seed, db_url, total - waiting, waiting)
+        bench = Bench(db_url, exchange)
+        await bench.start()
+        try:
+            for _ in range(10):  # warm-up: caches, prepared statements
+                await bench.timed_pass()
+            segments = []
+            for _ in range(runs):
+                timed = [await bench.timed_pass() for _ in range(passes)]
+                segments.append(timed)
+            polls = [await bench.timed_pass(poll=True) for _ in range(max(3, runs))]
+            statements = await bench.capture(poll=False) + await bench.capture(poll=True)
+        finally:
+            await bench.close()
+        plans = explain(db_url, statements)
+    finally:
+        harness.drop_database(db_url)
+    return {
+        "seed_s": round(seeded.seconds, 1),
+        "edges": seeded.edges,
+        "p50_ms": [figures.percentile([w for w, _ in s], 0.5) for s in segments],
+        "p99_ms": [figures.percentile([w for w, _ in s], 0.99) for s in segments],
+        "cpu_p50_ms": [figures.percentile([c for _, c in s], 0.5) for s in segments],
+        "cpu_p99_ms": [figures.percentile([c for _, c in s], 0.99) for s in segments],
+        "poll_ms": [w for w, _ in polls],
+        "explain": plans,
+    }
+
+
+def _sizes(quick: bool) -> tuple[int, int, int]:
+    return (2_000, 10_000, 500) if quick else (10_000, 1_000_000, 10_000)
+
+
+async def run(options: figures.Options) -> dict[str, Any]:
+    runs = options.pick(3, 1)
+    passes = 10 if options.quick else 200
+    small, large, waiting = _sizes(options.quick)
+    out: dict[str, Any] = {"runs": runs, "passes_per_run": passes, "waiting": waiting}
+    measured = {}
+    for total in (small, large):
+        m = await measure(total, waiting, runs, passes)
+        measured[total] = m
+        out[f"pass_{total}"] = {
+            "p50_ms": figures.figure(m["p50_ms"], "<= 5", 3),
+            "p99_ms": figures.figure(m["p99_ms"], "<= 20", 3),
+            "cpu_p50_ms": figures.figure(m["cpu_p50_ms"], digits=3),
+            "cpu_p99_ms": figures.figure(m["cpu_p99_ms"], digits=3),
+            "seed_s": m["seed_s"],
+        }
+        out[f"poll_pass_{total}"] = figures.figure(m["poll_ms"], digits=3)
+    for q in ("p50_ms", "p99_ms"):
+        ratios = [
+            b / a for a, b in zip(measured[small][q], measured[large][q], strict=True) if a > 0
+        ]
+        out[f"ratio_{q[:3]}"] = figures.figure(ratios, "<= 1.5", 3)
+    out["explain"] = {
+        name: {
+            "buffers_small": measured[small]["explain"][name]["buffers"],
+            "buffers_large": measured[large]["explain"][name].get("buffers"),
+            "ms_small": measured[small]["explain"][name]["ms"],
+            "ms_large": measured[large]["explain"][name].get("ms"),
+            "rows": measured[large]["explain"][name].get("rows"),
+        }
+        for name in measured[small]["explain"]
+        if name in measured[large]["explain"]
+    }
+    return out
+
+
+def main(argv: list[str]) -> int:
+    options = figures.parse(argv, "pass")
+    started = time.perf_counter()
+    figures.emit("pass", options, asyncio.run(run(options)), started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
