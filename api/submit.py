@@ -128,10 +128,13 @@ def _check_acyclic(batch: BatchCreate, deps: list[list[int | uuid.UUID]]) -> Non
     graph: nx.DiGraph[int] = nx.DiGraph()
     graph.add_nodes_from(range(len(batch.jobs)))
     graph.add_edges_from((d, i) for i, ds in enumerate(deps) for d in ds if isinstance(d, int))
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
+    # A topological sort says "acyclic" in linear time; find_cycle alone re-walks edges and
+    # took over a minute on a 10,000-node DAG. A cycle lies inside one strongly connected
+    # component, so only that one is searched for the cycle to name.
+    if nx.is_directed_acyclic_graph(graph):
         return
+    component = next(c for c in nx.strongly_connected_components(graph) if len(c) > 1)
+    cycle = nx.find_cycle(graph.subgraph(component))
     names = [batch.jobs[u].key or f"#{u}" for u, _ in cycle]
     names.append(names[0])
     raise SubmissionError(422, "dependency cycle: " + " -> ".join(names), {"cycle": names[:-1]})
