@@ -320,9 +320,39 @@ async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
         await conn.execute(attempts_t.insert(), rows)
 
 
+_PG_FINISH = text(
+    """
+    UPDATE job_attempts AS a SET
+        started_at = COALESCE(v.started_at, a.started_at), finished_at = v.finished_at,
+        duration_seconds = v.duration, outcome = v.outcome, error = v.error,
+        result = CAST(v.result AS jsonb)
+    FROM unnest(
+        CAST(:job_id AS uuid[]), CAST(:attempt AS int[]), CAST(:started AS timestamptz[]),
+        CAST(:finished AS timestamptz[]), CAST(:duration AS float8[]), CAST(:outcome AS text[]),
+        CAST(:error AS text[]), CAST(:result AS text[])
+    ) AS v(job_id, attempt, started_at, finished_at, duration, outcome, error, result)
+    WHERE a.job_id = v.job_id AND a.attempt = v.attempt AND a.finished_at IS NULL
+    """
+)
+
+
 async def finish_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Close history rows: end, duration, outcome, error, result (executemany)."""
+    """Close history rows: end, duration, outcome, error, result. One statement on PostgreSQL
+    (``unnest``); row by row elsewhere. A row already closed stays as it is."""
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        params = {
+            "job_id": [r["b_job_id"] for r in rows],
+            "attempt": [r["b_attempt"] for r in rows],
+            "started": [r["b_started_at"] for r in rows],
+            "finished": [r["b_finished_at"] for r in rows],
+            "duration": [r["b_duration"] for r in rows],
+            "outcome": [r["b_outcome"] for r in rows],
+            "error": [r["b_error"] for r in rows],
+            "result": [_json(r["b_result"]) for r in rows],
+        }
+        await conn.execute(_PG_FINISH, params)
         return
     stmt = (
         update(attempts_t)
@@ -332,7 +362,7 @@ async def finish_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
             attempts_t.c.finished_at.is_(None),
         )
         .values(
-            started_at=bindparam("b_started_at"),
+            started_at=func.coalesce(bindparam("b_started_at"), attempts_t.c.started_at),
             finished_at=bindparam("b_finished_at"),
             duration_seconds=bindparam("b_duration"),
             outcome=bindparam("b_outcome"),
