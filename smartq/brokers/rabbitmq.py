@@ -203,13 +203,36 @@ class RabbitMQBroker(Broker):
     async def publish_many(
         self, messages: Sequence[tuple[str, bytes]], *, mandatory: bool = False
     ) -> None:
-        # Confirms are pipelined: aiormq holds the channel lock only while writing the frames,
-        # so concurrent publishes all go out before any confirmation is awaited.
+        # Confirms are pipelined, and frames are not drained one by one: with wait=False aiormq
+        # releases the channel lock once a frame is queued for the writer, so a batch goes out
+        # in order and in a few socket writes, and only the confirmations are awaited. A publish
+        # hit by a lost connection falls back to the robust path, which waits and retries.
+        if not messages:
+            return
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        await self._ready_exchange()
+        assert self._channel is not None
+        channel = await self._channel.get_underlay_channel()
 
         async def one(routing_key: str, body: bytes) -> None:
             async with in_flight:
-                await self.publish(routing_key, body, mandatory=mandatory)
+                try:
+                    await channel.basic_publish(
+                        body,
+                        exchange=self.exchange,
+                        routing_key=routing_key,
+                        # Fresh per message: aiormq matches returns by the message_id it sets.
+                        properties=aiormq.spec.Basic.Properties(delivery_mode=2),
+                        mandatory=mandatory,
+                        timeout=self._publish_timeout,
+                        wait=False,  # type: ignore[call-arg]  # concrete Channel has it
+                    )
+                except aiormq.exceptions.PublishError as exc:
+                    raise Unroutable([routing_key]) from exc
+                except aiormq.exceptions.DeliveryError as exc:
+                    raise BrokerError(f"RabbitMQ refused the message for {routing_key!r}") from exc
+                except _LOST:
+                    await self.publish(routing_key, body, mandatory=mandatory)
 
         results = await asyncio.gather(
             *(one(key, body) for key, body in messages), return_exceptions=True
