@@ -29,7 +29,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from api.metrics import Metrics
 from models.enums import FINAL_STATUSES, JobStatus
 from models.messages import (
+    BATCH_TYPE,
     JobStatusEvent,
     LoggerMonitor,
     LogLine,
@@ -44,6 +45,7 @@ from models.messages import (
     ResourceMonitor,
     StreamEvent,
     stream_event,
+    unpack,
 )
 from smartq import topology
 from smartq.broker import Broker, Consumer, IncomingMessage
@@ -372,9 +374,21 @@ class StreamHub:
         await message.ack()
 
     def dispatch(self, body: bytes) -> None:
-        """Handle one event from the broker (see the module docstring)."""
+        """Handle one message from the broker: an event, or a batch of them (in order)."""
         try:
-            event = stream_event.validate_json(body)
+            items = unpack(body)
+        except ValueError:
+            log.warning("dropping a malformed stream event", extra={"action": "stream.malformed"})
+            return
+        if len(items) == 1 and isinstance(items[0], dict) and items[0].get("type") != BATCH_TYPE:
+            self._dispatch_one(items[0], body.decode())
+            return
+        for item in items:
+            self._dispatch_one(item, orjson.dumps(item).decode())
+
+    def _dispatch_one(self, item: Any, text: str) -> None:
+        try:
+            event = stream_event.validate_python(item)
         except ValidationError:
             log.warning("dropping a malformed stream event", extra={"action": "stream.malformed"})
             return
@@ -387,7 +401,6 @@ class StreamHub:
         elif isinstance(event, QueueMonitor | ResourceMonitor | LoggerMonitor):
             self.metrics.snapshots.observe(event)
         self.events += 1
-        text = body.decode()
         for client in self.clients:
             if client.filter.matches(event, self.batch_of):
                 client.offer(text, event)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logger import store
-from models.messages import LoggerMonitor, LogLine
+from models.messages import LoggerMonitor, LogLine, unpack
 from models.types import utcnow
 from smartq import topology
 from smartq.broker import Broker, IncomingMessage
@@ -40,7 +40,9 @@ class LogStore:
         self.settings = settings
         self.engine = engine
         self.broker = broker
-        self._pending: list[tuple[LogLine, IncomingMessage]] = []
+        #: Messages (a line, or a batch of lines) waiting for the next commit.
+        self._pending: list[tuple[list[LogLine], IncomingMessage]] = []
+        self._pending_lines = 0
         self._wake = asyncio.Event()
         self.stored = 0
         self.logger_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -48,27 +50,29 @@ class LogStore:
 
     async def _on_message(self, message: IncomingMessage) -> None:
         try:
-            line = LogLine.model_validate_json(message.body)
-        except ValidationError:
+            lines = [LogLine.model_validate(item) for item in unpack(message.body)]
+        except (ValidationError, ValueError):
             log.warning("dropping a malformed log message", extra={"action": "logger.malformed"})
             await message.ack()
             return
-        self._pending.append((line, message))
-        if len(self._pending) >= self.settings.log_batch_size:
+        self._pending.append((lines, message))
+        self._pending_lines += len(lines)
+        if self._pending_lines >= self.settings.log_batch_size:
             self._wake.set()
 
     async def flush(self) -> int:
         """Commit what is buffered, then ack it; on failure nack so RabbitMQ redelivers."""
         batch, self._pending = self._pending, []
+        self._pending_lines = 0
         if not batch:
             return 0
         try:
             async with self.engine.begin() as conn:
-                new = await store.insert_lines(conn, [line for line, _ in batch])
+                new = await store.insert_lines(conn, [ln for lines, _ in batch for ln in lines])
         except Exception:
             log.exception(
                 "could not store log lines; they will be redelivered",
-                extra={"action": "logger.store_failed", "lines": len(batch)},
+                extra={"action": "logger.store_failed", "messages": len(batch)},
             )
             for _, message in batch:
                 await message.nack(requeue=True)
@@ -137,3 +141,4 @@ class LogStore:
             await self.flush()
             await consumer.cancel()  # what arrived since is requeued, not lost
             self._pending.clear()
+            self._pending_lines = 0

@@ -35,6 +35,7 @@ from models.messages import (
     ResourcesReleased,
     SchedulerProbe,
     scheduler_inbound,
+    unpack,
 )
 from scheduler import store
 from scheduler.core import Scheduler
@@ -212,26 +213,32 @@ class SchedulerService:
         inbox = Inbox()
         for message in messages:
             try:
-                doc = scheduler_inbound.validate_json(message.body)
-            except ValidationError:
+                items = unpack(message.body)
+                docs = [scheduler_inbound.validate_python(item) for item in items]
+            except (ValidationError, ValueError):
                 log.warning(
                     "dropping a malformed message",
                     extra={"action": "scheduler.malformed", "routing_key": message.routing_key},
                 )
                 continue
-            if isinstance(doc, JobsSubmitted):
-                inbox.submitted.extend(doc.job_ids)
-            elif isinstance(doc, CancelRequested):
-                inbox.cancels.append(doc.job_id)
-            elif isinstance(doc, AttemptFinished):
-                inbox.finished.append(doc)
-            elif isinstance(doc, ResourcesReleased):
-                inbox.released.append(doc)
-            elif isinstance(doc, SchedulerProbe):
-                inbox.probed = True
-            elif isinstance(doc, Heartbeat):
-                inbox.beats[doc.worker_id] = doc
+            for doc in docs:
+                self._sort(inbox, doc)
         return inbox
+
+    @staticmethod
+    def _sort(inbox: Inbox, doc: Any) -> None:
+        if isinstance(doc, JobsSubmitted):
+            inbox.submitted.extend(doc.job_ids)
+        elif isinstance(doc, CancelRequested):
+            inbox.cancels.append(doc.job_id)
+        elif isinstance(doc, AttemptFinished):
+            inbox.finished.append(doc)
+        elif isinstance(doc, ResourcesReleased):
+            inbox.released.append(doc)
+        elif isinstance(doc, SchedulerProbe):
+            inbox.probed = True
+        elif isinstance(doc, Heartbeat):
+            inbox.beats[doc.worker_id] = doc
 
     def _feed_reports(
         self, inbox: Inbox, now: float
@@ -574,7 +581,7 @@ class SchedulerService:
                 **self._timings(job_id, w, now_f, ran or {}),
             )
             events.append((topology.status_key(job_id), event.dumps()))
-        return out + events
+        return out + topology.batched(topology.STATUS_BATCH, events)
 
     def _timings(
         self, job_id: uuid.UUID, w: Any, now: float, ran: dict[tuple[uuid.UUID, int], timedelta]

@@ -46,6 +46,11 @@ STREAM_QUEUE_PREFIX = "smartq.stream."
 
 JOB_SUBMITTED = "job.submitted"
 JOB_CANCEL_REQUESTED = "job.cancel_requested"
+#: Routing keys of batch envelopes (models.messages.pack): they match the same bindings as the
+#: per-job keys of their kind.
+STATUS_BATCH = "job.status.batch"
+LOGS_BATCH = "job.logs.batch"
+REPORT_BATCH = "job.report.batch"
 #: The scheduler's probe of its own inbox: it proves the broker path from workers is open.
 SCHEDULER_PROBE = "scheduler.probe"
 MONITORING_QUEUE = "job.monitoring.queue"
@@ -155,3 +160,13 @@ def stream_queue(process_id: str | None = None, exchange: str = EXCHANGE) -> Que
         auto_delete=True,
         arguments={"x-max-length": STREAM_MAX_LENGTH},
     )
+
+
+def batched(routing_key: str, messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Messages of one kind as one batch envelope on ``routing_key`` (two or more), else as
+    they are."""
+    if len(messages) < 2:
+        return messages
+    from models.messages import pack
+
+    return [(routing_key, pack([body for _, body in messages]))]

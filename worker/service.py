@@ -128,10 +128,11 @@ class WorkerService:
             batch = [await self._out.get()]
             while not self._out.empty() and len(batch) < _BATCH:
                 batch.append(self._out.get_nowait())
+            messages = _envelopes([(key, body) for _, _, key, body in batch])
             delay = 0.1
             while True:
                 try:
-                    await self.broker.publish_many([(key, body) for _, _, key, body in batch])
+                    await self.broker.publish_many(messages)
                     for _ in batch:
                         self._out.task_done()
                     break
@@ -250,3 +251,17 @@ class WorkerService:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._out.join(), 10)
         log.info("worker stopped", extra={"action": "worker.stop", "worker": self.worker_id})
+
+
+def _envelopes(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """A flush as few broker messages: its reports in one batch, its log lines in another
+    (each keeps its order), heartbeats as they are. Reports go first: a stopping worker's
+    hand-backs must not trail its goodbye."""
+    reports = [m for m in messages if m[0].startswith("job.report.")]
+    lines = [m for m in messages if m[0].startswith("job.logs.")]
+    others = [m for m in messages if not m[0].startswith(("job.report.", "job.logs."))]
+    return (
+        topology.batched(topology.REPORT_BATCH, reports)
+        + others
+        + topology.batched(topology.LOGS_BATCH, lines)
+    )
