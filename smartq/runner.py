@@ -62,7 +62,14 @@ def _server(
     from api.app import create_app
 
     app = create_app(settings, engine=engine, broker=broker)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=int(settings.api_keep_alive_seconds),
+    )
     return uvicorn.Server(config)
 
 

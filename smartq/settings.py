@@ -34,7 +34,10 @@ class Settings(BaseSettings):
         default_factory=list, description="Modules that register job types (comma separated)."
     )
 
-    # API limits
+    # API
+    api_keep_alive_seconds: float = Field(
+        default=30.0, gt=0, description="How long an idle HTTP keep-alive connection stays open."
+    )
     max_payload_bytes: int = 256 * 1024
     max_request_bytes: int = 32 * 1024 * 1024
     max_batch_jobs: int = 10_000

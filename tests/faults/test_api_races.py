@@ -24,14 +24,23 @@ async def test_1000_concurrent_submits_with_one_idempotency_key(faults: Cluster)
     ``smartq api``: exactly one 201, 999 × 200 naming the same job, one row, no 5xx, and the
     job runs once."""
     c, t = faults, Stopwatch()
-    await asyncio.to_thread(c.boot, {"w1": 2}, logger=False)
+    await asyncio.to_thread(c.boot, {"w1": 2})
     t.mark("boot")
     body = {"type": "side_effect", "payload": {"seconds": 0}}
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     async with httpx.AsyncClient(base_url=c.base, limits=limits, timeout=120) as client:
 
         async def submit() -> httpx.Response:
-            return await client.post("/jobs", json=body, headers={"Idempotency-Key": "once"})
+            # The key makes a retry after a dropped connection safe, as a real client would.
+            for attempt in range(3):
+                try:
+                    return await client.post(
+                        "/jobs", json=body, headers={"Idempotency-Key": "once"}
+                    )
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
 
         responses = await asyncio.gather(*(submit() for _ in range(SUBMITS)))
     t.mark(f"{SUBMITS} submits")
