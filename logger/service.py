@@ -32,6 +32,7 @@ from smartq.settings import Settings
 
 log = logging.getLogger(__name__)
 RETENTION_BATCH = 5_000
+LOGGER_PREFETCH = 32
 RETENTION_BATCHES = 200
 
 
@@ -61,11 +62,20 @@ class LogStore:
             self._wake.set()
 
     async def flush(self) -> int:
-        """Commit what is buffered, then ack it; on failure nack so RabbitMQ redelivers."""
-        batch, self._pending = self._pending, []
-        self._pending_lines = 0
-        if not batch:
-            return 0
+        """Commit everything buffered, a transaction of about ``log_batch_size`` lines at a
+        time (whole messages), acking each message after its lines are committed."""
+        new = 0
+        while self._pending:
+            new += await self._flush_some()
+        return new
+
+    async def _flush_some(self) -> int:
+        take, lines = 0, 0
+        while take < len(self._pending) and (take == 0 or lines < self.settings.log_batch_size):
+            lines += len(self._pending[take][0])
+            take += 1
+        batch, self._pending = self._pending[:take], self._pending[take:]
+        self._pending_lines -= lines
         try:
             async with self.engine.begin() as conn:
                 new = await store.insert_lines(conn, [ln for lines, _ in batch for ln in lines])
@@ -74,8 +84,9 @@ class LogStore:
                 "could not store log lines; they will be redelivered",
                 extra={"action": "logger.store_failed", "messages": len(batch)},
             )
-            for _, message in batch:
+            for _, message in batch + self._pending:
                 await message.nack(requeue=True)
+            self._pending, self._pending_lines = [], 0
             return 0
         for _, message in batch:
             await message.ack()
@@ -118,7 +129,9 @@ class LogStore:
         consumer = await self.broker.consume(
             topology.logger_queue(self.broker.exchange),
             self._on_message,
-            prefetch=self.settings.log_batch_size * 4,
+            # Messages may be batches of up to a few hundred lines each: a few dozen in flight
+            # keeps the buffer bounded.
+            prefetch=LOGGER_PREFETCH,
         )
         next_retention = next_monitor = 0.0
         loop = asyncio.get_running_loop()
