@@ -555,9 +555,13 @@ class SchedulerService:
     ) -> list[tuple[str, bytes]]:
         now = dt(now_f)
         assert now is not None
-        out: list[tuple[str, bytes]] = []
+        per_worker: dict[str, list[tuple[str, bytes]]] = {}
         for p in started:
-            out.append(_dispatch(p.job_id, p.attempt, p.worker_id, won[p.job_id], now))
+            message = _dispatch(p.job_id, p.attempt, p.worker_id, won[p.job_id], now)
+            per_worker.setdefault(p.worker_id, []).append(message)
+        out: list[tuple[str, bytes]] = []
+        for worker_id, messages in per_worker.items():  # one message per worker per pass
+            out += topology.batched(topology.dispatch_batch_key(worker_id), messages)
         events = []
         for job_id, w in writes.items():
             if job_id not in won:
@@ -623,20 +627,24 @@ class SchedulerService:
 
     def _unroutable(self, exc: Unroutable, dispatches: list[tuple[str, bytes]]) -> None:
         keys = set(exc.routing_keys)
-        for key, body in dispatches:
-            if key in keys:
-                d = Dispatch.model_validate_json(body)
-                log.warning(
-                    "dispatch unroutable: the worker's queue is gone",
-                    extra={
-                        "action": "scheduler.unroutable",
-                        "job_id": str(d.job_id),
-                        "attempt": d.attempt,
-                        "worker": d.worker_id,
-                    },
-                )
-                why = f"worker {d.worker_id} has no queue"  # never delivered: not the job's fault
-                self._lost.append((d.job_id, d.attempt, why, Outcome.HANDED_BACK))
+        undelivered = [
+            Dispatch.model_validate(item)
+            for key, body in dispatches
+            if key in keys
+            for item in unpack(body)
+        ]
+        for d in undelivered:
+            log.warning(
+                "dispatch unroutable: the worker's queue is gone",
+                extra={
+                    "action": "scheduler.unroutable",
+                    "job_id": str(d.job_id),
+                    "attempt": d.attempt,
+                    "worker": d.worker_id,
+                },
+            )
+            why = f"worker {d.worker_id} has no queue"  # never delivered: not the job's fault
+            self._lost.append((d.job_id, d.attempt, why, Outcome.HANDED_BACK))
 
     async def _republish_running(self) -> None:
         """After a restart, dispatches decided but maybe never published go out again; workers

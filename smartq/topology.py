@@ -88,6 +88,11 @@ def dispatch_key(worker_id: str, job_id: uuid.UUID | str) -> str:
     return f"job.dispatch.{worker_key(worker_id)}.{job_id}"
 
 
+def dispatch_batch_key(worker_id: str) -> str:
+    """A batch of one pass's dispatches for one worker: it reaches that worker only."""
+    return f"job.dispatch.{worker_key(worker_id)}.batch"
+
+
 def cancel_key(worker_id: str, job_id: uuid.UUID | str) -> str:
     return f"job.cancel.{worker_key(worker_id)}.{job_id}"
 

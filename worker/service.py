@@ -30,6 +30,7 @@ from models.messages import (
     Heartbeat,
     LogLine,
     ResourcesReleased,
+    unpack,
     worker_inbound,
 )
 from smartq import topology
@@ -170,15 +171,16 @@ class WorkerService:
     # -- incoming -------------------------------------------------------------------------
     async def _on_message(self, message: IncomingMessage) -> None:
         try:
-            doc = worker_inbound.validate_json(message.body)
-        except ValidationError:
+            docs = [worker_inbound.validate_python(item) for item in unpack(message.body)]
+        except (ValidationError, ValueError):
             log.warning("dropping a malformed message", extra={"action": "worker.malformed"})
             await message.ack()
             return
-        if isinstance(doc, CancelJob):
-            self.executor.cancel(doc.job_id, doc.attempt, doc.reason)
-        elif isinstance(doc, Dispatch):
-            self._accept(doc)
+        for doc in docs:  # one dispatch, or a pass's batch of them for this worker
+            if isinstance(doc, CancelJob):
+                self.executor.cancel(doc.job_id, doc.attempt, doc.reason)
+            elif isinstance(doc, Dispatch):
+                self._accept(doc)
         await message.ack()
 
     def _accept(self, dispatch: Dispatch) -> None:
