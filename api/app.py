@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import errors
 from api.deps import ApiContext
+from api.hints import SubmitHints
 from api.metrics import Metrics
 from api.routes import batches, health, jobs, logs, metrics, retry, stream, workers
 from api.stream import StreamHub
@@ -56,6 +57,8 @@ def create_app(
             stall_seconds=settings.stream_stall_seconds,
         )
         await hub.start()
+        hints = SubmitHints(publish)
+        hints.start()
         app.state.ctx = ApiContext(
             settings=settings,
             engine=eng,
@@ -64,10 +67,12 @@ def create_app(
             broker_ping=brk.ping,
             metrics=figures,
             hub=hub,
+            hints=hints,
         )
         try:
             yield
         finally:
+            await hints.stop()
             await hub.stop()
             if own_broker:
                 await brk.close()

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from api.hints import SubmitHints
 from api.metrics import Metrics
 from api.stream import StreamHub
 from smartq.registry import Registry
@@ -29,6 +30,7 @@ class ApiContext:
     broker_ping: Ping
     metrics: Metrics
     hub: StreamHub
+    hints: SubmitHints
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -34,7 +34,7 @@ from api.submit import SubmissionError, job_row, resolve_batch
 from api.views import job_public
 from api.waiting import waiting_reason
 from models.enums import CANCELLABLE_AT_ONCE, JobStatus
-from models.messages import CancelRequested, JobsSubmitted, JobStatusEvent
+from models.messages import CancelRequested, JobStatusEvent
 from models.types import utcnow
 from smartq import topology
 from smartq.db import is_retryable
@@ -115,7 +115,7 @@ async def submit_job(
     if not created:
         return await _replay(conn, values, deps, response)
     ctx.metrics.submitted.labels(body.type).inc()
-    await _notify(ctx, topology.JOB_SUBMITTED, JobsSubmitted(job_ids=[values["id"]]).dumps())
+    ctx.hints.add([values["id"]])
     return job_public(values, deps)
 
 
@@ -198,7 +198,7 @@ async def submit_batch(
     ids = [r["id"] for r in resolved.rows]
     for job in body.jobs:
         ctx.metrics.submitted.labels(job.type).inc()
-    await _notify(ctx, topology.JOB_SUBMITTED, JobsSubmitted(job_ids=ids).dumps())
+    ctx.hints.add(ids)
     deps: dict[uuid.UUID, list[uuid.UUID]] = {i: [] for i in ids}
     for edge in resolved.edges:
         deps[edge["job_id"]].append(edge["depends_on_id"])

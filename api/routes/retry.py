@@ -9,13 +9,11 @@ from fastapi import APIRouter, HTTPException
 
 from api import store
 from api.deps import ConnDep, ContextDep
-from api.routes.jobs import ERRORS, _notify
+from api.routes.jobs import ERRORS
 from api.schemas import ResubmitResult
 from api.views import job_public
 from models.enums import JobStatus
-from models.messages import JobsSubmitted
 from models.types import utcnow
-from smartq import topology
 from smartq.db import is_retryable
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -50,7 +48,7 @@ async def retry_job(
                 raise
     if not ids:
         raise HTTPException(409, "the job changed state meanwhile; try again")
-    await _notify(ctx, topology.JOB_SUBMITTED, JobsSubmitted(job_ids=ids).dumps())
+    ctx.hints.add(ids)
     fresh = await store.get_job(conn, job_id)
     assert fresh is not None
     deps = await store.dependencies_of(conn, [job_id])
