@@ -37,7 +37,7 @@ from sqlalchemy import event
 
 from bench import figures, harness, seed
 from models.enums import Outcome
-from models.messages import AttemptFinished, Dispatch, JobsSubmitted
+from models.messages import AttemptFinished, Dispatch, JobsSubmitted, unpack
 from scheduler import store
 from scheduler.service import SchedulerService
 from smartq.broker import IncomingMessage
@@ -73,8 +73,9 @@ class RecordingBroker(RabbitMQBroker):
         await super().publish_many(messages, mandatory=mandatory)
         for key, body in messages:
             if key.startswith("job.dispatch."):
-                d = Dispatch.model_validate_json(body)
-                self.dispatched.append((d.job_id, d.attempt, d.worker_id))
+                for item in unpack(body):  # one dispatch, or a worker's batch of them
+                    d = Dispatch.model_validate(item)
+                    self.dispatched.append((d.job_id, d.attempt, d.worker_id))
 
 
 class Bench:
