@@ -530,7 +530,7 @@ async def test_a_job_that_returned_before_the_cancel_succeeds(
     d = dispatch("add", {"a": 1, "b": 2})
     task = executor.submit(d)
     await asyncio.sleep(0)  # the attempt is handed to a thread
-    time.sleep(0.3)  # block the loop: the thread returns meanwhile, unobserved
+    time.sleep(0.3)  # noqa: ASYNC251  (block the loop on purpose: the thread returns unobserved)
     assert executor.cancel(d.job_id, 1)
     finished = await task
     assert finished.outcome is Outcome.SUCCEEDED
