@@ -64,17 +64,23 @@ async def existing_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> set[u
     return found
 
 
+async def _insert_once(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> bool:
+    """Insert a row of ``table``; False when its idempotency key is already taken (a concurrent
+    duplicate waits for the first to commit, then inserts nothing)."""
+    stmt = _insert(conn, table).values(**values)
+    if values.get("idempotency_key") is not None:
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=["idempotency_key"], index_where=table.c.idempotency_key.isnot(None)
+        )
+    result = await conn.execute(stmt.returning(table.c.id))
+    return result.first() is not None
+
+
 async def insert_job(
     conn: AsyncConnection, values: dict[str, Any], depends_on: Sequence[uuid.UUID]
 ) -> bool:
     """Insert one job and its edges; False when its idempotency key is already taken."""
-    stmt = _insert(conn, jobs).values(**values)
-    if values.get("idempotency_key") is not None:
-        stmt = stmt.on_conflict_do_nothing(
-            index_elements=["idempotency_key"], index_where=jobs.c.idempotency_key.isnot(None)
-        )
-    result = await conn.execute(stmt.returning(jobs.c.id))
-    if result.first() is None:
+    if not await _insert_once(conn, jobs, values):
         return False
     if depends_on:
         await conn.execute(
@@ -95,13 +101,7 @@ async def insert_batch(
     edge_rows: list[dict[str, Any]],
 ) -> bool:
     """Insert a batch with its jobs and edges; False when the batch's idempotency key is taken."""
-    stmt = _insert(conn, batches).values(**batch)
-    if batch.get("idempotency_key") is not None:
-        stmt = stmt.on_conflict_do_nothing(
-            index_elements=["idempotency_key"], index_where=batches.c.idempotency_key.isnot(None)
-        )
-    result = await conn.execute(stmt.returning(batches.c.id))
-    if result.first() is None:
+    if not await _insert_once(conn, batches, batch):
         return False
     for start in range(0, len(rows), 2000):
         await conn.execute(jobs.insert(), rows[start : start + 2000])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -56,7 +55,3 @@ async def delete_older_than(conn: AsyncConnection, cutoff: datetime, limit: int)
     key = tuple_(logs_t.c.job_id, logs_t.c.attempt, logs_t.c.seq)
     result = await conn.execute(delete(logs_t).where(key.in_(oldest)))
     return max(result.rowcount, 0)
-
-
-def job_uuid(value: str) -> uuid.UUID:
-    return uuid.UUID(value)

@@ -91,10 +91,6 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def embedded_database(self) -> bool:
-        return self.database_url is None
-
-    @property
     def embedded_broker(self) -> bool:
         return self.broker_url is None
 
