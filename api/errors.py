@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -62,6 +62,15 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database refuses (a NUL in a query string, say): the request's fault, and
+    nothing was written (the statement failed, its transaction rolled back)."""
+    assert isinstance(exc, DataError)
+    reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+    log.info("value refused by the database", extra={"action": "api.bad_value", "why": reason})
+    return error(422, f"the database refused a value in the request: {reason}")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"action": "api.error", "path": request.url.path})
     return error(500, "internal error; the server log has the details")
@@ -72,6 +81,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(InterfaceError, _database_down)
+    app.add_exception_handler(DataError, _bad_value)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -10,13 +10,22 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from models.enums import MAX_PRIORITY, MIN_PRIORITY, PRIORITY_NAMES, PRIORITY_VALUES, Priority
 
 PriorityIn = Priority | Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
 PriorityOut = Priority | int
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL; refuse it up front (on every backend alike)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_nul)]
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_INITIAL_DELAY = 1.0

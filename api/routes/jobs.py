@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Response
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +28,7 @@ from api.schemas import (
     JobPage,
     JobPublic,
     PriorityIn,
+    no_nul,
     priority_value,
 )
 from api.submit import SubmissionError, job_row, resolve_batch
@@ -46,7 +47,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (404, 409, 413, 422)
 }
-IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdempotencyHeader = Annotated[
+    str | None, Header(alias="Idempotency-Key", max_length=200), AfterValidator(no_nul)
+]
 
 
 def _fail(exc: SubmissionError) -> HTTPException:
@@ -65,11 +68,25 @@ def _job_type(ctx: ApiContext, name: str) -> JobType:
 
 
 def _check_payload(ctx: ApiContext, payload: dict[str, Any], owner: str = "") -> None:
-    size = len(orjson.dumps(payload))
+    encoded = orjson.dumps(payload)
     limit = ctx.settings.max_payload_bytes
-    if size > limit:
-        where = f" of job {owner!r}" if owner else ""
-        raise SubmissionError(413, f"payload{where} is {size} bytes; the limit is {limit}")
+    where = f" of job {owner!r}" if owner else ""
+    if len(encoded) > limit:
+        raise SubmissionError(413, f"payload{where} is {len(encoded)} bytes; the limit is {limit}")
+    if b"\\u0000" in encoded and _has_nul(payload):  # the cheap test first
+        raise SubmissionError(
+            422, f"payload{where} contains a NUL (\\u0000) character, which cannot be stored"
+        )
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 async def _notify(ctx: ApiContext, routing_key: str, body: bytes) -> None:

@@ -149,6 +149,45 @@ async def test_oversized_payload_is_413(client: httpx.AsyncClient, engine: Async
     assert await count_jobs(engine) == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/jobs", {"type": "noop", "payload": {"a": "x\u0000y"}}, {}),
+        ("/jobs", {"type": "noop", "payload": {"k\u0000": [1, {"n": "\u0000"}]}}, {}),
+        ("/jobs", {"type": "noop", "name": "a\u0000"}, {}),
+        ("/jobs", {"type": "noop", "created_by": "\u0000"}, {}),
+        ("/jobs", {"type": "noop"}, {"Idempotency-Key": "a\u0000"}),
+        ("/jobs/batch", {"jobs": [{"type": "noop", "payload": {"a": "\u0000"}}]}, {}),
+        ("/jobs/batch", {"jobs": [{"type": "noop", "key": "a\u0000"}]}, {}),
+        ("/jobs/batch", {"name": "\u0000", "jobs": [{"type": "noop"}]}, {}),
+    ],
+)
+async def test_nul_characters_are_422_on_every_backend(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    """PostgreSQL text cannot hold NUL: found as a 500 before; now refused up front."""
+    r = await client.post(path, json=body, headers=headers)
+    assert r.status_code == 422, r.text
+    assert "NUL" in r.json()["error"] or "NUL" in str(r.json()["detail"])
+    assert await count_jobs(engine) == 0
+
+
+async def test_escaped_backslash_u0000_is_not_a_nul(client: httpx.AsyncClient) -> None:
+    job = await submit(client, payload={"a": "x\\u0000"})
+    assert job["payload"] == {"a": "x\\u0000"}
+
+
+async def test_nul_in_a_query_is_422_not_500(client: httpx.AsyncClient) -> None:
+    r = await client.get("/jobs", params={"type": "a\u0000"})
+    assert r.status_code in (200, 422), r.text  # SQLite can hold NUL; PostgreSQL refuses
+    if r.status_code == 422:
+        assert "NUL" in r.json()["error"]
+
+
 async def test_dependencies_must_exist(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
     parent = await submit(client)
     child = await submit(client, depends_on=[parent["id"], parent["id"]])
