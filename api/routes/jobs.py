@@ -6,7 +6,9 @@ import base64
 import binascii
 import hashlib
 import logging
+import math
 import uuid
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -32,7 +34,7 @@ from api.schemas import (
     priority_value,
 )
 from api.submit import SubmissionError, job_row, resolve_batch
-from api.views import job_public
+from api.views import job_doc, job_public, json_response
 from api.waiting import waiting_reason
 from models.enums import CANCELLABLE_AT_ONCE, JobStatus
 from models.messages import CancelRequested, JobStatusEvent
@@ -68,25 +70,36 @@ def _job_type(ctx: ApiContext, name: str) -> JobType:
 
 
 def _check_payload(ctx: ApiContext, payload: dict[str, Any], owner: str = "") -> None:
-    encoded = orjson.dumps(payload)
-    limit = ctx.settings.max_payload_bytes
+    """The payload must fit the limit and be JSON that PostgreSQL and orjson can both hold."""
     where = f" of job {owner!r}" if owner else ""
+    try:
+        encoded = orjson.dumps(payload)
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+        raise SubmissionError(422, f"payload{where} cannot be encoded: {exc}") from None
+    limit = ctx.settings.max_payload_bytes
     if len(encoded) > limit:
         raise SubmissionError(413, f"payload{where} is {len(encoded)} bytes; the limit is {limit}")
-    if b"\\u0000" in encoded and _has_nul(payload):  # the cheap test first
-        raise SubmissionError(
-            422, f"payload{where} contains a NUL (\\u0000) character, which cannot be stored"
-        )
+    problem = _unstorable(payload)
+    if problem is not None:
+        raise SubmissionError(422, f"payload{where} {problem}")
 
 
-def _has_nul(value: Any) -> bool:
+def _unstorable(value: Any) -> str | None:
+    """Why a decoded JSON value cannot be stored as it was sent, or None."""
     if isinstance(value, str):
-        return "\x00" in value
+        return "contains a NUL (\\u0000) character" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "contains NaN or Infinity, which JSON has not"
+    items: Any = ()
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        items = (x for kv in value.items() for x in kv)
+    elif isinstance(value, list):
+        items = value
+    for item in items:
+        problem = _unstorable(item)
+        if problem is not None:
+            return problem
+    return None
 
 
 async def _notify(ctx: ApiContext, routing_key: str, body: bytes) -> None:
@@ -104,9 +117,8 @@ async def submit_job(
     body: JobCreate,
     ctx: ContextDep,
     conn: ConnDep,
-    response: Response,
     idempotency_key: IdempotencyHeader = None,
-) -> JobPublic:
+) -> Response:
     """Submit one job. Replaying an idempotency key with the same body returns the original
     job (200); with another body, 409."""
     if idempotency_key is not None:
@@ -130,15 +142,13 @@ async def submit_job(
     except SubmissionError as exc:
         raise _fail(exc) from None
     if not created:
-        return await _replay(conn, values, deps, response)
+        return await _replay(conn, values)
     ctx.metrics.submitted.labels(body.type).inc()
     ctx.hints.add([values["id"]])
-    return job_public(values, deps)
+    return json_response(job_doc(values, deps), 201)
 
 
-async def _replay(
-    conn: AsyncConnection, values: dict[str, Any], deps: list[uuid.UUID], response: Response
-) -> JobPublic:
+async def _replay(conn: AsyncConnection, values: dict[str, Any]) -> Response:
     existing = await store.job_by_idempotency_key(conn, values["idempotency_key"])
     if existing is None:  # the other submit rolled back; the client may simply retry
         raise HTTPException(409, "a concurrent request with this idempotency key failed; retry")
@@ -150,9 +160,8 @@ async def _replay(
                 "detail": {"job_id": str(existing["id"])},
             },
         )
-    response.status_code = 200
     depends = await store.dependencies_of(conn, [existing["id"]])
-    return job_public(existing, depends[existing["id"]])
+    return json_response(job_doc(existing, depends[existing["id"]]), 200)
 
 
 def _batch_hash(body: BatchCreate) -> str:
@@ -169,9 +178,8 @@ async def submit_batch(
     body: BatchCreate,
     ctx: ContextDep,
     conn: ConnDep,
-    response: Response,
     idempotency_key: IdempotencyHeader = None,
-) -> BatchCreated:
+) -> Response:
     """Submit a DAG atomically: ``depends_on`` names keys of this batch or existing job ids.
     A cycle, an unknown dependency or a self-dependency rejects the whole batch."""
     limit = ctx.settings.max_batch_jobs
@@ -211,31 +219,28 @@ async def submit_batch(
             409, "a job's idempotency key is already used; nothing was written"
         ) from exc
     if not created:
-        return await _replay_batch(conn, batch, response)
+        return await _replay_batch(conn, batch)
     ids = [r["id"] for r in resolved.rows]
-    for job in body.jobs:
-        ctx.metrics.submitted.labels(job.type).inc()
+    for type_name, n in Counter(job.type for job in body.jobs).items():
+        ctx.metrics.submitted.labels(type_name).inc(n)
     ctx.hints.add(ids)
     deps: dict[uuid.UUID, list[uuid.UUID]] = {i: [] for i in ids}
     for edge in resolved.edges:
         deps[edge["job_id"]].append(edge["depends_on_id"])
-    return BatchCreated(
-        batch_id=batch_id, jobs=[job_public(r, deps[r["id"]]) for r in resolved.rows]
-    )
+    jobs = [job_doc(r, deps[r["id"]]) for r in resolved.rows]
+    return json_response({"batch_id": batch_id, "jobs": jobs}, 201)
 
 
-async def _replay_batch(
-    conn: AsyncConnection, batch: dict[str, Any], response: Response
-) -> BatchCreated:
+async def _replay_batch(conn: AsyncConnection, batch: dict[str, Any]) -> Response:
     existing = await store.batch_by_idempotency_key(conn, batch["idempotency_key"])
     if existing is None:
         raise HTTPException(409, "a concurrent request with this idempotency key failed; retry")
     if existing["request_hash"] != batch["request_hash"]:
         raise HTTPException(409, "idempotency key already used for a different batch")
-    response.status_code = 200
     rows = await store.batch_jobs(conn, existing["id"])
     deps = await store.dependencies_of(conn, [r["id"] for r in rows])
-    return BatchCreated(batch_id=existing["id"], jobs=[job_public(r, deps[r["id"]]) for r in rows])
+    jobs = [job_doc(r, deps[r["id"]]) for r in rows]
+    return json_response({"batch_id": existing["id"], "jobs": jobs}, 200)
 
 
 def _encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:

@@ -176,6 +176,28 @@ async def test_nul_characters_are_422_on_every_backend(
     assert await count_jobs(engine) == 0
 
 
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b'{"a": 123456789012345678901234567890}', "64-bit"),
+        (b'{"a": [1, NaN]}', "NaN"),
+        (b'{"a": {"b": -Infinity}}', "NaN or Infinity"),
+    ],
+)
+async def test_payload_values_json_cannot_hold_are_422(
+    client: httpx.AsyncClient, engine: AsyncEngine, raw: bytes, why: str
+) -> None:
+    """Python's JSON parser takes these; PostgreSQL and orjson do not (each was a 500)."""
+    for path, body in (
+        ("/jobs", b'{"type": "noop", "payload": ' + raw + b"}"),
+        ("/jobs/batch", b'{"jobs": [{"type": "noop", "payload": ' + raw + b"}]}"),
+    ):
+        r = await client.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert why in r.json()["error"]
+    assert await count_jobs(engine) == 0
+
+
 async def test_escaped_backslash_u0000_is_not_a_nul(client: httpx.AsyncClient) -> None:
     job = await submit(client, payload={"a": "x\\u0000"})
     assert job["payload"] == {"a": "x\\u0000"}
@@ -327,3 +349,38 @@ async def test_edges_are_written(client: httpx.AsyncClient, engine: AsyncEngine)
             )
         ).all()
     assert {str(r[0]) for r in rows} == {a["id"], b["id"]}
+
+
+async def test_submit_responses_match_the_model_encoding(client: httpx.AsyncClient) -> None:
+    """POST /jobs and /jobs/batch encode their rows directly (for speed); GET goes through the
+    JobPublic model. Both must give the same document, field for field and byte for byte."""
+    run_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    posted = await submit(
+        client,
+        name="encoded",
+        payload={"n": 1, "f": 2.5, "s": "é", "l": [None, True]},
+        priority=7,
+        cpu_units=2,
+        memory_mb=512,
+        retry={"max_attempts": 4, "initial_delay_seconds": 3, "backoff_multiplier": 1},
+        timeout_seconds=30,
+        run_at=run_at,
+        idempotency_key="encoded-1",
+        created_by="me",
+    )
+    r = await client.post(
+        "/jobs/batch",
+        json={"jobs": [{"type": "noop", "key": "a"}, {"type": "noop", "depends_on": ["a"]}]},
+    )
+    assert r.status_code == 201
+    batch_jobs = r.json()["jobs"]
+    for job in [posted, *batch_jobs]:
+        shown = (await client.get(f"/jobs/{job['id']}")).json()
+        for extra in ("dependents", "waiting_reason"):
+            shown.pop(extra)
+        assert job == shown
+        assert {k: type(v) for k, v in job.items()} == {k: type(v) for k, v in shown.items()}
+        assert {k: type(v) for k, v in job["retry"].items()} == {
+            k: type(v) for k, v in shown["retry"].items()
+        }
+    assert posted["created_at"].endswith("Z") and posted["retry"]["initial_delay_seconds"] == 3.0
