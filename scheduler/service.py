@@ -43,6 +43,7 @@ from scheduler.leader import Leadership
 from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
 from scheduler.reconcile import DispatchTracker
 from scheduler.store import dt
+from scheduler.timings import PassTimings
 from scheduler.values import Placement, SendCancel, Transition
 from scheduler.writes import plan_writes
 from smartq import topology
@@ -108,6 +109,7 @@ class SchedulerService:
         self.monitor = Monitor()  # monitoring (issue 4): finished counters, last heartbeats
         #: Attempt outcomes per (worker, ok|bad) not yet written: they go with its next heartbeat.
         self._worker_outcomes: Counter[tuple[str, str]] = Counter()
+        self.timings = PassTimings()
 
     def _new_core(self) -> Scheduler:
         return Scheduler(
@@ -170,6 +172,7 @@ class SchedulerService:
         )
         monitoring = asyncio.create_task(self._monitoring(), name="scheduler-monitoring")
         probe = asyncio.create_task(self._probe(), name="scheduler-probe")
+        stats = asyncio.create_task(self._pass_stats(), name="scheduler-pass-stats")
         self._last_probe = self.clock()
         loop = asyncio.get_running_loop()
         next_check = loop.time() + LEADER_CHECK_SECONDS
@@ -185,6 +188,7 @@ class SchedulerService:
         finally:
             monitoring.cancel()
             probe.cancel()
+            stats.cancel()
             await consumer.cancel()  # unacked inputs go back to the queue for the next leader
 
     async def _sleep(self, stop: asyncio.Event) -> None:
@@ -299,6 +303,14 @@ class SchedulerService:
                 self._last_seen[worker_id] = max(self._last_seen[worker_id], now)
         self._last_probe = now
 
+    async def _pass_stats(self) -> None:
+        """Log where passes spent their time (see scheduler.timings), when there were any."""
+        while True:
+            await asyncio.sleep(self.settings.scheduler_stats_seconds)
+            figures = self.timings.summary()
+            if figures["passes"]:
+                log.info("scheduler passes", extra={"action": "scheduler.passes", **figures})
+
     async def _probe(self) -> None:
         while True:
             with contextlib.suppress(Exception):
@@ -354,6 +366,7 @@ class SchedulerService:
 
     async def run_pass(self) -> PassResult:
         """One scheduling pass; see the module docstring."""
+        self.timings.start()
         messages, self._messages = self._messages, []
         now = self.clock()
         inbox = self._decode(messages)
@@ -377,6 +390,7 @@ class SchedulerService:
                 sends.append(decided.send)
         transitions += self.core.tick(now)
         placements = self.core.plan(now)
+        self.timings.mark("decide")
         try:
             published = await self._commit(transitions, placements, results, inbox, gone, now)
         except Exception:
@@ -390,16 +404,20 @@ class SchedulerService:
             await asyncio.sleep(0.5)
             await self.rebuild()
             return PassResult()
+        self.timings.mark("write")
         self.failpoints.hit("after_commit_before_publish")
         await self._publish(published, sends)
         self.failpoints.hit("after_publish_before_ack")
         if self._to_republish:
             todo, self._to_republish = self._to_republish, []
             await self._republish(todo)
+        self.timings.mark("publish")
         self.monitor.record(transitions, inbox.beats.values())
         for message in messages:
             if not message.settled:
                 await message.ack()
+        self.timings.mark("ack")
+        self.timings.finish()
         self.passes += 1
         return PassResult(transitions=len(transitions), dispatched=len(placements))
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = 15.0
     retry_jitter: float = Field(default=0.0, ge=0, le=1, description="Backoff spread: ±fraction.")
     scheduler_lookahead: int = Field(default=256, ge=1, description="Ready jobs a pass may skip.")
+    scheduler_stats_seconds: float = Field(
+        default=60.0, gt=0, description="How often the scheduler logs its pass timings."
+    )
     scheduler_reserve_after_seconds: float = Field(
         default=10.0, ge=0, description="How long a big job may be overtaken before it reserves."
     )
