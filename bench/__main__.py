@@ -22,6 +22,7 @@ BENCHMARKS = {
     "chain": "bench.dags:main_chain",
     "packing": "bench.packing",
     "memory": "bench.memory",
+    "ws": "bench.ws",
     "all": "bench.suite:main_all",
     "smoke": "bench.suite:main_smoke",
 }

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import api, dags, e2e, figures, latency, memory, packing, sched_pass
+from bench import api, dags, e2e, figures, latency, memory, packing, sched_pass, ws
 from bench.harness import Stack
 
 ORDER = (
@@ -32,6 +32,7 @@ ORDER = (
     "packing",
     "pass",
     "memory",
+    "ws",
 )
 
 
@@ -75,6 +76,7 @@ async def _shared(stack: Stack) -> dict[str, Callable[[], Awaitable[Any]]]:
         "dag1k": lambda: dags.dag_run(stack, dags.layered(3, 20, 3, 0)),
         "chain": lambda: dags.dag_run(stack, dags.chain(10)),
         "dag10k": lambda: dags.dag_run(stack, dags.layered(2, 100, 2, 0)),
+        "ws": lambda: ws.ws_run(stack, ws.QUICK_CLIENTS, 1.0),
     }
 
 
