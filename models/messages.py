@@ -11,11 +11,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
+from models import storable
 from models.enums import JobStatus, Outcome, WorkerState
 
 SCHEMA_VERSION = 1
+#: Fields that carry what user code produced (see models.storable).
+StorableJson = Annotated[Any, AfterValidator(storable.json_value)]
+StorableText = Annotated[str, AfterValidator(storable.text)]
+OptionalStorableText = Annotated[str | None, AfterValidator(storable.optional_text)]
 
 
 class _Message(BaseModel):
@@ -94,8 +99,8 @@ class AttemptFinished(_Message):
     outcome: Outcome
     started_at: datetime
     finished_at: datetime
-    result: Any = None
-    error: str | None = None
+    result: StorableJson = None
+    error: OptionalStorableText = None
     retry_after: float | None = None
     released: bool = True
 
@@ -165,8 +170,8 @@ class LogLine(_Message):
     job_id: uuid.UUID
     attempt: int
     seq: int
-    level: str
-    message: str
+    level: StorableText
+    message: StorableText
     ts: datetime
 
 

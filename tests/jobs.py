@@ -41,3 +41,13 @@ def drip(ctx: JobContext) -> dict[str, int]:
         ctx.log.info("drip %d of %d", i + 1, lines)
         ctx.sleep(float(ctx.payload.get("every", 0.1)))
     return {"lines": lines}
+
+
+@smartq.job("unstorable")
+def unstorable(ctx: JobContext) -> dict[str, object]:
+    """Logs and returns what PostgreSQL or orjson cannot hold as such (NUL, a 70-bit integer,
+    NaN); fails with a NUL in its error on its first attempt."""
+    ctx.log.info("a\x00b")
+    if ctx.attempt == 1:
+        raise ValueError("bad\x00error")
+    return {"k\x00": "v\x00", "big": 2**70, "nan": float("nan")}

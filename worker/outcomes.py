@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from models import storable
 from models.enums import Outcome
 from smartq.errors import NonRetryableError, Retry, RetryableError
 from worker.context import JobContext
@@ -56,9 +57,10 @@ def classify(exc: BaseException) -> Ending:
 
 def succeeded(value: Any) -> Ending:
     """A returned value is the result if it is JSON; it is normalised to plain JSON types
-    (a datetime becomes its ISO string) so every report serialises the same way."""
+    (a datetime becomes its ISO string) so every report serialises the same way, and made
+    storable (models.storable: a 70-bit integer becomes its string, NaN null, NUL U+FFFD)."""
     try:
-        result = orjson.loads(orjson.dumps(value))
+        result = orjson.loads(orjson.dumps(storable.json_value(value)))
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         return Ending(
             Outcome.FAILED_PERMANENTLY,

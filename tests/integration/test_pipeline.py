@@ -329,3 +329,28 @@ async def test_failed_jobs_can_be_resubmitted_with_their_cancelled_descendants(
     assert final[made["alone"]["id"]]["attempts"] == 2
     unknown = await system.client.post("/jobs/00000000-0000-0000-0000-000000000000/retry")
     assert unknown.status_code == 404
+
+
+async def test_unstorable_logs_errors_and_results_do_not_poison_anything(system: System) -> None:
+    """A NUL in a log line, an error or a result, a 70-bit integer or NaN in a result: each
+    failed the scheduler's or the logger's transaction at every redelivery before."""
+    system.start_scheduler()
+    system.start_worker("w1", cpu_units=2)
+    system.start_logger()
+    job = await system.submit(
+        type="unstorable", retry={"max_attempts": 2, "initial_delay_seconds": 0}
+    )
+    after = await system.submit(type="noop")  # the scheduler still works afterwards
+    final = await system.wait_final([job["id"], after["id"]])
+    assert final[job["id"]]["status"] == "completed"
+    assert final[job["id"]]["result"] == {"k\ufffd": "v\ufffd", "big": str(2**70), "nan": None}
+    assert final[after["id"]]["status"] == "completed"
+    logs: dict[str, Any] = {}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logs = (await system.client.get(f"/jobs/{job['id']}/logs")).json()
+        if sum(ln["message"] == "a\ufffdb" for ln in logs["lines"]) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert sum(ln["message"] == "a\ufffdb" for ln in logs["lines"]) == 2  # both attempts
+    assert "bad\ufffderror" in (logs["attempts"][0]["error"] or "")
