@@ -41,6 +41,7 @@ from scheduler import store
 from scheduler.core import Scheduler
 from scheduler.leader import Leadership
 from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
+from scheduler.pass_writer import PassWriter, pass_params
 from scheduler.reconcile import DispatchTracker
 from scheduler.store import dt
 from scheduler.timings import PassTimings
@@ -48,13 +49,17 @@ from scheduler.values import Placement, SendCancel, Transition
 from scheduler.writes import plan_writes
 from smartq import topology
 from smartq.broker import Broker, BrokerError, IncomingMessage, Unroutable
-from smartq.db import is_retryable
+from smartq.db import is_retryable, psycopg_dsn
 from smartq.failpoints import Failpoints
 from smartq.settings import Settings
 
 log = logging.getLogger(__name__)
 #: How often the leader checks that its lock connection still holds the lock.
 LEADER_CHECK_SECONDS = 0.5
+#: Passes whose messages may wait for the publisher before a pass waits for it.
+PUBLISH_BACKLOG = 8
+#: On leaving (stop, lost leadership), how long the publisher may take to empty its queue.
+PUBLISH_DRAIN_SECONDS = 5.0
 
 
 @dataclass
@@ -93,7 +98,10 @@ class SchedulerService:
         self._wake = asyncio.Event()
         self._batch_of: dict[uuid.UUID, uuid.UUID] = {}
         self._last_seen: dict[str, float] = {}
+        #: Dispatches to publish again (passes run on their own, without the publisher task).
         self._outbox: list[tuple[str, bytes]] = []
+        #: What committed passes hand to the publisher task (while leading).
+        self._publishing: asyncio.Queue[list[tuple[str, bytes]]] | None = None
         #: Attempts to end without a worker's report: (job, attempt, why, outcome).
         self._lost: list[tuple[uuid.UUID, int, str, Outcome]] = []
         self._to_republish: list[tuple[uuid.UUID, int, str]] = []
@@ -110,6 +118,9 @@ class SchedulerService:
         #: Attempt outcomes per (worker, ok|bad) not yet written: they go with its next heartbeat.
         self._worker_outcomes: Counter[tuple[str, str]] = Counter()
         self.timings = PassTimings()
+        self._writer = (
+            PassWriter(psycopg_dsn(engine.url)) if engine.dialect.name == "postgresql" else None
+        )
 
     def _new_core(self) -> Scheduler:
         return Scheduler(
@@ -173,6 +184,10 @@ class SchedulerService:
         monitoring = asyncio.create_task(self._monitoring(), name="scheduler-monitoring")
         probe = asyncio.create_task(self._probe(), name="scheduler-probe")
         stats = asyncio.create_task(self._pass_stats(), name="scheduler-pass-stats")
+        self._publishing = asyncio.Queue(maxsize=PUBLISH_BACKLOG)
+        publisher = asyncio.create_task(
+            self._publisher(self._publishing), name="scheduler-publisher"
+        )
         self._last_probe = self.clock()
         loop = asyncio.get_running_loop()
         next_check = loop.time() + LEADER_CHECK_SECONDS
@@ -189,7 +204,13 @@ class SchedulerService:
             monitoring.cancel()
             probe.cancel()
             stats.cancel()
+            with contextlib.suppress(TimeoutError):  # what passes committed goes out first
+                await asyncio.wait_for(self._publishing.join(), PUBLISH_DRAIN_SECONDS)
+            publisher.cancel()
+            self._publishing = None
             await consumer.cancel()  # unacked inputs go back to the queue for the next leader
+            if self._writer is not None:
+                await self._writer.close()
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         if self._messages or self._outbox or self._lost:
@@ -404,10 +425,16 @@ class SchedulerService:
             await asyncio.sleep(0.5)
             await self.rebuild()
             return PassResult()
-        self.timings.mark("write")
+        self.timings.mark("encode")
         self.failpoints.hit("after_commit_before_publish")
-        await self._publish(published, sends)
-        self.failpoints.hit("after_publish_before_ack")
+        outgoing = published + self._cancel_messages(sends)
+        if self._publishing is not None:
+            if outgoing:
+                await self._publishing.put(outgoing)  # waits only when publishing lags
+        else:  # a pass run on its own (benchmarks, tests): publish inline
+            outgoing, self._outbox = self._outbox + outgoing, []
+            self._outbox += await self._publish(outgoing)
+            self.failpoints.hit("after_publish_before_ack")
         if self._to_republish:
             todo, self._to_republish = self._to_republish, []
             await self._republish(todo)
@@ -439,6 +466,7 @@ class SchedulerService:
                 won, started = await self._write(
                     writes, placements, inbox, transitions, gone, now_f
                 )
+                self.timings.mark("write")
                 break
             except Exception as exc:
                 if attempt == 3 or not is_retryable(exc):
@@ -468,8 +496,21 @@ class SchedulerService:
         uses, so concurrent writers queue rather than deadlock."""
         now = dt(now_f)
         assert now is not None
+        ordered = sorted(writes.values(), key=lambda w: w.id)
+        self.timings.mark("plan")
+        if self._writer is not None:  # PostgreSQL: the whole pass as one statement
+            opens = {p.job_id for p in placements}
+            params = pass_params(
+                ordered,
+                opens,
+                self._attempt_rows(inbox, transitions, now_f),
+                self._worker_rows(inbox, transitions, now_f),
+                gone,
+                now,
+            )
+            won = await self._writer.write(params)
+            return won, [p for p in placements if p.job_id in won]
         async with self.engine.begin() as conn:
-            ordered = sorted(writes.values(), key=lambda w: w.id)
             won = await store.apply(conn, ordered, now)
             started = [p for p in placements if p.job_id in won]
             await store.insert_attempts(
@@ -619,29 +660,71 @@ class SchedulerService:
             out["run_seconds"] = took.total_seconds()
         return out
 
-    async def _publish(self, messages: list[tuple[str, bytes]], sends: list[SendCancel]) -> None:
-        for s in sends:
-            cancel = CancelJob(job_id=s.job_id, attempt=s.attempt, reason=s.reason)
-            messages.append((topology.cancel_key(s.worker_id, s.job_id), cancel.dumps()))
-        batch, self._outbox = self._outbox + messages, []
-        dispatches = [m for m in batch if m[0].startswith("job.dispatch.")]
-        others = [m for m in batch if not m[0].startswith("job.dispatch.")]
-        try:
-            await self.broker.publish_many(dispatches, mandatory=True)
-        except Unroutable as exc:
-            self._unroutable(exc, dispatches)
-        except BrokerError:
-            log.exception(
-                "could not publish dispatches; retrying",
-                extra={"action": "scheduler.publish_failed"},
+    @staticmethod
+    def _cancel_messages(sends: list[SendCancel]) -> list[tuple[str, bytes]]:
+        return [
+            (
+                topology.cancel_key(s.worker_id, s.job_id),
+                CancelJob(job_id=s.job_id, attempt=s.attempt, reason=s.reason).dumps(),
             )
-            self._outbox += dispatches
-        try:
-            await self.broker.publish_many(others)
-        except BrokerError:
-            log.warning(
-                "could not publish status events", extra={"action": "scheduler.publish_failed"}
-            )
+            for s in sends
+        ]
+
+    async def _publish(self, messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """Publish a pass's dispatches (mandatory) and its other messages at once, each waiting
+        for its confirms; returns the dispatches the broker did not take (to publish again)."""
+        dispatches = [m for m in messages if m[0].startswith("job.dispatch.")]
+        others = [m for m in messages if not m[0].startswith("job.dispatch.")]
+        failed: list[tuple[str, bytes]] = []
+
+        async def send_dispatches() -> None:
+            try:
+                await self.broker.publish_many(dispatches, mandatory=True)
+            except Unroutable as exc:
+                self._unroutable(exc, dispatches)
+            except BrokerError:
+                log.exception(
+                    "could not publish dispatches; retrying",
+                    extra={"action": "scheduler.publish_failed"},
+                )
+                failed.extend(dispatches)
+
+        async def send_others() -> None:
+            try:
+                await self.broker.publish_many(others)
+            except BrokerError:
+                log.warning(
+                    "could not publish status events",
+                    extra={"action": "scheduler.publish_failed"},
+                )
+
+        await asyncio.gather(send_dispatches(), send_others())
+        return failed
+
+    async def _publisher(self, queue: asyncio.Queue[list[tuple[str, bytes]]]) -> None:
+        """Publishes what passes committed, in pass order, while the next pass runs: a pass no
+        longer waits for RabbitMQ's confirms. Dispatches the broker refused are retried here
+        (with a growing pause) before anything newer; the bounded queue makes passes wait when
+        publishing lags. A crash loses nothing: dispatches are committed first and re-published
+        at start-up, and fenced reports make a replay harmless."""
+        delay = 0.1
+        while True:
+            messages = await queue.get()
+            taken = 1
+            while not queue.empty():
+                messages += queue.get_nowait()
+                taken += 1
+            while messages:
+                messages = await self._publish(messages)
+                if messages:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            delay = 0.1
+            for _ in range(taken):
+                queue.task_done()
+            self.failpoints.hit("after_publish_before_ack")
+            if self._lost:
+                self._wake.set()  # unroutable dispatches: the next pass settles them
 
     def _unroutable(self, exc: Unroutable, dispatches: list[tuple[str, bytes]]) -> None:
         keys = set(exc.routing_keys)

@@ -1,7 +1,8 @@
 """Where a scheduling pass spends its time, by phase (pure; the service logs a summary).
 
 The service marks the end of each phase of a pass (``decide``: decode and feed the core,
-``write``: the pass's transaction, ``publish``: dispatches and events out, ``ack``: inputs
+``plan``: the rows to write, ``write``: the pass's one statement or transaction, ``encode``:
+dispatches and events built, ``publish``: handed to the publisher, ``ack``: inputs
 settled); every ``scheduler_stats_seconds`` it logs the median and 99th percentile of each
 phase and of whole passes, then starts afresh. Operators see where latency goes without a
 profiler; the benchmarks read the same line.

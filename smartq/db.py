@@ -95,6 +95,13 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, de
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether ``exc`` is a deadlock or serialization failure (retry the transaction)."""
-    orig = getattr(exc, "orig", None)
+    """Whether ``exc`` (SQLAlchemy's or psycopg's own) is a deadlock or serialization failure
+    (retry the transaction)."""
+    orig = getattr(exc, "orig", exc)
     return getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def psycopg_dsn(url: Any) -> str:
+    """A URL (or an engine's ``URL``) as psycopg's own connection string."""
+    parsed = make_url(str(url) if not hasattr(url, "set") else url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
