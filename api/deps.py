@@ -34,13 +34,15 @@ class ApiContext:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
+    """Async, so FastAPI calls it on the loop (a plain function is sent to a thread)."""
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
 
 async def get_conn(request: Request) -> AsyncIterator[AsyncConnection]:
-    async with get_context(request).engine.connect() as conn:
+    ctx: ApiContext = request.app.state.ctx
+    async with ctx.engine.connect() as conn:
         yield conn
 
 
