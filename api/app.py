@@ -38,7 +38,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
         own_broker = broker is None
-        eng = engine or create_async(settings.resolved_database_url())
+        eng = engine or create_async(settings.resolved_database_url(), pre_ping=False)
         brk = broker or create_broker(settings)
         if own_broker:
             await brk.connect()

@@ -54,11 +54,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_async(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_async(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
     """The async engine every smartq process uses.
 
     SQLite gets a single pooled connection: the embedded mode is one process, and one writer
     connection serialises transactions instead of failing them with "database is locked".
+    ``pre_ping`` tests each pooled connection with a round trip before handing it out; the API
+    turns it off (a request on a connection the server dropped gets a 503 to retry, and
+    SQLAlchemy then replaces the whole pool), as it was a second transaction per request.
     """
     if dialect_of(url) == "sqlite":
         _sqlite_file(url)
@@ -75,7 +78,7 @@ def create_async(url: str, *, pool_size: int = 10) -> AsyncEngine:
         driver_url(url, use_async=True),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
     )
 
