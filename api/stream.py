@@ -9,7 +9,9 @@ API processes each stream everything. For every event the hub
    duplicate, or a scheduler event overtaken by the API's own cancellation): per job, statuses
    only move forward in :func:`status_order`;
 2. feeds the metrics (:mod:`api.metrics`) and keeps the latest monitoring snapshots;
-3. offers the raw JSON text to each client whose filter matches.
+3. offers the raw JSON text to each client whose filter matches. Only the clients the
+   :class:`ClientIndex` files under the event's job, batch or channel are checked, so an event
+   costs in proportion to the clients it may concern, not to every client connected.
 
 A client's buffer holds at most ``capacity`` events. When it is full, new events for that
 client are dropped and counted; the next event that fits is preceded by
@@ -27,9 +29,10 @@ import socket
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -154,11 +157,61 @@ def parse_command(text: str | bytes) -> Command:
         raise FilterError(_first_error(exc)) from None
 
 
+#: An event's type, with its status for ``job.status`` events: what a filter that names no job
+#: or batch looks at, and so how the hub indexes such filters.
+Channel = tuple[str, JobStatus | None]
+
+
+class EventKeys:
+    """What filters look at in one event, worked out once per event rather than once per
+    client: its channel, and its job and batch as integers (hashing a :class:`uuid.UUID` runs
+    Python code; its ``int`` hashes in C). ``job`` is None for monitoring events; ``batch`` is
+    None when the job's batch is not known."""
+
+    __slots__ = ("batch", "channel", "job", "status", "type")
+
+    def __init__(
+        self, type_: str, status: JobStatus | None, job: int | None, batch: int | None
+    ) -> None:
+        self.type = type_
+        self.status = status
+        self.job = job
+        self.batch = batch
+        self.channel: Channel = (type_, status)
+
+    @classmethod
+    def of(cls, event: StreamEvent, batch_of: Mapping[uuid.UUID, uuid.UUID]) -> EventKeys:
+        """``batch_of``: job → batch, for log lines (which do not name their batch)."""
+        if isinstance(event, JobStatusEvent):
+            batch_id = event.batch_id
+            status: JobStatus | None = event.status
+        elif isinstance(event, LogLine):
+            batch_id, status = batch_of.get(event.job_id), None
+        else:
+            return cls(event.type, None, None, None)
+        batch = None if batch_id is None else batch_id.int
+        return cls(event.type, status, event.job_id.int, batch)
+
+
+class IndexKeys(NamedTuple):
+    """Where the hub's :class:`ClientIndex` files one client: an event reaches the client's
+    filter check only if its job is in ``jobs``, its batch in ``batches`` or its channel in
+    ``channels``."""
+
+    jobs: frozenset[int] = frozenset()
+    batches: frozenset[int] = frozenset()
+    channels: frozenset[Channel] = frozenset()
+
+
 @dataclass
 class StreamFilter:
     """What one client wants. No job or batch named: every job. ``types`` empty: every type
     when no job or batch is named, else ``job.status`` and ``job.log``. ``statuses`` applies to
-    status events only."""
+    status events only.
+
+    Change it through :meth:`apply` and :meth:`add_batches` only: they recompute what
+    :meth:`accepts` and :meth:`index_keys` read, then call ``on_change`` (the hub re-indexes the
+    client there)."""
 
     job_ids: set[uuid.UUID] = field(default_factory=set)
     batch_ids: set[uuid.UUID] = field(default_factory=set)
@@ -166,34 +219,53 @@ class StreamFilter:
     types: frozenset[str] = frozenset()
     #: The jobs of each watched batch (a batch's jobs are fixed when it is created).
     batch_jobs: dict[uuid.UUID, set[uuid.UUID]] = field(default_factory=dict)
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    # Derived from the fields above by _refresh, for the hot path.
+    _all: bool = field(init=False, repr=False, compare=False)
+    _types: frozenset[str] = field(init=False, repr=False, compare=False)
+    _keys: IndexKeys = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._refresh()
 
     @property
     def all_jobs(self) -> bool:
-        return not self.job_ids and not self.batch_ids
+        return self._all
 
     def effective_types(self) -> frozenset[str]:
-        if self.types:
-            return self.types
-        return EVENT_TYPES if self.all_jobs else JOB_TYPES
+        return self._types
 
     def watches(self, job_id: uuid.UUID, batch_id: uuid.UUID | None) -> bool:
-        if self.all_jobs or job_id in self.job_ids or batch_id in self.batch_ids:
+        if self._all or job_id.int in self._keys.jobs:
             return True
-        return any(job_id in jobs for jobs in self.batch_jobs.values())
+        return batch_id is not None and batch_id.int in self._keys.batches
 
-    def matches(self, event: StreamEvent, batch_of: dict[uuid.UUID, uuid.UUID]) -> bool:
-        if event.type not in self.effective_types():
+    def matches(self, event: StreamEvent, batch_of: Mapping[uuid.UUID, uuid.UUID]) -> bool:
+        return self.accepts(EventKeys.of(event, batch_of))
+
+    def accepts(self, keys: EventKeys) -> bool:
+        """The full check of one event against this filter (:meth:`matches`, with the event's
+        keys worked out once for all clients)."""
+        if keys.type not in self._types:
             return False
-        if isinstance(event, JobStatusEvent):
-            if self.statuses and event.status not in self.statuses:
-                return False
-            return self.watches(event.job_id, event.batch_id)
-        if isinstance(event, LogLine):
-            return self.watches(event.job_id, batch_of.get(event.job_id))
-        return True
+        if keys.job is None:  # monitoring
+            return True
+        if keys.status is not None and self.statuses and keys.status not in self.statuses:
+            return False
+        return self._all or keys.job in self._keys.jobs or keys.batch in self._keys.batches
+
+    def index_keys(self) -> IndexKeys:
+        """Where to index this filter: a superset of the events :meth:`accepts` takes."""
+        return self._keys
 
     def apply(self, cmd: Command) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
         """Change the filter; returns the jobs and batches newly watched (to snapshot)."""
+        try:
+            return self._apply(cmd)
+        finally:
+            self._changed()
+
+    def _apply(self, cmd: Command) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
         jobs, batches = cmd.job_ids or [], cmd.batch_ids or []
         if cmd.action == "unsubscribe":
             if cmd.statuses is not None or cmd.types is not None:
@@ -222,9 +294,39 @@ class StreamFilter:
         return new_jobs, new_batches
 
     def add_batch_jobs(self, batch_id: uuid.UUID, job_ids: Iterable[uuid.UUID]) -> None:
-        self.batch_jobs[batch_id] = set(job_ids)
-        if sum(len(j) for j in self.batch_jobs.values()) > MAX_WATCHED_JOBS:
-            raise FilterError(f"the batches watched hold more than {MAX_WATCHED_JOBS} jobs")
+        self.add_batches({batch_id: job_ids})
+
+    def add_batches(self, jobs_by_batch: Mapping[uuid.UUID, Iterable[uuid.UUID]]) -> None:
+        """Record the jobs of watched batches (one change, however many batches)."""
+        try:
+            for batch_id, job_ids in jobs_by_batch.items():
+                self.batch_jobs[batch_id] = set(job_ids)
+            if sum(len(j) for j in self.batch_jobs.values()) > MAX_WATCHED_JOBS:
+                raise FilterError(f"the batches watched hold more than {MAX_WATCHED_JOBS} jobs")
+        finally:
+            self._changed()
+
+    def _changed(self) -> None:
+        self._refresh()
+        if self.on_change is not None:
+            self.on_change()
+
+    def _refresh(self) -> None:
+        self._all = not self.job_ids and not self.batch_ids
+        self._types = self.types or (EVENT_TYPES if self._all else JOB_TYPES)
+        channels: set[Channel] = {(t, None) for t in self._types & MONITORING_TYPES}
+        if self._all:
+            if "job.status" in self._types:
+                channels |= {("job.status", s) for s in self.statuses or JobStatus}
+            if "job.log" in self._types:
+                channels.add(("job.log", None))
+            self._keys = IndexKeys(channels=frozenset(channels))
+            return
+        jobs = {j.int for j in self.job_ids}
+        for batch_jobs in self.batch_jobs.values():
+            jobs.update(j.int for j in batch_jobs)
+        batches = frozenset(b.int for b in self.batch_ids)
+        self._keys = IndexKeys(frozenset(jobs), batches, frozenset(channels))
 
     def describe(self) -> dict[str, list[str]]:
         return {
@@ -279,14 +381,15 @@ class StreamClient:
             self.missed = 0
         self._full_since = None
         self.buffer.append((text, event))
-        self.high_water = max(self.high_water, len(self.buffer))
+        if len(self.buffer) > self.high_water:
+            self.high_water = len(self.buffer)
         self._wake.set()
 
     def send_first(self, text: str) -> None:
         self.control.append(text)
         self._wake.set()
 
-    def snapshot(self, event: JobStatusEvent, batch_of: dict[uuid.UUID, uuid.UUID]) -> None:
+    def snapshot(self, event: JobStatusEvent, batch_of: Mapping[uuid.UUID, uuid.UUID]) -> None:
         """Send a job's current status from the database, ahead of buffered events; buffered
         events of that job that are not newer are then skipped (no step backwards)."""
         self._fence[event.job_id] = status_order(event.status, event.attempt)
@@ -322,6 +425,76 @@ class StreamClient:
             self.closed.set()
 
 
+class ClientIndex:
+    """The clients an event may concern, so that the hub checks only their filters: clients by
+    watched job (named, or in a watched batch), by watched batch, and, for what is not keyed by
+    job or batch (every job; monitoring), by :data:`Channel`. It only has to be a superset of
+    the clients whose filter accepts the event: the filter check decides."""
+
+    def __init__(self) -> None:
+        self._by_job: dict[int, set[StreamClient]] = {}
+        self._by_batch: dict[int, set[StreamClient]] = {}
+        self._by_channel: dict[Channel, set[StreamClient]] = {}
+        self._keys: dict[StreamClient, IndexKeys] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def update(self, client: StreamClient) -> None:
+        """File ``client`` under its filter's keys (call on connect and after every change)."""
+        new = client.filter.index_keys()
+        old = self._keys.get(client, _NOWHERE)
+        if new is old:
+            return
+        _refile(self._by_job, client, old.jobs, new.jobs)
+        _refile(self._by_batch, client, old.batches, new.batches)
+        _refile(self._by_channel, client, old.channels, new.channels)
+        self._keys[client] = new
+
+    def remove(self, client: StreamClient) -> None:
+        old = self._keys.pop(client, None)
+        if old is not None:
+            _refile(self._by_job, client, old.jobs, frozenset())
+            _refile(self._by_batch, client, old.batches, frozenset())
+            _refile(self._by_channel, client, old.channels, frozenset())
+
+    def candidates(self, keys: EventKeys) -> AbstractSet[StreamClient]:
+        """The clients filed under the event's channel, job or batch; read it before any
+        change to the index (it may be one of the index's own sets)."""
+        found = self._by_channel.get(keys.channel, _NOBODY)
+        if keys.job is None:
+            return found
+        by_job = self._by_job.get(keys.job, _NOBODY)
+        by_batch = _NOBODY if keys.batch is None else self._by_batch.get(keys.batch, _NOBODY)
+        if not by_job and not by_batch:
+            return found
+        if not found and not by_batch:
+            return by_job
+        if not found and not by_job:
+            return by_batch
+        return found | by_job | by_batch
+
+
+_NOWHERE = IndexKeys()
+_NOBODY: frozenset[StreamClient] = frozenset()
+_K = TypeVar("_K")
+
+
+def _refile(
+    index: dict[_K, set[StreamClient]],
+    client: StreamClient,
+    old: frozenset[_K],
+    new: frozenset[_K],
+) -> None:
+    for key in old - new:
+        clients = index[key]
+        clients.discard(client)
+        if not clients:
+            del index[key]
+    for key in new - old:
+        index.setdefault(key, set()).add(client)
+
+
 def default_process_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -344,6 +517,7 @@ class StreamHub:
         self.stall_seconds = stall_seconds
         self.process_id = process_id or default_process_id()
         self.clients: set[StreamClient] = set()
+        self.index = ClientIndex()
         #: job → batch, learnt from status events, to match log lines to batch filters.
         self.batch_of: OrderedDict[uuid.UUID, uuid.UUID] = OrderedDict()
         self._last: OrderedDict[uuid.UUID, Order] = OrderedDict()
@@ -364,10 +538,14 @@ class StreamHub:
     def connect(self) -> StreamClient:
         client = StreamClient(self.capacity, self.stall_seconds)
         self.clients.add(client)
+        client.filter.on_change = lambda: self.index.update(client)
+        self.index.update(client)
         return client
 
     def disconnect(self, client: StreamClient) -> None:
         self.clients.discard(client)
+        self.index.remove(client)
+        client.filter.on_change = None
 
     async def _on_message(self, message: IncomingMessage) -> None:
         self.dispatch(message.body)  # synchronous: events reach clients in delivery order
@@ -401,8 +579,9 @@ class StreamHub:
         elif isinstance(event, QueueMonitor | ResourceMonitor | LoggerMonitor):
             self.metrics.snapshots.observe(event)
         self.events += 1
-        for client in self.clients:
-            if client.filter.matches(event, self.batch_of):
+        keys = EventKeys.of(event, self.batch_of)
+        for client in self.index.candidates(keys):
+            if client.filter.accepts(keys):
                 client.offer(text, event)
 
     def _forward(self, event: JobStatusEvent) -> bool:

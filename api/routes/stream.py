@@ -74,7 +74,8 @@ class Session:
 
     async def apply(self, cmd: Command) -> None:
         """Change the filter first, then read the current statuses: an event published in
-        between is buffered, and skipped at sending time if the snapshot is newer."""
+        between is buffered, and skipped at sending time if the snapshot is newer. (Each change
+        to the filter re-indexes the client in the hub at once.)"""
         if cmd.action == "ping":
             self.client.send_first('{"type":"stream.pong"}')
             return
@@ -91,10 +92,10 @@ class Session:
                 missing = set(new_batches) - known
                 if missing:
                     raise FilterError(f"no batch {_ids(missing)}", CLOSE_NOT_FOUND)
-                for batch_id in new_batches:
-                    self.client.filter.add_batch_jobs(
-                        batch_id, (r["id"] for r in batch_rows if r["batch_id"] == batch_id)
-                    )
+                jobs_by_batch: dict[uuid.UUID, list[uuid.UUID]] = {b: [] for b in new_batches}
+                for r in batch_rows:
+                    jobs_by_batch[r["batch_id"]].append(r["id"])
+                self.client.filter.add_batches(jobs_by_batch)
                 rows += batch_rows
         reply = {
             "type": "stream.subscribed",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from api.metrics import Metrics
 from api.stream import (
     CLOSE_TOO_SLOW,
     Command,
+    EventKeys,
     FilterError,
     StreamClient,
     StreamFilter,
@@ -19,7 +22,7 @@ from api.stream import (
     status_order,
 )
 from models.enums import JobStatus
-from models.messages import JobStatusEvent, LogLine, QueueMonitor
+from models.messages import JobStatusEvent, LogLine, QueueMonitor, StreamEvent
 from smartq.brokers.memory import InMemoryBroker
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -143,3 +146,230 @@ async def test_hub_drops_duplicate_and_stale_status_events() -> None:
     assert len(client.buffer) == 1
     assert b'smartq_jobs_cancelled_total{type="unknown"} 1.0' in metrics.render()
     await broker.close()
+
+
+# The hub's index: it must never miss a client whose filter matches (it may offer more
+# candidates; the filter check decides).
+
+
+def make_hub() -> StreamHub:
+    return StreamHub(InMemoryBroker(), Metrics(), capacity=100_000)
+
+
+def watch(
+    client: StreamClient,
+    action: str = "set",
+    batches: dict[uuid.UUID, list[uuid.UUID]] | None = None,
+    **cmd: Any,
+) -> None:
+    """Change a client's filter the way the socket session does: the command, then the jobs of
+    the batches it newly watches, read from the database."""
+    batches = batches or {}
+    if batches:
+        cmd["batch_ids"] = list(batches)
+    _, new_batches = client.filter.apply(Command.model_validate({"action": action, **cmd}))
+    if new_batches:
+        client.filter.add_batches({b: batches[b] for b in new_batches})
+
+
+def received(client: StreamClient) -> list[str]:
+    return [text for text, _ in client.buffer]
+
+
+def send(hub: StreamHub, event: StreamEvent) -> str:
+    text = event.dumps().decode()
+    hub.dispatch(text.encode())
+    return text
+
+
+A, B = uuid.UUID(int=200), uuid.UUID(int=300)
+A_JOBS = [uuid.UUID(int=201), uuid.UUID(int=202)]
+B_JOBS = [uuid.UUID(int=301), uuid.UUID(int=302)]
+
+
+def test_a_client_moved_from_batch_a_to_batch_b_gets_b_and_no_longer_a() -> None:
+    hub = make_hub()
+    client = hub.connect()
+    watch(client, batches={A: A_JOBS})
+    got_a = send(hub, status(A_JOBS[0], JobStatus.RUNNING, batch=A))
+    send(hub, status(B_JOBS[0], JobStatus.RUNNING, batch=B))
+    assert received(client) == [got_a]
+    watch(client, batches={B: B_JOBS})
+    send(hub, status(A_JOBS[1], JobStatus.RUNNING, batch=A))
+    send(hub, line(A_JOBS[0]))  # the hub knows A_JOBS[0] is in A
+    b_status = send(hub, status(B_JOBS[1], JobStatus.RUNNING, batch=B))
+    b_line = send(hub, line(B_JOBS[0]))  # the hub knows B_JOBS[0] is in B
+    assert received(client) == [got_a, b_status, b_line]
+    # The index itself moved: A's events no longer even reach the client's filter check.
+    assert client not in hub.index.candidates(_keys(status(A_JOBS[1], JobStatus.READY, batch=A)))
+    assert client in hub.index.candidates(_keys(status(B_JOBS[1], JobStatus.READY, batch=B)))
+    watch(client, "unsubscribe", batch_ids=[B])  # now every job again
+    anything = send(hub, line(uuid.UUID(int=999)))
+    assert received(client)[-1] == anything
+
+
+def test_a_batch_job_matches_before_the_hub_learns_its_batch() -> None:
+    hub = make_hub()
+    client = hub.connect()
+    watch(client, batches={A: A_JOBS})
+    first_line = send(hub, line(A_JOBS[1]))  # no status event yet: batch unknown to the hub
+    no_batch = send(hub, status(A_JOBS[1], JobStatus.CANCELLED, attempt=0))  # names no batch
+    send(hub, line(B_JOBS[0]))
+    assert received(client) == [first_line, no_batch]
+
+
+def test_job_subscribe_and_unsubscribe_move_a_client_in_the_index() -> None:
+    hub = make_hub()
+    client = hub.connect()
+    watch(client, job_ids=[J1])
+    watch(client, "subscribe", job_ids=[J2])
+    one, two = send(hub, line(J1)), send(hub, line(J2))
+    watch(client, "unsubscribe", job_ids=[J1])
+    send(hub, line(J1, 1))
+    three = send(hub, line(J2, 1))
+    assert received(client) == [one, two, three]
+
+
+def test_unkeyed_clients_get_everything_their_filter_matches() -> None:
+    hub = make_hub()
+    everything, finals, logs, monitoring, jobs_and_monitoring = (hub.connect() for _ in range(5))
+    watch(everything)
+    watch(finals, statuses=["completed", "failed"])
+    watch(logs, types=["job.log"])
+    watch(monitoring, types=["monitoring"])
+    watch(jobs_and_monitoring, job_ids=[J1], types=["job.log", "monitoring.queue"])
+    ready = send(hub, status(J1, JobStatus.READY, batch=B1))
+    done = send(hub, status(J1, JobStatus.COMPLETED, batch=B1))
+    log = send(hub, line(J2))
+    j1_log = send(hub, line(J1))
+    queue = send(hub, QUEUE)
+    assert received(everything) == [ready, done, log, j1_log, queue]
+    assert received(finals) == [done, log, j1_log, queue]  # statuses filter status events only
+    assert received(logs) == [log, j1_log]
+    assert received(monitoring) == [queue]
+    assert received(jobs_and_monitoring) == [j1_log, queue]
+
+
+def test_disconnect_removes_the_client_from_the_index() -> None:
+    hub = make_hub()
+    clients = [hub.connect() for _ in range(3)]
+    watch(clients[0], batches={A: A_JOBS})
+    watch(clients[1], job_ids=[J1])
+    watch(clients[2], statuses=["running"])
+    for client in clients:
+        hub.disconnect(client)
+    assert len(hub.index) == 0 and not hub.clients
+    assert hub.index.candidates(_keys(status(A_JOBS[0], JobStatus.RUNNING, batch=A))) == set()
+    watch(clients[1], job_ids=[J2])  # a late change from a closing session: not re-indexed
+    send(hub, status(J2, JobStatus.RUNNING))
+    assert not any(c.buffer for c in clients) and len(hub.index) == 0
+
+
+def _keys(event: StreamEvent) -> EventKeys:
+    return EventKeys.of(event, {})
+
+
+class RandomWorld:
+    """Batches of jobs, jobs in no batch, and random filters and events over them."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.batches = {
+            uuid.UUID(int=1000 + b): [uuid.UUID(int=1000 * b + j) for j in range(1, 6)]
+            for b in range(1, 5)
+        }
+        loose = [uuid.UUID(int=50 + j) for j in range(4)]
+        self.jobs = [j for js in self.batches.values() for j in js] + loose
+        self.batch_of = {j: b for b, js in self.batches.items() for j in js}
+
+    def change_filter(self, client: StreamClient) -> None:
+        rng, cmd = self.rng, {}
+        picked: dict[uuid.UUID, list[uuid.UUID]] = {}
+        if rng.random() < 0.4:
+            cmd["job_ids"] = rng.sample(self.jobs, rng.randint(1, 3))
+        if rng.random() < 0.4:
+            picked = {b: self.batches[b] for b in rng.sample(list(self.batches), rng.randint(1, 2))}
+        if rng.random() < 0.3:
+            cmd["statuses"] = rng.sample([s.value for s in JobStatus], 2)
+        if rng.random() < 0.3:
+            cmd["types"] = rng.sample(
+                ["job.status", "job.log", "monitoring", "monitoring.queue"], 2
+            )
+        action = rng.choice(["set", "set", "subscribe", "unsubscribe"])
+        if action == "unsubscribe":
+            ids = {"job_ids": cmd.get("job_ids", []), "batch_ids": list(picked)}
+            watch(client, "unsubscribe", **ids)
+        else:
+            watch(client, action, picked, **cmd)
+
+    def event(self) -> StreamEvent:
+        rng = self.rng
+        job, roll = rng.choice(self.jobs), rng.random()
+        if roll < 0.1:
+            return QUEUE
+        if roll < 0.5:
+            return line(job, rng.randint(0, 10**6))
+        named = self.batch_of.get(job) if rng.random() < 0.8 else None  # some name no batch
+        attempt = rng.randint(0, 10**6)  # mostly newer than the job's last status
+        return status(job, rng.choice([JobStatus.RUNNING, JobStatus.READY]), attempt, named)
+
+
+def test_index_agrees_with_checking_every_filter() -> None:
+    """Random filters, changed and disconnected along the way, against random events: each
+    client gets exactly what checking its filter against every event would give it."""
+    world = RandomWorld(seed=6)
+    hub = make_hub()
+    clients = [hub.connect() for _ in range(40)]
+    expected: dict[StreamClient, list[str]] = {c: [] for c in clients}
+    for client in clients:
+        world.change_filter(client)
+    for step in range(3_000):
+        if step % 50 == 0:
+            world.change_filter(world.rng.choice(clients))
+        if step % 400 == 0:
+            gone = clients.pop(world.rng.randrange(len(clients)))
+            hub.disconnect(gone)
+        event = world.event()
+        before = hub.events
+        text = send(hub, event)
+        if hub.events == before:  # a stale status: nobody gets it
+            continue
+        for client in clients:  # the check the hub used to make for every client
+            if client.filter.matches(event, hub.batch_of):
+                expected[client].append(text)
+    assert sum(len(expected[c]) for c in clients) > 3_000
+    for client in clients:
+        assert received(client) == expected[client], client.filter.describe()
+
+
+def test_an_event_checks_only_the_filters_of_its_candidates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1,000 clients, 10 per batch: an event of one batch is checked against those 10."""
+    hub = make_hub()
+    batches = {
+        uuid.UUID(int=10_000 + b): [uuid.UUID(int=100_000 + 10 * b + j) for j in range(10)]
+        for b in range(100)
+    }
+    clients = [hub.connect() for _ in range(1_000)]
+    order = list(batches)
+    for i, client in enumerate(clients):
+        b = order[i % len(order)]
+        watch(client, batches={b: batches[b]})
+    calls = {"n": 0}
+    accepts = StreamFilter.accepts
+
+    def counting(self: StreamFilter, keys: EventKeys) -> bool:
+        calls["n"] += 1
+        return accepts(self, keys)
+
+    monkeypatch.setattr(StreamFilter, "accepts", counting)
+    batch = order[7]
+    job = batches[batch][3]
+    send(hub, status(job, JobStatus.RUNNING, batch=batch))
+    send(hub, line(job))
+    send(hub, status(job, JobStatus.COMPLETED))  # names no batch: found by job
+    assert calls["n"] <= 3 * 10
+    got = [c for c in clients if c.buffer]
+    assert len(got) == 10 and all(len(c.buffer) == 3 for c in got)
+    assert all(c.filter.batch_ids == {batch} for c in got)
