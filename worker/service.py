@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import socket
@@ -41,12 +40,13 @@ from worker.executor import Executor
 
 log = logging.getLogger(__name__)
 _SEEN = 20_000
-#: Outgoing lanes: reports and heartbeats go before log lines, so a job that logs a flood
-#: cannot delay its worker's heartbeats past the lease (nor its reports) — found by the
-#: fault suite (tests/faults/test_logger.py). Within a lane, order is kept.
+#: Outgoing lanes, each published by its own task: reports and heartbeats never wait behind
+#: log lines, so a job that logs a flood cannot delay its worker's heartbeats past the lease
+#: (found by the fault suite, tests/faults/test_logger.py), and a report does not wait for the
+#: confirms of the log lines its job wrote just before (a few ms on every job). Within a lane,
+#: order is kept.
 _URGENT, _BULK = 0, 1
-#: Messages per confirmed publish: small enough that a heartbeat queued behind a batch of log
-#: lines waits a fraction of a second (throughput is the same as with larger batches).
+#: Messages per confirmed publish.
 _BATCH = 200
 
 
@@ -80,8 +80,10 @@ class WorkerService:
         self.memory_mb = memory_mb or mem
         self.started_at = datetime.now(UTC)
         self.draining = False
-        self._out: asyncio.PriorityQueue[tuple[int, int, str, bytes]] = asyncio.PriorityQueue()
-        self._order = itertools.count()
+        self._lanes: tuple[asyncio.Queue[tuple[str, bytes]], ...] = (
+            asyncio.Queue(),
+            asyncio.Queue(),
+        )
         self._seen: OrderedDict[tuple[uuid.UUID, int], None] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -96,11 +98,11 @@ class WorkerService:
 
     # -- outgoing -------------------------------------------------------------------------
     def _send(self, routing_key: str, body: bytes, lane: int = _URGENT) -> None:
-        item = (lane, next(self._order), routing_key, body)
+        queue = self._lanes[lane]
         if threading.get_ident() == self._loop_thread or self._loop is None:
-            self._out.put_nowait(item)
+            queue.put_nowait((routing_key, body))
         else:
-            self._loop.call_soon_threadsafe(self._out.put_nowait, item)
+            self._loop.call_soon_threadsafe(queue.put_nowait, (routing_key, body))
 
     def _report(self, report: AttemptStarted | AttemptFinished | ResourcesReleased) -> None:
         if isinstance(report, AttemptStarted):
@@ -123,19 +125,19 @@ class WorkerService:
     def _log_line(self, line: LogLine) -> None:
         self._send(topology.logs_key(line.job_id), line.dumps(), _BULK)
 
-    async def _publisher(self) -> None:
-        """Publish reports and log lines in confirmed batches; never drop one."""
+    async def _publisher(self, queue: asyncio.Queue[tuple[str, bytes]]) -> None:
+        """Publish one lane's messages in confirmed batches; never drop one."""
         while True:
-            batch = [await self._out.get()]
-            while not self._out.empty() and len(batch) < _BATCH:
-                batch.append(self._out.get_nowait())
-            messages = _envelopes([(key, body) for _, _, key, body in batch])
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < _BATCH:
+                batch.append(queue.get_nowait())
+            messages = _envelopes(batch)
             delay = 0.1
             while True:
                 try:
                     await self.broker.publish_many(messages)
                     for _ in batch:
-                        self._out.task_done()
+                        queue.task_done()
                     break
                 except BrokerError:
                     log.warning(
@@ -224,7 +226,10 @@ class WorkerService:
             self._on_message,
             prefetch=prefetch,
         )
-        publisher = asyncio.create_task(self._publisher(), name="worker-publisher")
+        publishers = [
+            asyncio.create_task(self._publisher(queue), name=f"worker-publisher-{lane}")
+            for lane, queue in enumerate(self._lanes)
+        ]
         beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeats")
         log.info(
             "worker started",
@@ -239,7 +244,8 @@ class WorkerService:
             await stop.wait()
         finally:
             await self._drain(consumer, beats)
-            publisher.cancel()
+            for publisher in publishers:
+                publisher.cancel()
 
     async def _drain(self, consumer: Consumer, beats: asyncio.Task[None]) -> None:
         """Take nothing new, let running jobs finish within the grace period, hand back the
@@ -251,7 +257,7 @@ class WorkerService:
         beats.cancel()  # the goodbye below is the last heartbeat
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat(stopped=True).dumps())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._out.join(), 10)
+            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._lanes)), 10)
         log.info("worker stopped", extra={"action": "worker.stop", "worker": self.worker_id})
 
 
