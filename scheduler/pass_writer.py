@@ -145,6 +145,9 @@ class PassWriter:
             self._conn = await psycopg.AsyncConnection.connect(
                 self._dsn, autocommit=True, row_factory=dict_row
             )
+            # The statement's best plan does not depend on its parameters (index lookups by id
+            # for every row); planning it afresh at each pass cost PostgreSQL ~1.5 ms.
+            await self._conn.execute("SET plan_cache_mode = force_generic_plan")
         return self._conn
 
     async def write(self, params: dict[str, Any]) -> dict[uuid.UUID, Any]:
