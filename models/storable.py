@@ -26,6 +26,26 @@ def optional_text(value: str | None) -> str | None:
     return None if value is None else text(value)
 
 
+def problem(value: Any) -> str | None:
+    """Why a decoded JSON value (a submitted payload) cannot be stored as sent, or None: the
+    API refuses what :func:`json_value` would have to change (integers beyond 64 bits are
+    refused earlier, by orjson)."""
+    if isinstance(value, str):
+        return "contains a NUL (\\u0000) character" if NUL in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "contains NaN or Infinity, which JSON has not"
+    items: Any = ()
+    if isinstance(value, dict):
+        items = (x for kv in value.items() for x in kv)
+    elif isinstance(value, list):
+        items = value
+    for item in items:
+        found = problem(item)
+        if found is not None:
+            return found
+    return None
+
+
 def json_value(value: Any) -> Any:
     """A JSON value both PostgreSQL and orjson accept: NUL replaced in strings and keys, integers
     beyond 64 bits as their decimal strings, NaN and infinities as null."""

@@ -678,12 +678,8 @@ class SchedulerService:
         failed: list[tuple[str, bytes]] = []
 
         async def send_dispatches() -> None:
-            try:
-                await self.broker.publish_many(dispatches, mandatory=True)
-            except Unroutable as exc:
-                self._unroutable(exc, dispatches)
-            except BrokerError:
-                log.exception(
+            if not await self._send_dispatches(dispatches):
+                log.warning(
                     "could not publish dispatches; retrying",
                     extra={"action": "scheduler.publish_failed"},
                 )
@@ -725,6 +721,17 @@ class SchedulerService:
             self.failpoints.hit("after_publish_before_ack")
             if self._lost:
                 self._wake.set()  # unroutable dispatches: the next pass settles them
+
+    async def _send_dispatches(self, messages: list[tuple[str, bytes]]) -> bool:
+        """Publish dispatches (mandatory); those no queue took are settled as handed back.
+        False when the broker refused them (they are to be published again)."""
+        try:
+            await self.broker.publish_many(messages, mandatory=True)
+        except Unroutable as exc:
+            self._unroutable(exc, messages)
+        except BrokerError:
+            return False
+        return True
 
     def _unroutable(self, exc: Unroutable, dispatches: list[tuple[str, bytes]]) -> None:
         keys = set(exc.routing_keys)
@@ -770,11 +777,7 @@ class SchedulerService:
             for job_id, attempt, worker_id in todo
             if job_id in rows
         ]
-        try:
-            await self.broker.publish_many(messages, mandatory=True)
-        except Unroutable as exc:
-            self._unroutable(exc, messages)
-        except BrokerError:
+        if not await self._send_dispatches(messages):
             log.warning(
                 "could not re-publish; the next heartbeats will tell",
                 extra={"action": "scheduler.publish_failed"},

@@ -1,10 +1,10 @@
 """The scheduler's database reads and writes.
 
 Reads touch only active jobs (the partial index ``ix_jobs_active``) and the edges of the jobs
-asked for, so their cost never grows with finished rows. Writes are conditional
-(``WHERE status = from AND attempts = n``) and batched: on PostgreSQL one ``UPDATE … FROM
-unnest(…)`` per pass, whose ``RETURNING`` both says which transitions won and brings the
-dispatch fields (payload, type, timeout) of the jobs that start.
+asked for, so their cost never grows with finished rows. The writes here are the SQLite path
+of a pass (statements of one transaction); on PostgreSQL the pass is one statement
+(:mod:`scheduler.pass_writer`) with the same conditions (``WHERE status = from AND attempts =
+n``) and the same ``RETURNING`` of the dispatch fields.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -219,32 +218,6 @@ _RETURNING = (
     jobs.c.memory_mb,
 )
 
-_PG_APPLY = text(
-    """
-    UPDATE jobs AS j SET
-        status = v.status, attempts = v.attempts, status_reason = v.reason,
-        error = CASE WHEN v.status = 'completed' THEN NULL ELSE COALESCE(v.error, j.error) END,
-        result = CAST(v.result AS jsonb), not_before = v.not_before,
-        worker_id = v.worker_id, started_at = COALESCE(j.started_at, v.started_at),
-        finished_at = v.finished_at, updated_at = :now
-    FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:from_status AS text[]), CAST(:from_attempts AS int[]),
-        CAST(:status AS text[]), CAST(:attempts AS int[]), CAST(:reason AS text[]),
-        CAST(:error AS text[]), CAST(:result AS text[]), CAST(:not_before AS timestamptz[]),
-        CAST(:worker_id AS text[]), CAST(:started_at AS timestamptz[]),
-        CAST(:finished_at AS timestamptz[])
-    ) AS v(id, from_status, from_attempts, status, attempts, reason, error, result, not_before,
-           worker_id, started_at, finished_at)
-    WHERE j.id = v.id AND j.status = v.from_status AND j.attempts = v.from_attempts
-    RETURNING j.id, j.type, j.name, j.payload, j.timeout_seconds, j.batch_id, j.cpu_units,
-              j.memory_mb
-    """
-)
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
 
 async def apply(
     conn: AsyncConnection, writes: Sequence[JobWrite], now: datetime
@@ -256,28 +229,6 @@ async def apply(
     """
     if not writes:
         return {}
-    if conn.dialect.name == "postgresql":
-        won: dict[uuid.UUID, RowMapping] = {}
-        for start in range(0, len(writes), _CHUNK):
-            chunk = writes[start : start + _CHUNK]
-            params = {
-                "now": now,
-                "ids": [w.id for w in chunk],
-                "from_status": [w.from_status for w in chunk],
-                "from_attempts": [w.from_attempts for w in chunk],
-                "status": [w.status for w in chunk],
-                "attempts": [w.attempts for w in chunk],
-                "reason": [w.reason for w in chunk],
-                "error": [w.error for w in chunk],
-                "result": [_json(w.result) for w in chunk],
-                "not_before": [w.not_before for w in chunk],
-                "worker_id": [w.worker_id for w in chunk],
-                "started_at": [w.started_at for w in chunk],
-                "finished_at": [w.finished_at for w in chunk],
-            }
-            rows = await conn.execute(_PG_APPLY, params)
-            won.update({r["id"]: r for r in rows.mappings()})
-        return won
     return await _apply_each(conn, writes, now)
 
 
@@ -320,39 +271,10 @@ async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
         await conn.execute(attempts_t.insert(), rows)
 
 
-_PG_FINISH = text(
-    """
-    UPDATE job_attempts AS a SET
-        started_at = COALESCE(v.started_at, a.started_at), finished_at = v.finished_at,
-        duration_seconds = v.duration, outcome = v.outcome, error = v.error,
-        result = CAST(v.result AS jsonb)
-    FROM unnest(
-        CAST(:job_id AS uuid[]), CAST(:attempt AS int[]), CAST(:started AS timestamptz[]),
-        CAST(:finished AS timestamptz[]), CAST(:duration AS float8[]), CAST(:outcome AS text[]),
-        CAST(:error AS text[]), CAST(:result AS text[])
-    ) AS v(job_id, attempt, started_at, finished_at, duration, outcome, error, result)
-    WHERE a.job_id = v.job_id AND a.attempt = v.attempt AND a.finished_at IS NULL
-    """
-)
-
-
 async def finish_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Close history rows: end, duration, outcome, error, result. One statement on PostgreSQL
-    (``unnest``); row by row elsewhere. A row already closed stays as it is."""
+    """Close history rows: end, duration, outcome, error, result. A row already closed stays
+    as it is."""
     if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        params = {
-            "job_id": [r["b_job_id"] for r in rows],
-            "attempt": [r["b_attempt"] for r in rows],
-            "started": [r["b_started_at"] for r in rows],
-            "finished": [r["b_finished_at"] for r in rows],
-            "duration": [r["b_duration"] for r in rows],
-            "outcome": [r["b_outcome"] for r in rows],
-            "error": [r["b_error"] for r in rows],
-            "result": [_json(r["b_result"]) for r in rows],
-        }
-        await conn.execute(_PG_FINISH, params)
         return
     stmt = (
         update(attempts_t)

@@ -6,7 +6,6 @@ import base64
 import binascii
 import hashlib
 import logging
-import math
 import uuid
 from collections import Counter
 from datetime import datetime
@@ -36,6 +35,7 @@ from api.schemas import (
 from api.submit import SubmissionError, job_row, resolve_batch
 from api.views import job_doc, job_public, json_response
 from api.waiting import waiting_reason
+from models import storable
 from models.enums import CANCELLABLE_AT_ONCE, JobStatus
 from models.messages import CancelRequested, JobStatusEvent
 from models.types import utcnow
@@ -79,27 +79,9 @@ def _check_payload(ctx: ApiContext, payload: dict[str, Any], owner: str = "") ->
     limit = ctx.settings.max_payload_bytes
     if len(encoded) > limit:
         raise SubmissionError(413, f"payload{where} is {len(encoded)} bytes; the limit is {limit}")
-    problem = _unstorable(payload)
+    problem = storable.problem(payload)
     if problem is not None:
         raise SubmissionError(422, f"payload{where} {problem}")
-
-
-def _unstorable(value: Any) -> str | None:
-    """Why a decoded JSON value cannot be stored as it was sent, or None."""
-    if isinstance(value, str):
-        return "contains a NUL (\\u0000) character" if "\x00" in value else None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else "contains NaN or Infinity, which JSON has not"
-    items: Any = ()
-    if isinstance(value, dict):
-        items = (x for kv in value.items() for x in kv)
-    elif isinstance(value, list):
-        items = value
-    for item in items:
-        problem = _unstorable(item)
-        if problem is not None:
-            return problem
-    return None
 
 
 async def _notify(ctx: ApiContext, routing_key: str, body: bytes) -> None:
