@@ -41,7 +41,7 @@ from scheduler import store
 from scheduler.core import Scheduler
 from scheduler.leader import Leadership
 from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
-from scheduler.pass_writer import PassWriter, pass_params
+from scheduler.pass_sql import PassConnection, pass_params
 from scheduler.reconcile import DispatchTracker
 from scheduler.store import dt
 from scheduler.timings import PassTimings
@@ -119,7 +119,7 @@ class SchedulerService:
         self._worker_outcomes: Counter[tuple[str, str]] = Counter()
         self.timings = PassTimings()
         self._writer = (
-            PassWriter(psycopg_dsn(engine.url)) if engine.dialect.name == "postgresql" else None
+            PassConnection(psycopg_dsn(engine.url)) if engine.dialect.name == "postgresql" else None
         )
 
     def _new_core(self) -> Scheduler:
@@ -360,17 +360,20 @@ class SchedulerService:
         poll = now >= self._next_poll
         if not inbox.submitted and not poll:
             return []
-        known = set(self.core.state.jobs)
-        async with self.engine.connect() as conn:
-            loaded = await store.load_pending(
-                conn, None if poll else inbox.submitted, known, limit=50_000
-            )
-            out = self.core.add_jobs(loaded.specs, now)
-            if poll:
-                self._next_poll = now + self.settings.scheduler_poll_seconds
+        known = self.core.state.jobs  # membership only: no copy of every active id per pass
+        named = None if poll else inbox.submitted
+        if self._writer is not None:  # PostgreSQL: one statement on the pass's connection
+            loaded = await self._writer.read_pending(named, known, limit=50_000)
+        else:
+            async with self.engine.connect() as conn:
+                loaded = await store.load_pending(conn, named, known, limit=50_000)
+        self._batch_of.update(loaded.batch_of)
+        out = self.core.add_jobs(loaded.specs, now)
+        if poll:
+            self._next_poll = now + self.settings.scheduler_poll_seconds
+            async with self.engine.connect() as conn:
                 out += await self._settle_missing(conn, now)
                 inbox.cancels += await store.cancel_requests(conn)
-        self._batch_of.update(loaded.batch_of)
         return out
 
     async def _settle_missing(self, conn: Any, now: float) -> list[Transition]:

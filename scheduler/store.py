@@ -3,14 +3,14 @@
 Reads touch only active jobs (the partial index ``ix_jobs_active``) and the edges of the jobs
 asked for, so their cost never grows with finished rows. The writes here are the SQLite path
 of a pass (statements of one transaction); on PostgreSQL the pass is one statement
-(:mod:`scheduler.pass_writer`) with the same conditions (``WHERE status = from AND attempts =
+(:mod:`scheduler.pass_sql`) with the same conditions (``WHERE status = from AND attempts =
 n``) and the same ``RETURNING`` of the dispatch fields.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -101,21 +101,38 @@ async def _specs(conn: AsyncConnection, rows: list[RowMapping]) -> Loaded:
     mine = set(ids)
     outside = sorted({d for ds in deps_of.values() for d in ds if d not in mine})
     known = await _statuses(conn, outside)
+
+    def deps(job_id: uuid.UUID) -> list[Upstream]:
+        out: list[Upstream] = []
+        for dep in deps_of.get(job_id, ()):
+            other = known.get(dep)
+            if other is None:
+                out.append((dep, None, None, None))
+            else:
+                out.append((dep, other["status"], other["name"], other["error"]))
+        return out
+
+    return loaded_from(rows, deps)
+
+
+#: A dependency as read: its id, and its status, name and error (``None`` when not known).
+Upstream = tuple[uuid.UUID, str | None, str | None, str | None]
+
+
+def loaded_from(
+    rows: Sequence[Mapping[Any, Any]], deps: Callable[[uuid.UUID], Iterable[Upstream]]
+) -> Loaded:
+    """Specs from job rows and each job's dependencies (ids with their status if known)."""
     specs: list[JobSpec] = []
     for r in rows:
         depends: list[uuid.UUID] = []
         failure: UpstreamFailure | None = None
-        for dep in deps_of.get(r["id"], ()):
-            other = known.get(dep)
-            status = JobStatus(other["status"]) if other is not None else None
-            if other is None or status not in (
-                JobStatus.COMPLETED,
-                JobStatus.FAILED,
-                JobStatus.CANCELLED,
-            ):
+        for dep, status_text, name, error in deps(r["id"]):
+            status = JobStatus(status_text) if status_text is not None else None
+            if status is None or status not in _FINAL_FOR_DEPS:
                 depends.append(dep)  # active: the core waits for it
             elif status is not JobStatus.COMPLETED and failure is None:
-                failure = UpstreamFailure(dep, other["name"], status, other["error"])
+                failure = UpstreamFailure(dep, name or "", status, error)
         specs.append(_spec(r, depends, failure))
     return Loaded(
         specs=specs,
@@ -128,7 +145,12 @@ async def _specs(conn: AsyncConnection, rows: list[RowMapping]) -> Loaded:
     )
 
 
-def _spec(r: RowMapping, depends: list[uuid.UUID], failure: UpstreamFailure | None) -> JobSpec:
+_FINAL_FOR_DEPS = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def _spec(
+    r: Mapping[str, Any], depends: list[uuid.UUID], failure: UpstreamFailure | None
+) -> JobSpec:
     return JobSpec(
         id=r["id"],
         name=r["name"],
@@ -158,7 +180,10 @@ async def load_active(conn: AsyncConnection) -> Loaded:
 
 
 async def load_pending(
-    conn: AsyncConnection, ids: Sequence[uuid.UUID] | None, known: set[uuid.UUID], limit: int
+    conn: AsyncConnection,
+    ids: Sequence[uuid.UUID] | None,
+    known: Container[uuid.UUID],
+    limit: int,
 ) -> Loaded:
     """New (``pending``) jobs: the ones named, or (fallback poll) any the core does not hold."""
     stmt = select(*_SPEC_COLUMNS).where(jobs.c.status == JobStatus.PENDING.value)

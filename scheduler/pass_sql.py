@@ -1,4 +1,5 @@
-"""The pass's writes on PostgreSQL as ONE statement, on a connection of the scheduler's own.
+"""A pass's PostgreSQL statements, on a connection of the scheduler's own: one read of the new
+jobs a pass was told about (with their dependencies' states), and every write as ONE statement.
 
 A pass used to be six round trips through the pool: a pre-ping, BEGIN, the jobs update, the
 attempts insert, the attempts update, COMMIT (plus the workers' rows on heartbeat passes); on
@@ -12,12 +13,17 @@ them): job rows move only ``WHERE status = from AND attempts = n`` and the state
 the rows that moved with their dispatch fields; an attempt row opens for each placement that
 won; reports close attempt rows still open; heartbeats upsert workers (outcome counters
 added); workers past their lease are marked offline.
+
+The read is :func:`scheduler.store.load_pending` as one statement: the pending rows named by the
+pass's ``job.submitted`` hints (an array parameter, so one prepared statement serves every
+pass whatever the count; an ``IN`` list of a new length each pass was re-parsed by psycopg and
+re-planned by PostgreSQL) with their edges and the edges' states aggregated per job.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +31,7 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from scheduler.store import JobWrite
+from scheduler.store import JobWrite, Loaded, Upstream, loaded_from
 
 _PASS = """
 WITH v AS (
@@ -76,6 +82,26 @@ WITH v AS (
 )
 SELECT id, type, name, payload, timeout_seconds, batch_id, cpu_units, memory_mb FROM moved
 """
+
+
+_SPEC = """
+SELECT j.id, j.name, j.type, j.priority, j.cpu_units, j.memory_mb, j.max_attempts,
+       j.initial_delay_seconds, j.backoff_multiplier, j.run_at, j.created_at, j.status,
+       j.attempts, j.not_before, j.worker_id, j.batch_id, j.cancel_requested_at,
+       j.attempts_base, e.dep_ids, e.dep_status, e.dep_name, e.dep_error
+FROM jobs AS j
+LEFT JOIN LATERAL (
+    SELECT array_agg(d.depends_on_id) AS dep_ids, array_agg(u.status) AS dep_status,
+           array_agg(u.name) AS dep_name,
+           array_agg(CASE WHEN u.status IN ('failed', 'cancelled') THEN u.error END) AS dep_error
+    FROM job_dependencies AS d LEFT JOIN jobs AS u ON u.id = d.depends_on_id
+    WHERE d.job_id = j.id
+) AS e ON true
+WHERE j.status = 'pending' AND """
+#: New jobs by id (the ``job.submitted`` hints of a pass), with their dependencies' states.
+_PENDING_NAMED = _SPEC + "j.id = ANY(%(ids)s::uuid[])"
+#: The fallback poll: any new jobs (the caller drops those the core already holds).
+_PENDING_ANY = _SPEC + "true LIMIT %(limit)s"
 
 
 def _doc(value: Any) -> str:
@@ -133,7 +159,7 @@ def pass_params(
     }
 
 
-class PassWriter:
+class PassConnection:
     """One autocommit psycopg connection, opened on first use and again after it broke."""
 
     def __init__(self, dsn: str) -> None:
@@ -150,16 +176,37 @@ class PassWriter:
             await self._conn.execute("SET plan_cache_mode = force_generic_plan")
         return self._conn
 
+    async def read_pending(
+        self, ids: Sequence[uuid.UUID] | None, known: Container[uuid.UUID], limit: int
+    ) -> Loaded:
+        """New (``pending``) jobs: the ones named, or (fallback poll) any ``known`` lacks."""
+        if ids is None:
+            rows = await self.run(_PENDING_ANY, {"limit": limit})
+        else:
+            rows = await self.run(_PENDING_NAMED, {"ids": list(ids)})
+        rows = [r for r in rows if r["id"] not in known]
+        upstream: dict[uuid.UUID, list[Upstream]] = {
+            r["id"]: list(
+                zip(r["dep_ids"], r["dep_status"], r["dep_name"], r["dep_error"], strict=True)
+            )
+            for r in rows
+            if r["dep_ids"]
+        }
+        return loaded_from(rows, lambda job_id: upstream.get(job_id, ()))
+
     async def write(self, params: dict[str, Any]) -> dict[uuid.UUID, Any]:
         """Run the pass's statement; the rows that moved, by id, with their dispatch fields."""
+        return {row["id"]: row for row in await self.run(_PASS, params)}
+
+    async def run(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """One statement's rows; a broken connection is dropped (the next call reconnects)."""
         conn = await self._connection()
         try:
-            cursor = await conn.execute(_PASS, params)
-            rows = await cursor.fetchall()
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
         except psycopg.OperationalError:
-            await self.close()  # reconnect on the next pass
+            await self.close()
             raise
-        return {row["id"]: row for row in rows}
 
     async def close(self) -> None:
         if self._conn is not None:
