@@ -84,24 +84,33 @@ SELECT id, type, name, payload, timeout_seconds, batch_id, cpu_units, memory_mb 
 """
 
 
-_SPEC = """
+#: Jobs by id (the ``job.submitted`` hints of a pass), with their dependencies' states, in joins
+#: the ids drive. Two plans this replaced were quadratic: ``status = 'pending' AND id =
+#: ANY(array)`` walked the partial index's pending rows, each through the whole array (so the
+#: status is checked by the caller: no condition for the planner to prefer that index for); and
+#: a subquery per job for its edges became, right after a DAG's COPY and before any ANALYZE, a
+#: scan of every edge per job (so the edges are aggregated in one grouped join).
+_PENDING_NAMED = """
+WITH want AS (SELECT DISTINCT unnest(%(ids)s::uuid[]) AS id),
+edges AS (
+    SELECT d.job_id, array_agg(d.depends_on_id) AS dep_ids, array_agg(u.status) AS dep_status,
+           array_agg(u.name) AS dep_name,
+           array_agg(CASE WHEN u.status IN ('failed', 'cancelled') THEN u.error END) AS dep_error
+    FROM want JOIN job_dependencies AS d ON d.job_id = want.id
+    LEFT JOIN jobs AS u ON u.id = d.depends_on_id
+    GROUP BY d.job_id
+)
 SELECT j.id, j.name, j.type, j.priority, j.cpu_units, j.memory_mb, j.max_attempts,
        j.initial_delay_seconds, j.backoff_multiplier, j.run_at, j.created_at, j.status,
        j.attempts, j.not_before, j.worker_id, j.batch_id, j.cancel_requested_at,
        j.attempts_base, e.dep_ids, e.dep_status, e.dep_name, e.dep_error
-FROM jobs AS j
-LEFT JOIN LATERAL (
-    SELECT array_agg(d.depends_on_id) AS dep_ids, array_agg(u.status) AS dep_status,
-           array_agg(u.name) AS dep_name,
-           array_agg(CASE WHEN u.status IN ('failed', 'cancelled') THEN u.error END) AS dep_error
-    FROM job_dependencies AS d LEFT JOIN jobs AS u ON u.id = d.depends_on_id
-    WHERE d.job_id = j.id
-) AS e ON true
-WHERE j.status = 'pending' AND """
-#: New jobs by id (the ``job.submitted`` hints of a pass), with their dependencies' states.
-_PENDING_NAMED = _SPEC + "j.id = ANY(%(ids)s::uuid[])"
-#: The fallback poll: any new jobs (the caller drops those the core already holds).
-_PENDING_ANY = _SPEC + "true LIMIT %(limit)s"
+FROM want JOIN jobs AS j ON j.id = want.id
+LEFT JOIN edges AS e ON e.job_id = j.id
+"""
+#: The fallback poll: ids of pending rows (those the core lacks are then read as above). Ids
+#: only: a DAG's blocked jobs stay ``pending`` in the table, and reading all of them with their
+#: edges every poll was most of PostgreSQL's work in ``bench dag10k``.
+_PENDING_IDS = "SELECT id FROM jobs WHERE status = 'pending' LIMIT %(limit)s"
 
 
 def _doc(value: Any) -> str:
@@ -181,10 +190,13 @@ class PassConnection:
     ) -> Loaded:
         """New (``pending``) jobs: the ones named, or (fallback poll) any ``known`` lacks."""
         if ids is None:
-            rows = await self.run(_PENDING_ANY, {"limit": limit})
+            found = await self.run(_PENDING_IDS, {"limit": limit})
+            ids = [r["id"] for r in found if r["id"] not in known]
         else:
-            rows = await self.run(_PENDING_NAMED, {"ids": list(ids)})
-        rows = [r for r in rows if r["id"] not in known]
+            ids = [i for i in ids if i not in known]
+        if not ids:
+            return Loaded(specs=[], batch_of={}, cancel_requested=[])
+        rows = [r for r in await self.run(_PENDING_NAMED, {"ids": ids}) if r["status"] == "pending"]
         upstream: dict[uuid.UUID, list[Upstream]] = {
             r["id"]: list(
                 zip(r["dep_ids"], r["dep_status"], r["dep_name"], r["dep_error"], strict=True)

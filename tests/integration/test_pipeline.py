@@ -89,6 +89,31 @@ async def test_failed_parent_cancels_descendants_with_reason(system: System) -> 
     assert final[made["other"]["id"]]["status"] == "completed"
 
 
+async def test_jobs_submitted_after_their_dependencies_ended_see_how_they_ended(
+    system: System,
+) -> None:
+    """The scheduler reads a new job's dependencies' states when it takes the job in: one that
+    failed earlier cancels it at once, one that completed earlier does not hold it back."""
+    system.start_scheduler()
+    system.start_worker("w1")
+    made = await system.batch(
+        node("bad", type="flaky", payload={"fail_times": -1}, retry={"max_attempts": 1}),
+        node("good"),
+    )
+    await system.wait_final([j["id"] for j in made.values()])
+    late = await system.batch(
+        {"key": "after_bad", "type": "noop", "depends_on": [made["bad"]["id"]]},
+        {"key": "after_good", "type": "noop", "depends_on": [made["good"]["id"]]},
+        {"key": "after_both", "type": "noop", "depends_on": [made["good"]["id"], "after_good"]},
+    )
+    final = await system.wait_final([j["id"] for j in late.values()])
+    cancelled = final[late["after_bad"]["id"]]
+    assert cancelled["status"] == "cancelled" and cancelled["attempts"] == 0
+    assert cancelled["status_reason"].startswith(f"upstream job bad ({made['bad']['id']}) failed")
+    assert final[late["after_good"]["id"]]["status"] == "completed"
+    assert final[late["after_both"]["id"]]["status"] == "completed"
+
+
 async def test_priorities_are_respected_under_contention(system: System) -> None:
     system.start_scheduler()
     blocker = await system.submit(type="hold", payload={"seconds": 0.6}, cpu_units=1)
