@@ -37,7 +37,7 @@ from models.messages import (
     scheduler_inbound,
     unpack,
 )
-from scheduler import store
+from scheduler import maintenance, store
 from scheduler.core import Scheduler
 from scheduler.leader import Leadership
 from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
@@ -185,6 +185,16 @@ class SchedulerService:
         monitoring = asyncio.create_task(self._monitoring(), name="scheduler-monitoring")
         probe = asyncio.create_task(self._probe(), name="scheduler-probe")
         stats = asyncio.create_task(self._pass_stats(), name="scheduler-pass-stats")
+        upkeep = (
+            asyncio.create_task(
+                maintenance.keep_vacuumed(
+                    psycopg_dsn(self.engine.url), self.settings.scheduler_vacuum_seconds
+                ),
+                name="scheduler-vacuum",
+            )
+            if self._writer is not None
+            else None
+        )
         self._publishing = asyncio.Queue(maxsize=PUBLISH_BACKLOG)
         publisher = asyncio.create_task(
             self._publisher(self._publishing), name="scheduler-publisher"
@@ -205,6 +215,8 @@ class SchedulerService:
             monitoring.cancel()
             probe.cancel()
             stats.cancel()
+            if upkeep is not None:
+                upkeep.cancel()
             with contextlib.suppress(TimeoutError):  # what passes committed goes out first
                 await asyncio.wait_for(self._publishing.join(), PUBLISH_DRAIN_SECONDS)
             publisher.cancel()

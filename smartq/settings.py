@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     scheduler_reserve_after_seconds: float = Field(
         default=10.0, ge=0, description="How long a big job may be overtaken before it reserves."
     )
+    scheduler_vacuum_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="When PostgreSQL's autovacuum is off, how often the scheduler vacuums the "
+        "job tables itself (0: never).",
+    )
 
     # Worker
     worker_id: str | None = None
