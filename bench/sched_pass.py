@@ -10,7 +10,9 @@ jobs and dispatches about ``k``. The pass itself — decode, core, the statement
 confirms, acks — is timed, for k = 1, 10 and 100. As in production, the pass hands its messages
 to the service's publisher task and goes on; that task publishes them and awaits RabbitMQ's
 confirms while the next pass runs. The bench then waits for those confirms (untimed, before the
-next pass is fed) and reports that wait beside the pass as ``confirm_ms``:
+next pass is fed) and reports that wait beside the pass as ``confirm_ms``. The scheduler's
+vacuuming (:mod:`scheduler.maintenance`, on when the server's autovacuum is off) runs beside the
+passes as it does in production:
 
 * ``pass_<n>``: for k = 1 — one job finishes, the next is dispatched: the pass on the latency
   path, whose cost must not grow with the table — p50/p99 of wall time (targets <= 5 ms,
@@ -45,7 +47,7 @@ from sqlalchemy import event
 from bench import figures, harness, seed
 from models.enums import Outcome
 from models.messages import AttemptFinished, Dispatch, JobsSubmitted, unpack
-from scheduler import store
+from scheduler import maintenance, store
 from scheduler.pass_sql import PassConnection
 from scheduler.service import PUBLISH_BACKLOG, SchedulerService
 from smartq.broker import IncomingMessage
@@ -115,6 +117,7 @@ class Bench:
         self.service._writer = self.pass_sql
         self.running: list[tuple[uuid.UUID, int, str]] = []
         self.publisher: asyncio.Task[None] | None = None
+        self.upkeep: asyncio.Task[None] | None = None
         self.rng = random.Random(1)
         self.next_name = 0
         self.db: psycopg.AsyncConnection[Any] | None = None
@@ -142,10 +145,18 @@ class Bench:
         outgoing: asyncio.Queue[list[tuple[str, bytes]]] = asyncio.Queue(PUBLISH_BACKLOG)
         self.service._publishing = outgoing  # from here on, passes publish as in production
         self.publisher = asyncio.create_task(self.service._publisher(outgoing))
+        # What the leading scheduler runs beside its passes (it vacuums the job tables when the
+        # server's autovacuum is off, as on this project's machines; see scheduler.maintenance).
+        self.upkeep = asyncio.create_task(
+            maintenance.keep_vacuumed(
+                harness.psycopg_dsn(self.db_url), self.settings.scheduler_vacuum_seconds
+            )
+        )
 
     async def close(self) -> None:
-        if self.publisher is not None:
-            self.publisher.cancel()
+        for task in (self.publisher, self.upkeep):
+            if task is not None:
+                task.cancel()
         if self.db is not None:
             await self.db.close()
         async with await aio_pika.connect(harness.AMQP_URL) as conn:
