@@ -118,7 +118,7 @@ async def run_api(options: figures.Options) -> dict[str, Any]:
         "p99_ms": figures.figure([r["p99_ms"] for r in results], digits=2),
         "at_500_rps": {
             "seconds": seconds,
-            "rps": figures.figure([r["rps"] for r in paced], ">= 500", 1),
+            "rps": figures.figure([r["rps"] for r in paced], digits=1),  # offered: 500/s
             "p50_ms": figures.figure([r["p50_ms"] for r in paced], digits=2),
             "p99_ms": figures.figure([r["p99_ms"] for r in paced], "< 50", 2),
         },
