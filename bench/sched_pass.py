@@ -246,7 +246,7 @@ def label(sql: str) -> str:
     rules = (
         ("jsonb_to_recordset", "pass: the one write statement"),
         ("LIMIT", "load_pending (poll)"),
-        ("LEFT JOIN LATERAL", "load_pending (ids, edges, their states)"),
+        ("unnest(%(ids)s", "load_pending (ids, edges, their states)"),
         ("cancel_requested_at IS NOT NULL", "cancel_requests"),
         ("INSERT INTO job_attempts", "insert_attempts"),
         ("UPDATE job_attempts", "finish_attempts"),
