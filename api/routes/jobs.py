@@ -114,13 +114,7 @@ async def submit_job(
         values = job_row(body, job_type, utcnow(), depends_on=deps)
         if deps:
             async with conn.begin():
-                missing = set(deps) - await store.existing_ids(conn, deps)
-                if missing:
-                    raise SubmissionError(
-                        422,
-                        "unknown dependencies: " + ", ".join(sorted(map(str, missing))),
-                        {"unknown_dependencies": sorted(map(str, missing))},
-                    )
+                await _require_known(conn, deps)
                 created = await store.insert_job(conn, values, deps)
         else:
             # One statement, atomic on its own: in autocommit it is one round trip to the
@@ -134,6 +128,17 @@ async def submit_job(
     ctx.metrics.submitted.labels(body.type).inc()
     ctx.hints.add([values["id"]])
     return json_response(job_doc(values, deps), 201)
+
+
+async def _require_known(conn: AsyncConnection, deps: list[uuid.UUID]) -> None:
+    """422 naming the dependencies that are not jobs (checked in the submit's transaction)."""
+    missing = set(deps) - await store.existing_ids(conn, deps)
+    if missing:
+        raise SubmissionError(
+            422,
+            "unknown dependencies: " + ", ".join(sorted(map(str, missing))),
+            {"unknown_dependencies": sorted(map(str, missing))},
+        )
 
 
 async def _replay(conn: AsyncConnection, values: dict[str, Any]) -> Response:
@@ -191,14 +196,7 @@ async def submit_batch(
             "request_hash": _batch_hash(body) if idempotency_key else None,
         }
         async with conn.begin():
-            external = sorted(resolved.external)
-            missing = set(external) - await store.existing_ids(conn, external)
-            if missing:
-                raise SubmissionError(
-                    422,
-                    "unknown dependencies: " + ", ".join(sorted(map(str, missing))),
-                    {"unknown_dependencies": sorted(map(str, missing))},
-                )
+            await _require_known(conn, sorted(resolved.external))
             created = await store.insert_batch(conn, batch, resolved.rows, resolved.edges)
     except SubmissionError as exc:
         raise _fail(exc) from None
