@@ -149,17 +149,11 @@ async def run_batch(options: figures.Options) -> dict[str, Any]:
 
 
 def main_api(argv: list[str]) -> int:
-    options = figures.parse(argv, "api")
-    started = time.perf_counter()
-    figures.emit("api", options, asyncio.run(run_api(options)), started)
-    return 0
+    return figures.run_main("api", argv, run_api)
 
 
 def main_batch(argv: list[str]) -> int:
-    options = figures.parse(argv, "batch")
-    started = time.perf_counter()
-    figures.emit("batch", options, asyncio.run(run_batch(options)), started)
-    return 0
+    return figures.run_main("batch", argv, run_batch)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ one request at a time, as fast as the API takes them) and waits until every one 
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 import uuid
@@ -72,10 +71,7 @@ async def run(options: figures.Options) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    options = figures.parse(argv, "e2e")
-    started = time.perf_counter()
-    figures.emit("e2e", options, asyncio.run(run(options)), started)
-    return 0
+    return figures.run_main("e2e", argv, run)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ with the target beside it (``"target": ">= 500"``) and whether the median meets 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,3 +73,13 @@ def emit(name: str, options: Options, body: dict[str, Any], started: float) -> N
     line = {"bench": name, "quick": options.quick, **body}
     line["bench_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(line), flush=True)
+
+
+def run_main(
+    name: str, argv: Sequence[str], run: Callable[[Options], Coroutine[Any, Any, dict[str, Any]]]
+) -> int:
+    """A benchmark's command: parse ``argv``, run it, print its one JSON line."""
+    options = parse(argv, name)
+    started = time.perf_counter()
+    emit(name, options, asyncio.run(run(options)), started)
+    return 0

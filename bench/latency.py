@@ -86,10 +86,7 @@ async def run(options: figures.Options) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    options = figures.parse(argv, "latency")
-    started = time.perf_counter()
-    figures.emit("latency", options, asyncio.run(run(options)), started)
-    return 0
+    return figures.run_main("latency", argv, run)
 
 
 if __name__ == "__main__":

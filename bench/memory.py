@@ -104,10 +104,7 @@ async def _cleanup(exchange: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    options = figures.parse(argv, "memory")
-    started = time.perf_counter()
-    figures.emit("memory", options, asyncio.run(run(options)), started)
-    return 0
+    return figures.run_main("memory", argv, run)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ number), submitted in one batch to a stack whose only worker has 8 units / 8192 
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
 import time
@@ -102,10 +101,7 @@ async def run(options: figures.Options) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    options = figures.parse(argv, "packing")
-    started = time.perf_counter()
-    figures.emit("packing", options, asyncio.run(run(options)), started)
-    return 0
+    return figures.run_main("packing", argv, run)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ class Bench:
         self.broker = RecordingBroker(harness.AMQP_URL, exchange)
         self.service = SchedulerService(self.settings, self.engine, self.broker)
         self.pass_sql = RecordingConnection(harness.psycopg_dsn(db_url))
-        self.service._writer = self.pass_sql
+        self.service._pass_sql = self.pass_sql
         self.running: list[tuple[uuid.UUID, int, str]] = []
         self.publisher: asyncio.Task[None] | None = None
         self.upkeep: asyncio.Task[None] | None = None
@@ -148,9 +148,7 @@ class Bench:
         # What the leading scheduler runs beside its passes (it vacuums the job tables when the
         # server's autovacuum is off, as on this project's machines; see scheduler.maintenance).
         self.upkeep = asyncio.create_task(
-            maintenance.keep_vacuumed(
-                harness.psycopg_dsn(self.db_url), self.settings.scheduler_vacuum_seconds
-            )
+            maintenance.keep_vacuumed(self.pass_sql.dsn, self.settings.scheduler_vacuum_seconds)
         )
 
     async def close(self) -> None:
@@ -372,10 +370,7 @@ async def run(options: figures.Options) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    options = figures.parse(argv, "pass")
-    started = time.perf_counter()
-    figures.emit("pass", options, asyncio.run(run(options)), started)
-    return 0
+    return figures.run_main("pass", argv, run)
 
 
 if __name__ == "__main__":

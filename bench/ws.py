@@ -296,10 +296,7 @@ async def run(options: figures.Options) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    options = figures.parse(argv, "ws")
-    started = time.perf_counter()
-    figures.emit("ws", options, asyncio.run(run(options)), started)
-    return 0
+    return figures.run_main("ws", argv, run)
 
 
 if __name__ == "__main__":

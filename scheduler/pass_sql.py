@@ -31,7 +31,7 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from scheduler.store import JobWrite, Loaded, Upstream, loaded_from
+from scheduler.store import SPEC_COLUMNS, JobWrite, Loaded, Upstream, loaded_from
 
 _PASS = """
 WITH v AS (
@@ -90,7 +90,7 @@ SELECT id, type, name, payload, timeout_seconds, batch_id, cpu_units, memory_mb 
 #: status is checked by the caller: no condition for the planner to prefer that index for); and
 #: a subquery per job for its edges became, right after a DAG's COPY and before any ANALYZE, a
 #: scan of every edge per job (so the edges are aggregated in one grouped join).
-_PENDING_NAMED = """
+_PENDING_NAMED = f"""
 WITH want AS (SELECT DISTINCT unnest(%(ids)s::uuid[]) AS id),
 edges AS (
     SELECT d.job_id, array_agg(d.depends_on_id) AS dep_ids, array_agg(u.status) AS dep_status,
@@ -100,10 +100,8 @@ edges AS (
     LEFT JOIN jobs AS u ON u.id = d.depends_on_id
     GROUP BY d.job_id
 )
-SELECT j.id, j.name, j.type, j.priority, j.cpu_units, j.memory_mb, j.max_attempts,
-       j.initial_delay_seconds, j.backoff_multiplier, j.run_at, j.created_at, j.status,
-       j.attempts, j.not_before, j.worker_id, j.batch_id, j.cancel_requested_at,
-       j.attempts_base, e.dep_ids, e.dep_status, e.dep_name, e.dep_error
+SELECT {", ".join(f"j.{c.name}" for c in SPEC_COLUMNS)},
+       e.dep_ids, e.dep_status, e.dep_name, e.dep_error
 FROM want JOIN jobs AS j ON j.id = want.id
 LEFT JOIN edges AS e ON e.job_id = j.id
 """
@@ -172,13 +170,13 @@ class PassConnection:
     """One autocommit psycopg connection, opened on first use and again after it broke."""
 
     def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
+        self.dsn = dsn
         self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
 
     async def _connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = await psycopg.AsyncConnection.connect(
-                self._dsn, autocommit=True, row_factory=dict_row
+                self.dsn, autocommit=True, row_factory=dict_row
             )
             # The statement's best plan does not depend on its parameters (index lookups by id
             # for every row); planning it afresh at each pass cost PostgreSQL ~1.5 ms.

@@ -118,7 +118,8 @@ class SchedulerService:
         #: Attempt outcomes per (worker, ok|bad) not yet written: they go with its next heartbeat.
         self._worker_outcomes: Counter[tuple[str, str]] = Counter()
         self.timings = PassTimings()
-        self._writer = (
+        #: PostgreSQL only: the pass's read of new jobs and its one write, on its own connection.
+        self._pass_sql = (
             PassConnection(psycopg_dsn(engine.url)) if engine.dialect.name == "postgresql" else None
         )
 
@@ -188,11 +189,11 @@ class SchedulerService:
         upkeep = (
             asyncio.create_task(
                 maintenance.keep_vacuumed(
-                    psycopg_dsn(self.engine.url), self.settings.scheduler_vacuum_seconds
+                    self._pass_sql.dsn, self.settings.scheduler_vacuum_seconds
                 ),
                 name="scheduler-vacuum",
             )
-            if self._writer is not None
+            if self._pass_sql is not None
             else None
         )
         self._publishing = asyncio.Queue(maxsize=PUBLISH_BACKLOG)
@@ -222,8 +223,8 @@ class SchedulerService:
             publisher.cancel()
             self._publishing = None
             await consumer.cancel()  # unacked inputs go back to the queue for the next leader
-            if self._writer is not None:
-                await self._writer.close()
+            if self._pass_sql is not None:
+                await self._pass_sql.close()
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         if self._messages or self._outbox or self._lost:
@@ -375,8 +376,8 @@ class SchedulerService:
             return []
         known = self.core.state.jobs  # membership only: no copy of every active id per pass
         named = None if poll else inbox.submitted
-        if self._writer is not None:  # PostgreSQL: one statement on the pass's connection
-            loaded = await self._writer.read_pending(named, known, limit=50_000)
+        if self._pass_sql is not None:  # PostgreSQL: one statement on the pass's connection
+            loaded = await self._pass_sql.read_pending(named, known, limit=50_000)
         else:
             async with self.engine.connect() as conn:
                 loaded = await store.load_pending(conn, named, known, limit=50_000)
@@ -514,7 +515,7 @@ class SchedulerService:
         assert now is not None
         ordered = sorted(writes.values(), key=lambda w: w.id)
         self.timings.mark("plan")
-        if self._writer is not None:  # PostgreSQL: the whole pass as one statement
+        if self._pass_sql is not None:  # PostgreSQL: the whole pass as one statement
             opens = {p.job_id for p in placements}
             params = pass_params(
                 ordered,
@@ -524,7 +525,7 @@ class SchedulerService:
                 gone,
                 now,
             )
-            won = await self._writer.write(params)
+            won = await self._pass_sql.write(params)
             return won, [p for p in placements if p.job_id in won]
         async with self.engine.begin() as conn:
             won = await store.apply(conn, ordered, now)

@@ -31,7 +31,8 @@ workers_t: Table = Worker.__table__  # type: ignore[attr-defined]
 
 ACTIVE = sorted(s.value for s in ACTIVE_STATUSES)
 _CHUNK = 5_000
-_SPEC_COLUMNS = (
+#: What a job's spec is read from (here, and by :mod:`scheduler.pass_sql`).
+SPEC_COLUMNS = (
     jobs.c.id,
     jobs.c.name,
     jobs.c.type,
@@ -175,7 +176,7 @@ def _spec(
 
 async def load_active(conn: AsyncConnection) -> Loaded:
     """Every active job, for a rebuild at start-up (or after a failed write)."""
-    rows = await conn.execute(select(*_SPEC_COLUMNS).where(jobs.c.status.in_(ACTIVE)))
+    rows = await conn.execute(select(*SPEC_COLUMNS).where(jobs.c.status.in_(ACTIVE)))
     return await _specs(conn, list(rows.mappings()))
 
 
@@ -186,7 +187,7 @@ async def load_pending(
     limit: int,
 ) -> Loaded:
     """New (``pending``) jobs: the ones named, or (fallback poll) any the core does not hold."""
-    stmt = select(*_SPEC_COLUMNS).where(jobs.c.status == JobStatus.PENDING.value)
+    stmt = select(*SPEC_COLUMNS).where(jobs.c.status == JobStatus.PENDING.value)
     if ids is not None:
         rows: list[RowMapping] = []
         for start in range(0, len(ids), _CHUNK):
