@@ -95,7 +95,7 @@ def make_ready(
     before = job.status
     job.status = JobStatus.READY
     job.not_before = None
-    job.skipped_since = None
+    job.overtaken_since = None
     state.push_ready(job)
     if before is JobStatus.READY:
         return None

@@ -52,7 +52,7 @@ class JobRecord:
     worker_id: str | None = None
     remaining: int = 0
     ticket: int = 0
-    skipped_since: float | None = None
+    overtaken_since: float | None = None
     cancel_requested: bool = False
     reserved_on: str | None = None
     parked: bool = False

@@ -165,6 +165,28 @@ def test_reservation_stops_starvation(reserve_after: float) -> None:
     assert start <= 0.5 + reserve_after + 1.5
 
 
+def test_only_an_overtaken_job_reserves() -> None:
+    """Waiting behind older jobs is not starving; being overtaken by younger ones is."""
+    sched = Scheduler(reserve_after=10.0)
+    sched.upsert_worker("w", 4, 4096)
+    sched.add_jobs([spec(1, 3, 1), spec(2, 4, 1)], 0.0)
+    assert placed(sched.plan(0.0)) == [(1, "w")]
+    sched.add_jobs([spec(3, 2, 1)], 20.0)  # fits no more than 2 does: nobody overtakes 2
+    assert sched.plan(20.0) == []
+    assert sched.state.workers["w"].reserved_for is None
+    sched.add_jobs([spec(4, 1, 1)], 21.0)
+    assert placed(sched.plan(21.0)) == [(4, "w")]  # overtakes 2 (and 3) from t=21
+    sched.on_attempt_finished(jid(4), 1, Outcome.SUCCEEDED, 30.0)
+    sched.add_jobs([spec(5, 1, 1)], 30.0)
+    assert placed(sched.plan(30.0)) == [(5, "w")]  # overtaken for 9 s only: backfill goes on
+    sched.on_attempt_finished(jid(5), 1, Outcome.SUCCEEDED, 31.5)
+    sched.add_jobs([spec(6, 1, 1)], 31.5)
+    assert sched.plan(31.5) == []  # 10.5 s: 2 reserves the worker, 6 may not start there
+    assert sched.state.workers["w"].reserved_for == jid(2)
+    sched.on_attempt_finished(jid(1), 1, Outcome.SUCCEEDED, 32.0)
+    assert placed(sched.plan(32.0)) == [(2, "w")]
+
+
 def test_reservation_leaves_other_workers_to_backfill() -> None:
     sched = Scheduler(reserve_after=0.0)
     sched.upsert_worker("a", 4, 4096)
