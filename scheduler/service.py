@@ -60,6 +60,8 @@ LEADER_CHECK_SECONDS = 0.5
 PUBLISH_BACKLOG = 8
 #: On leaving (stop, lost leadership), how long the publisher may take to empty its queue.
 PUBLISH_DRAIN_SECONDS = 5.0
+#: Held status events that make the publisher task send them at once.
+EVENTS_HELD_MAX = 1_000
 
 
 @dataclass
@@ -102,6 +104,8 @@ class SchedulerService:
         self._outbox: list[tuple[str, bytes]] = []
         #: What committed passes hand to the publisher task (while leading).
         self._publishing: asyncio.Queue[list[tuple[str, bytes]]] | None = None
+        #: Status events the publisher task holds back to send with the next passes' ones.
+        self._held_events: list[tuple[str, bytes]] = []
         #: Attempts to end without a worker's report: (job, attempt, why, outcome).
         self._lost: list[tuple[uuid.UUID, int, str, Outcome]] = []
         self._to_republish: list[tuple[uuid.UUID, int, str]] = []
@@ -221,6 +225,9 @@ class SchedulerService:
             with contextlib.suppress(TimeoutError):  # what passes committed goes out first
                 await asyncio.wait_for(self._publishing.join(), PUBLISH_DRAIN_SECONDS)
             publisher.cancel()
+            held, self._held_events = self._held_events, []
+            with contextlib.suppress(TimeoutError, BrokerError):
+                await asyncio.wait_for(self._publish(held), PUBLISH_DRAIN_SECONDS)
             self._publishing = None
             await consumer.cancel()  # unacked inputs go back to the queue for the next leader
             if self._pass_sql is not None:
@@ -661,7 +668,7 @@ class SchedulerService:
                 **self._timings(job_id, w, now_f, ran or {}),
             )
             events.append((topology.status_key(job_id), event.dumps()))
-        return out + topology.batched(topology.STATUS_BATCH, events)
+        return out + events  # batched when published (see _publish)
 
     def _timings(
         self, job_id: uuid.UUID, w: Any, now: float, ran: dict[tuple[uuid.UUID, int], timedelta]
@@ -691,7 +698,9 @@ class SchedulerService:
         """Publish a pass's dispatches (mandatory) and its other messages at once, each waiting
         for its confirms; returns the dispatches the broker did not take (to publish again)."""
         dispatches = [m for m in messages if m[0].startswith("job.dispatch.")]
-        others = [m for m in messages if not m[0].startswith("job.dispatch.")]
+        events = [m for m in messages if _is_event(m)]
+        others = [m for m in messages if not m[0].startswith("job.dispatch.") and not _is_event(m)]
+        others += topology.batched(topology.STATUS_BATCH, events)
         failed: list[tuple[str, bytes]] = []
 
         async def send_dispatches() -> None:
@@ -719,14 +728,37 @@ class SchedulerService:
         longer waits for RabbitMQ's confirms. Dispatches the broker refused are retried here
         (with a growing pause) before anything newer; the bounded queue makes passes wait when
         publishing lags. A crash loses nothing: dispatches are committed first and re-published
-        at start-up, and fenced reports make a replay harmless."""
+        at start-up, and fenced reports make a replay harmless.
+
+        Status events wait up to ``scheduler_event_flush_seconds`` to go out with those of the
+        next passes in one message (dispatches and cancels never wait): a pass per job, as in a
+        chain, otherwise costs one broker message per job for the live stream alone."""
         delay = 0.1
+        linger = self.settings.scheduler_event_flush_seconds
+        loop = asyncio.get_running_loop()
+        flush_at: float | None = None
         while True:
-            messages = await queue.get()
-            taken = 1
+            messages: list[tuple[str, bytes]] = []
+            taken = 0
+            if flush_at is None or not queue.empty():
+                messages = await queue.get()
+                taken = 1
+            elif (left := flush_at - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    messages = await asyncio.wait_for(queue.get(), left)
+                    taken = 1
             while not queue.empty():
                 messages += queue.get_nowait()
                 taken += 1
+            self._held_events += [m for m in messages if _is_event(m)]
+            messages = [m for m in messages if not _is_event(m)]
+            if self._held_events and flush_at is None:
+                flush_at = loop.time() + linger
+            if flush_at is not None and (
+                loop.time() >= flush_at or len(self._held_events) >= EVENTS_HELD_MAX
+            ):
+                messages += self._held_events
+                self._held_events, flush_at = [], None
             while messages:
                 messages = await self._publish(messages)
                 if messages:
@@ -831,6 +863,10 @@ class SchedulerService:
                 (topology.MONITORING_RESOURCE, resources.dumps()),
             ]
         )
+
+
+def _is_event(message: tuple[str, bytes]) -> bool:
+    return message[0].startswith("job.status.")
 
 
 def _dispatch(

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     scheduler_reserve_after_seconds: float = Field(
         default=10.0, ge=0, description="How long a big job may be overtaken before it reserves."
     )
+    scheduler_event_flush_seconds: float = Field(
+        default=0.02,
+        ge=0,
+        description="How long the scheduler may hold status events to publish them with those "
+        "of the next passes (0: at once). Dispatches and cancels never wait.",
+    )
     scheduler_vacuum_seconds: float = Field(
         default=10.0,
         ge=0,
@@ -66,6 +72,12 @@ class Settings(BaseSettings):
     worker_id: str | None = None
     heartbeat_seconds: float = 2.0
     shutdown_grace_seconds: float = 30.0
+    worker_log_flush_seconds: float = Field(
+        default=0.02,
+        ge=0,
+        description="How long a worker gathers its jobs' log lines before publishing them "
+        "together (0: at once). Reports and heartbeats never wait.",
+    )
 
     # Logger
     log_retention_days: float = Field(

