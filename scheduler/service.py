@@ -759,6 +759,7 @@ class SchedulerService:
             ):
                 messages += self._held_events
                 self._held_events, flush_at = [], None
+            published = bool(messages)
             while messages:
                 messages = await self._publish(messages)
                 if messages:
@@ -767,7 +768,8 @@ class SchedulerService:
             delay = 0.1
             for _ in range(taken):
                 queue.task_done()
-            self.failpoints.hit("after_publish_before_ack")
+            if published:
+                self.failpoints.hit("after_publish_before_ack")
             if self._lost:
                 self._wake.set()  # unroutable dispatches: the next pass settles them
 
