@@ -18,8 +18,10 @@ passes as it does in production:
   path, whose cost must not grow with the table — p50/p99 of wall time (targets <= 5 ms,
   <= 20 ms) and of the thread's CPU time (immune to other processes on a shared machine);
   ``ratio_p50``/``ratio_p99``: 1M over 10k (target <= 1.5);
-* ``pass_<n>_k10``/``pass_<n>_k100``: the same for bigger passes (no target: their cost per
-  event is the throughput figure; sessions 1–2 reported the k = 100 pass as ``pass_<n>``);
+* ``pass_<n>_k10``/``pass_<n>_k100``: the same for bigger passes, with their ratios (no
+  target: their cost per event is the throughput figure; sessions 1–2 reported the k = 100
+  pass as ``pass_<n>``). Their p99 is the second-slowest of 200 passes and swings run to run
+  (ratio 0.87–2.0 in session 4, both ways, on unchanged code); their p50 ratios stay ~1.0;
 * ``poll_pass_<n>``: a pass that also does the fallback poll (every 2 s in production);
 * ``explain``: every statement of a normal and of a poll pass, plus ``final_statuses`` of 100
   ids, under ``EXPLAIN (ANALYZE, BUFFERS)`` at both sizes: shared buffers touched (hit + read)
@@ -354,7 +356,8 @@ async def run(options: figures.Options) -> dict[str, Any]:
         for q in ("p50_ms", "p99_ms"):
             a_s, b_s = measured[small]["passes"][k][q], measured[large]["passes"][k][q]
             ratios = [b / a for a, b in zip(a_s, b_s, strict=True) if a > 0]
-            out[f"ratio_{q[:3]}{suffix}"] = figures.figure(ratios, "<= 1.5", 3)
+            target = "<= 1.5" if k == 1 else None  # the headline pass's target only
+            out[f"ratio_{q[:3]}{suffix}"] = figures.figure(ratios, target, 3)
     out["explain"] = {
         name: {
             "buffers_small": measured[small]["explain"][name]["buffers"],

@@ -52,6 +52,17 @@ async def test_vacuum_removes_the_dead_versions_of_moved_jobs(dsn: str) -> None:
     assert _dead_job_rows(dsn) == 0
 
 
+async def test_analyze_follows_autovacuums_rule_not_the_timer(dsn: str) -> None:
+    _churn(dsn)  # 800 changes to a table of 200 rows: past 50 + 10 %
+    assert "jobs" in await maintenance.vacuum(dsn)
+    assert await maintenance.vacuum(dsn) == []  # nothing changed since: no new sample
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE jobs SET updated_at = now() WHERE name IN ('j1', 'j2')")
+    assert await maintenance.vacuum(dsn) == []  # 2 changes: the old statistics still hold
+    _churn(dsn)
+    assert "jobs" in await maintenance.vacuum(dsn)
+
+
 async def test_keep_vacuumed_runs_only_when_autovacuum_is_off(dsn: str) -> None:
     _churn(dsn)
     task = asyncio.create_task(maintenance.keep_vacuumed(dsn, every=0.1))
