@@ -84,6 +84,8 @@ class WorkerService:
             asyncio.Queue(),
             asyncio.Queue(),
         )
+        #: Set when a lane holds a full batch (or the worker stops): its publisher waits no more.
+        self._full = (asyncio.Event(), asyncio.Event())
         self._seen: OrderedDict[tuple[uuid.UUID, int], None] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -98,11 +100,17 @@ class WorkerService:
 
     # -- outgoing -------------------------------------------------------------------------
     def _send(self, routing_key: str, body: bytes, lane: int = _URGENT) -> None:
-        queue = self._lanes[lane]
         if threading.get_ident() == self._loop_thread or self._loop is None:
-            queue.put_nowait((routing_key, body))
+            self._put(lane, (routing_key, body))
         else:
-            self._loop.call_soon_threadsafe(queue.put_nowait, (routing_key, body))
+            self._loop.call_soon_threadsafe(self._put, lane, (routing_key, body))
+
+    def _put(self, lane: int, message: tuple[str, bytes]) -> None:
+        """Queue a message on its lane (on the loop's thread); a full batch ends the wait."""
+        queue = self._lanes[lane]
+        queue.put_nowait(message)
+        if queue.qsize() >= _BATCH - 1:  # with the one its publisher holds: a full batch
+            self._full[lane].set()
 
     def _report(self, report: AttemptStarted | AttemptFinished | ResourcesReleased) -> None:
         if isinstance(report, AttemptStarted):
@@ -125,7 +133,7 @@ class WorkerService:
     def _log_line(self, line: LogLine) -> None:
         self._send(topology.logs_key(line.job_id), line.dumps(), _BULK)
 
-    async def _publisher(self, queue: asyncio.Queue[tuple[str, bytes]], linger: float) -> None:
+    async def _publisher(self, lane: int, linger: float) -> None:
         """Publish one lane's messages in confirmed batches; never drop one.
 
         ``linger`` > 0: after the first message, gather for that long (or until a batch is
@@ -133,10 +141,11 @@ class WorkerService:
         then travel as one message: in a 1,000-long chain that took log messages per job from
         2 to ~0.3, and with them the broker's, the logger's and the API's work per job.
         """
+        queue = self._lanes[lane]
         while True:
             batch = [await queue.get()]
             if linger > 0:
-                await _gather(queue, linger)
+                await self._gather(lane, linger)
             while not queue.empty() and len(batch) < _BATCH:
                 batch.append(queue.get_nowait())
             messages = _envelopes(batch)
@@ -235,11 +244,8 @@ class WorkerService:
             prefetch=prefetch,
         )
         publishers = [
-            asyncio.create_task(self._publisher(queue, linger), name=f"worker-publisher-{lane}")
-            for lane, queue, linger in (
-                (_URGENT, self._lanes[_URGENT], 0.0),
-                (_BULK, self._lanes[_BULK], self.settings.worker_log_flush_seconds),
-            )
+            asyncio.create_task(self._publisher(lane, linger), name=f"worker-publisher-{lane}")
+            for lane, linger in ((_URGENT, 0.0), (_BULK, self.settings.worker_log_flush_seconds))
         ]
         beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeats")
         log.info(
@@ -258,10 +264,21 @@ class WorkerService:
             for publisher in publishers:
                 publisher.cancel()
 
+    async def _gather(self, lane: int, linger: float) -> None:
+        """Wait ``linger`` seconds for more of the lane's messages, less once a full batch is
+        queued (a flood is not slowed) or the worker stops (nothing is left behind)."""
+        full = self._full[lane]
+        if self._lanes[lane].qsize() < _BATCH - 1 and not self.draining:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(full.wait(), linger)
+        full.clear()
+
     async def _drain(self, consumer: Consumer, beats: asyncio.Task[None]) -> None:
         """Take nothing new, let running jobs finish within the grace period, hand back the
         rest (they run again elsewhere), say goodbye, and flush every report."""
         self.draining = True
+        for full in self._full:
+            full.set()  # what the lanes hold goes out now, not after their windows
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat().dumps())
         await consumer.cancel()
         await self.executor.shutdown(self.settings.shutdown_grace_seconds)
@@ -270,17 +287,6 @@ class WorkerService:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._lanes)), 10)
         log.info("worker stopped", extra={"action": "worker.stop", "worker": self.worker_id})
-
-
-async def _gather(queue: asyncio.Queue[tuple[str, bytes]], linger: float) -> None:
-    """Wait ``linger`` seconds, or less once a full batch is queued (a flood is not slowed)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + linger
-    while queue.qsize() < _BATCH - 1:
-        left = deadline - loop.time()
-        if left <= 0:
-            return
-        await asyncio.sleep(min(left, linger / 4))
 
 
 def _envelopes(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

@@ -107,3 +107,25 @@ async def test_a_stopping_scheduler_sends_the_events_it_holds(system: System, ta
     await asyncio.sleep(0.3)
     statuses = [item["status"] for items in tap.of("job.status.") for item in items]
     assert statuses[-1] == "completed", statuses
+
+
+async def test_a_flood_is_not_held_and_a_stopping_worker_sends_what_it_holds(
+    system: System, tap: Tap
+) -> None:
+    system.settings.worker_log_flush_seconds = 30  # far longer than the test may take
+    system.start_scheduler()
+    system.start_worker("w1")
+    job = await system.submit(type="log", payload={"lines": 1_000})
+    await system.wait_final([job["id"]])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 3
+    lines = 0
+    while lines < 800 and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        lines = sum(len(items) for items in tap.of("job.logs."))
+    assert lines >= 800, f"{lines} of 1,002 lines published within 3 s"  # full batches at once
+    started = loop.time()
+    await system.stop_worker("w1")
+    assert loop.time() - started < 5  # not the 10 s drain limit, nor the 30 s window
+    await asyncio.sleep(0.3)
+    assert sum(len(items) for items in tap.of("job.logs.")) == 1_002  # start, 1,000, end
