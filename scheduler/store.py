@@ -130,7 +130,7 @@ def loaded_from(
         failure: UpstreamFailure | None = None
         for dep, status_text, name, error in deps(r["id"]):
             status = JobStatus(status_text) if status_text is not None else None
-            if status is None or status not in _FINAL_FOR_DEPS:
+            if status not in FINAL_STATUSES:
                 depends.append(dep)  # active: the core waits for it
             elif status is not JobStatus.COMPLETED and failure is None:
                 failure = UpstreamFailure(dep, name or "", status, error)
@@ -144,9 +144,6 @@ def loaded_from(
             if r["cancel_requested_at"] is not None and r["status"] == JobStatus.RUNNING.value
         ],
     )
-
-
-_FINAL_FOR_DEPS = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def _spec(
