@@ -11,8 +11,17 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
+from models.limits import (
+    MAX_ATTEMPTS,
+    MAX_BACKOFF,
+    MAX_CPU_UNITS,
+    MAX_DELAY_SECONDS,
+    MAX_MEMORY_MB,
+    MAX_NAME_LENGTH,
+    MAX_TIMEOUT_SECONDS,
+)
 from smartq.errors import ConfigurationError, UnknownJobType
 
 BUILTIN_MODULE = "worker.builtin_jobs"
@@ -65,6 +74,95 @@ class Registry:
 registry = Registry()
 
 
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """What a numeric option of ``@smartq.job`` may be: the same bounds the API puts on the
+    field a submission would override it with."""
+
+    low: float
+    high: float
+    integer: bool
+    low_open: bool = False
+
+    def admits(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        above = self.low < value if self.low_open else self.low <= value
+        return above and value <= self.high  # NaN is neither
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        low = f"over {self.low:g}" if self.low_open else f"from {self.low:g}"
+        return f"{kind} {low} to {self.high:g}"
+
+
+#: ``@smartq.job`` option → the JobType field it sets, and its bounds.
+_OPTIONS: dict[str, tuple[str, _Bound]] = {
+    "timeout": ("timeout_seconds", _Bound(0, MAX_TIMEOUT_SECONDS, False, low_open=True)),
+    "max_attempts": ("max_attempts", _Bound(1, MAX_ATTEMPTS, True)),
+    "initial_delay_seconds": ("initial_delay_seconds", _Bound(0, MAX_DELAY_SECONDS, False)),
+    "backoff_multiplier": ("backoff_multiplier", _Bound(1, MAX_BACKOFF, False)),
+    "cpu_units": ("cpu_units", _Bound(1, MAX_CPU_UNITS, True)),
+    "memory_mb": ("memory_mb", _Bound(1, MAX_MEMORY_MB, True)),
+}
+
+
+def _defaults(options: dict[str, object], isolated: object) -> dict[str, Any]:
+    """The JobType fields the options set; ConfigurationError for a value no job could have."""
+    out: dict[str, Any] = {}
+    for option, value in options.items():
+        field, bound = _OPTIONS[option]
+        if value is not None and not bound.admits(value):
+            raise ConfigurationError(
+                f"@smartq.job: {option} must be {bound.describe()}, not {value!r}"
+            )
+        out[field] = value
+    if not isinstance(isolated, bool):
+        raise ConfigurationError(f"@smartq.job: isolated must be True or False, not {isolated!r}")
+    out["isolated"] = isolated
+    return out
+
+
+def _check_name(name: object) -> None:
+    """A name the API can be asked for: text of 1 to 200 characters without NUL."""
+    ok = isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH and "\x00" not in name
+    if not ok:
+        raise ConfigurationError(
+            f"@smartq.job: the name must be a non-empty string of at most {MAX_NAME_LENGTH} "
+            f"characters without NUL, not {name!r}"
+        )
+
+
+def _check_function(func: object, name: str | None) -> str:
+    """The type's name; ConfigurationError unless ``func`` can be called as ``func(ctx)``."""
+    if not callable(func):
+        raise ConfigurationError(f"@smartq.job decorates a function, not {func!r}")
+    if name is None:
+        name = getattr(func, "__name__", None)
+        if not isinstance(name, str):
+            raise ConfigurationError(f"@smartq.job: {func!r} has no __name__; name the type")
+        _check_name(name)
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # some C callables have none: nothing to check
+        return name
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise ConfigurationError(
+            f"job function {name!r} must take one positional argument, ctx; "
+            f"its signature is {signature}"
+        ) from None
+    return name
+
+
+@overload
+def job(func: F, /) -> F: ...
+
+
+@overload
 def job(
     name: str | None = None,
     *,
@@ -76,30 +174,48 @@ def job(
     memory_mb: int | None = None,
     isolated: bool = False,
     into: Registry | None = None,
-) -> Callable[[F], F]:
-    """Register the decorated ``def f(ctx)`` or ``async def f(ctx)`` as a job type.
+) -> Callable[[F], F]: ...
+
+
+def job(
+    name: str | Callable[..., Any] | None = None,
+    *,
+    timeout: float | None = None,
+    max_attempts: int | None = None,
+    initial_delay_seconds: float | None = None,
+    backoff_multiplier: float | None = None,
+    cpu_units: int | None = None,
+    memory_mb: int | None = None,
+    isolated: bool = False,
+    into: Registry | None = None,
+) -> Any:
+    """Register the decorated ``def f(ctx)`` or ``async def f(ctx)`` as a job type, named
+    after the function unless ``name`` says otherwise. ``@smartq.job`` and
+    ``@smartq.job(...)`` both work; a value it cannot use raises ConfigurationError at import.
 
     The keyword arguments are the type's defaults; a submission's own fields win over them.
     """
+    if callable(name):  # bare @smartq.job: the function came as the first argument
+        return job()(name)
+    if name is not None:
+        _check_name(name)
+    options: dict[str, object] = {
+        "timeout": timeout,
+        "max_attempts": max_attempts,
+        "initial_delay_seconds": initial_delay_seconds,
+        "backoff_multiplier": backoff_multiplier,
+        "cpu_units": cpu_units,
+        "memory_mb": memory_mb,
+    }
+    defaults = _defaults(options, isolated)
+    target = into or registry
 
     def decorate(func: F) -> F:
+        type_name = _check_function(func, name)
         is_async = inspect.iscoroutinefunction(func)
         if isolated and is_async:
             raise ConfigurationError("isolated=True is for plain functions, not async ones")
-        (into or registry).register(
-            JobType(
-                name=name or func.__name__,
-                func=func,
-                is_async=is_async,
-                timeout_seconds=timeout,
-                max_attempts=max_attempts,
-                initial_delay_seconds=initial_delay_seconds,
-                backoff_multiplier=backoff_multiplier,
-                cpu_units=cpu_units,
-                memory_mb=memory_mb,
-                isolated=isolated,
-            )
-        )
+        target.register(JobType(name=type_name, func=func, is_async=is_async, **defaults))
         return func
 
     return decorate
