@@ -23,6 +23,7 @@ so a slow one cannot hold up the others, and its memory is bounded by its buffer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -523,6 +524,9 @@ class StreamHub:
         self._last: OrderedDict[uuid.UUID, Order] = OrderedDict()
         self._consumer: Consumer | None = None
         self.events = 0
+        self._going_away = False
+        self._no_clients = asyncio.Event()
+        self._no_clients.set()
 
     async def start(self) -> None:
         queue = topology.stream_queue(self.process_id, self.broker.exchange)
@@ -532,18 +536,36 @@ class StreamHub:
         if self._consumer is not None:
             await self._consumer.cancel()
             self._consumer = None
+        self._close_all()
+
+    async def going_away(self, timeout: float) -> None:
+        """Close every stream with 1001 (so will be those opened from now on) and wait, at
+        most ``timeout`` seconds, until each session has sent its close and left. The server
+        calls this before it closes its connections itself (uvicorn would say 1012)."""
+        self._going_away = True
+        self._close_all()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._no_clients.wait()
+
+    def _close_all(self) -> None:
         for client in list(self.clients):
             client.close(CLOSE_GOING_AWAY, "server shutting down")
 
     def connect(self) -> StreamClient:
         client = StreamClient(self.capacity, self.stall_seconds)
+        if self._going_away:
+            client.close(CLOSE_GOING_AWAY, "server shutting down")
         self.clients.add(client)
+        self._no_clients.clear()
         client.filter.on_change = lambda: self.index.update(client)
         self.index.update(client)
         return client
 
     def disconnect(self, client: StreamClient) -> None:
         self.clients.discard(client)
+        if not self.clients:
+            self._no_clients.set()
         self.index.remove(client)
         client.filter.on_change = None
 

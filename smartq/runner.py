@@ -55,12 +55,14 @@ async def _until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None
     await run(stop)
 
 
-def _server(
+def api_server(
     settings: Settings, host: str, port: int, engine: AsyncEngine | None, broker: Broker | None
 ) -> uvicorn.Server:
+    """The API app under uvicorn; ``engine`` and ``broker`` are shared when given (``dev``)."""
     import uvicorn
 
     from api.app import create_app
+    from api.server import ApiServer
 
     app = create_app(settings, engine=engine, broker=broker)
     config = uvicorn.Config(
@@ -74,11 +76,11 @@ def _server(
         # and was a fifth of the API's CPU in bench ws (py-spy). A proxy can compress if wanted.
         ws_per_message_deflate=False,
     )
-    return uvicorn.Server(config)
+    return ApiServer(config, app)
 
 
 async def run_api(settings: Settings, host: str, port: int) -> None:
-    server = _server(settings, host, port, None, None)
+    server = api_server(settings, host, port, None, None)
     heap.freeze()  # modules, routes and models: full collections paused requests ~110 ms
     await server.serve()
 
@@ -147,7 +149,7 @@ async def run_dev(
         )
         try:
             # uvicorn owns SIGINT/SIGTERM here; when it returns, everything else stops too.
-            await _server(settings, host, port, engine, broker).serve()
+            await api_server(settings, host, port, engine, broker).serve()
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)

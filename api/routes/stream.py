@@ -169,7 +169,8 @@ async def job_stream(websocket: WebSocket) -> None:
             client.close(exc.code, str(exc))
         if client.close_code is None:
             await session.run()
+        if client.close_code is not None:
+            await _close(websocket, client.close_code, client.close_reason)
     finally:
+        # Only now: the hub waits for its clients to leave before the server shuts down.
         ctx.hub.disconnect(client)
-    if client.close_code is not None:
-        await _close(websocket, client.close_code, client.close_reason)

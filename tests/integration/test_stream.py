@@ -11,12 +11,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from api.stream import status_order
 from models.enums import JobStatus
 from models.messages import LogLine
 from smartq import topology
+from smartq.brokers.memory import InMemoryBroker
+from smartq.runner import api_server
+from smartq.settings import Settings
+from tests.e2e.procs import free_port
 from tests.system import System
 from tests.wsclient import AsgiWebSocket, Closed
 
@@ -222,3 +230,33 @@ async def test_bad_filters_close_with_a_clear_code(system: System) -> None:
                 await ws.receive_json(5)
         assert (info.value.code, query, message) == (code, query, message)
         assert reason in info.value.reason, (query, message, info.value.reason)
+
+
+async def test_server_shutdown_closes_streams_with_1001(
+    settings: Settings, engine: AsyncEngine, memory_broker: InMemoryBroker
+) -> None:
+    """Under the real server (uvicorn), which on its own closes WebSockets with 1012 before
+    the app's shutdown runs: the README promises 1001."""
+    port = free_port()
+    server = api_server(settings, "127.0.0.1", port, engine, memory_broker)
+    serving = asyncio.create_task(server.serve())
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline and not serving.done(), "server did not start"
+            await asyncio.sleep(0.02)
+        async with connect(f"ws://127.0.0.1:{port}/jobs/stream") as ws:
+            assert orjson.loads(await ws.recv())["type"] == "stream.subscribed"
+            server.should_exit = True
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(10):
+                    while True:
+                        await ws.recv()
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+            1001,
+            "server shutting down",
+        )
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 20)
