@@ -40,8 +40,31 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _unreadable_body(exc: StarletteHTTPException) -> JSONResponse | None:
+    """FastAPI answers 400 "There was an error parsing the body" for any failure to read a
+    JSON body other than a syntax error (which it reports as a validation error); say what it
+    was, as every other bad body is said: bytes that are not UTF-8 and nesting too deep for
+    the parser are malformed JSON (422), a streamed body over the limit is a 413."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, _TooLarge):
+        return cause.response()
+    if isinstance(cause, UnicodeDecodeError):
+        reason = f"not UTF-8 (byte {cause.start})"
+    elif isinstance(cause, RecursionError):
+        reason = "nested too deeply"
+    else:
+        return None
+    where = [{"loc": ["body"], "msg": reason, "type": "json_invalid"}]
+    return error(422, f"malformed JSON body: {reason}", where)
+
+
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    unreadable = _unreadable_body(exc)
+    if unreadable is not None:
+        return unreadable
     if isinstance(exc.detail, dict):
         return JSONResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
     return JSONResponse(
@@ -107,18 +130,22 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _TooLarge
+                raise _TooLarge(self.limit)
             return message
 
         try:
             await self.app(scope, counting, send)
-        except _TooLarge:
+        except _TooLarge:  # FastAPI turns it into a 400 on body routes: see _unreadable_body
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error(413, f"request body over the limit of {self.limit} bytes")
-        await response(scope, receive, send)
+        await _TooLarge(self.limit).response()(scope, receive, send)
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+    def response(self) -> JSONResponse:
+        return error(413, f"request body over the limit of {self.limit} bytes")

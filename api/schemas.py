@@ -10,11 +10,56 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from models.enums import MAX_PRIORITY, MIN_PRIORITY, PRIORITY_NAMES, PRIORITY_VALUES, Priority
+from models.limits import (
+    MAX_ATTEMPTS,
+    MAX_BACKOFF,
+    MAX_CPU_UNITS,
+    MAX_DELAY_SECONDS,
+    MAX_MEMORY_MB,
+    MAX_NAME_LENGTH,
+    MAX_TIMEOUT_SECONDS,
+)
 
-PriorityIn = Priority | Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
+_PRIORITY_NAMES = ", ".join(PRIORITY_NAMES[v] for v in sorted(PRIORITY_NAMES, reverse=True))
+#: What a priority may be; the one message of every error about one.
+PRIORITY_RULE = f"must be one of {_PRIORITY_NAMES} or an integer {MIN_PRIORITY}–{MAX_PRIORITY}"
+_NAMES = frozenset(p.value for p in Priority)
+_LEVELS = range(MIN_PRIORITY, MAX_PRIORITY + 1)
+_PriorityJson = Priority | Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
+
+
+def _priority(value: object) -> Priority | int:
+    """A name or an integer in range; not a bool, not a number in a string. Checked before
+    the union is: on its own, the union reported each member's complaint and the headline
+    showed only the first (the names), hiding the range."""
+    if isinstance(value, str) and value in _NAMES:
+        return Priority(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in _LEVELS:
+        return value
+    raise PydanticCustomError("priority", PRIORITY_RULE)
+
+
+def _priority_param(value: object) -> Priority | int:
+    """In a query string every value is text: ``priority=8`` means the integer."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return _priority(int(value))
+    return _priority(value)
+
+
+PriorityIn = Annotated[_PriorityJson, BeforeValidator(_priority)]
+PriorityParam = Annotated[_PriorityJson, BeforeValidator(_priority_param)]
 PriorityOut = Priority | int
 
 
@@ -25,7 +70,7 @@ def no_nul(value: str) -> str:
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_nul)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(no_nul)]
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_INITIAL_DELAY = 1.0
@@ -43,6 +88,9 @@ def priority_out(value: int) -> PriorityOut:
 
 
 class _Strict(BaseModel):
+    """A request body: unknown fields are refused, and so are numbers given as strings or
+    bools (each numeric field says ``strict=True``; timestamps and ids still come as text)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -50,9 +98,11 @@ class RetryPolicy(_Strict):
     """``max_attempts`` counts every attempt, the first included. The wait before attempt n+1
     is ``initial_delay_seconds × backoff_multiplier^(n−1)``."""
 
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    initial_delay_seconds: float | None = Field(default=None, ge=0, le=86_400)
-    backoff_multiplier: float | None = Field(default=None, ge=1, le=100)
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS, strict=True)
+    initial_delay_seconds: float | None = Field(
+        default=None, ge=0, le=MAX_DELAY_SECONDS, strict=True
+    )
+    backoff_multiplier: float | None = Field(default=None, ge=1, le=MAX_BACKOFF, strict=True)
 
 
 class JobCreate(_Strict):
@@ -60,11 +110,11 @@ class JobCreate(_Strict):
     type: Name
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: PriorityIn = Priority.NORMAL
-    cpu_units: int | None = Field(default=None, ge=1, le=100_000)
-    memory_mb: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    cpu_units: int | None = Field(default=None, ge=1, le=MAX_CPU_UNITS, strict=True)
+    memory_mb: int | None = Field(default=None, ge=1, le=MAX_MEMORY_MB, strict=True)
     depends_on: list[uuid.UUID] = Field(default_factory=list)
     retry: RetryPolicy | None = None
-    timeout_seconds: float | None = Field(default=None, gt=0, le=30 * 86_400)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS, strict=True)
     run_at: AwareDatetime | None = None
     idempotency_key: Name | None = None
     created_by: Name | None = None
@@ -143,7 +193,21 @@ class BatchCreated(BaseModel):
     jobs: list[JobPublic]
 
 
+class BatchFailure(BaseModel):
+    """A failed job of a batch, in brief: what failed and why."""
+
+    id: uuid.UUID
+    key: str | None
+    name: str
+    type: str
+    attempts: int
+    error: str | None
+    finished_at: datetime | None
+
+
 class BatchReport(BaseModel):
+    """A batch's totals (on every page), its failures (on the first) and a page of its jobs."""
+
     batch_id: uuid.UUID
     name: str | None
     created_at: datetime
@@ -153,7 +217,12 @@ class BatchReport(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_seconds: float | None
-    jobs: list[JobPublic]
+    failures: list[BatchFailure] | None = Field(
+        description="First page only (null on the others): its first `limit` failed jobs, "
+        "oldest first; `totals.failed` counts them all."
+    )
+    jobs: list[JobPublic] = Field(description="This page of the jobs, in submission order.")
+    next_cursor: str | None = Field(description="The cursor of the next page; null on the last.")
 
 
 class CancelResult(BaseModel):

@@ -233,10 +233,7 @@ async def list_jobs(
     if flt.created_before is not None:
         conds.append(jobs.c.created_at < flt.created_before)
     if after is not None:
-        conds.append(
-            tuple_(jobs.c.created_at, jobs.c.id)
-            < tuple_(literal(after[0], jobs.c.created_at.type), literal(after[1], jobs.c.id.type))
-        )
+        conds.append(_key() < _key_of(after))
     stmt = (
         select(jobs)
         .where(and_(True, *conds))
@@ -244,6 +241,15 @@ async def list_jobs(
         .limit(limit)
     )
     return list((await conn.execute(stmt)).mappings())
+
+
+def _key() -> Any:
+    """A job's page key, (created_at, id): every list of jobs is ordered and cut by it."""
+    return tuple_(jobs.c.created_at, jobs.c.id)
+
+
+def _key_of(key: tuple[datetime, uuid.UUID]) -> Any:
+    return tuple_(literal(key[0], jobs.c.created_at.type), literal(key[1], jobs.c.id.type))
 
 
 def _descendants_cte(root: uuid.UUID) -> Any:
@@ -298,11 +304,51 @@ async def get_batch(conn: AsyncConnection, batch_id: uuid.UUID) -> RowMapping | 
     return row.mappings().first()
 
 
-async def batch_jobs(conn: AsyncConnection, batch_id: uuid.UUID) -> list[RowMapping]:
+async def batch_jobs(
+    conn: AsyncConnection,
+    batch_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int | None = None,
+    status: JobStatus | None = None,
+) -> list[RowMapping]:
+    """The batch's jobs in submission order, from after ``after`` (one range of the index on
+    (batch_id, created_at, id))."""
+    conds: list[ColumnElement[bool]] = [jobs.c.batch_id == batch_id]
+    if after is not None:
+        conds.append(_key() > _key_of(after))
+    if status is not None:
+        conds.append(jobs.c.status == status.value)
+    stmt = select(jobs).where(*conds).order_by(jobs.c.created_at, jobs.c.id).limit(limit)
+    return list((await conn.execute(stmt)).mappings())
+
+
+async def batch_totals(conn: AsyncConnection, batch_id: uuid.UUID) -> list[RowMapping]:
+    """Per status of the batch's jobs: how many, the first start and the last end."""
     rows = await conn.execute(
-        select(jobs).where(jobs.c.batch_id == batch_id).order_by(jobs.c.created_at, jobs.c.id)
+        select(
+            jobs.c.status,
+            func.count().label("count"),
+            func.min(jobs.c.started_at).label("started_at"),
+            func.max(jobs.c.finished_at).label("finished_at"),
+        )
+        .where(jobs.c.batch_id == batch_id)
+        .group_by(jobs.c.status)
     )
     return list(rows.mappings())
+
+
+async def last_worker(conn: AsyncConnection, job_id: uuid.UUID) -> str | None:
+    """The worker of the job's last attempt: the last entry of the job in the attempts'
+    primary key (job_id, attempt)."""
+    row = await conn.execute(
+        select(attempts_t.c.worker_id)
+        .where(attempts_t.c.job_id == job_id)
+        .order_by(attempts_t.c.attempt.desc())
+        .limit(1)
+    )
+    worker: str | None = row.scalar()
+    return worker
 
 
 async def job_attempts(conn: AsyncConnection, job_id: uuid.UUID) -> list[RowMapping]:

@@ -75,7 +75,7 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_status_created", "status", "created_at", "id"),
         Index("ix_jobs_type_created", "type", "created_at", "id"),
         Index("ix_jobs_priority_created", "priority", "created_at", "id"),
-        Index("ix_jobs_batch", "batch_id", **_partial("batch_id IS NOT NULL")),
+        Index("ix_jobs_batch", "batch_id", "created_at", "id", **_partial("batch_id IS NOT NULL")),
         # The scheduler rebuilds its state from active jobs only; finished rows stay out.
         Index("ix_jobs_active", "status", **_partial(_ACTIVE_SQL)),
         Index(

@@ -1,16 +1,16 @@
-"""``GET /batches/{id}``: a DAG run's report."""
+"""``GET /batches/{id}``: a DAG run's report, its jobs a page at a time."""
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 
 from fastapi import APIRouter, HTTPException
+from sqlalchemy import RowMapping
 
-from api import store
-from api.deps import ConnDep
+from api import paging, store
+from api.deps import ConnDep, ContextDep
 from api.routes.jobs import ERRORS
-from api.schemas import BatchReport
+from api.schemas import BatchFailure, BatchReport
 from api.views import job_public
 from models.enums import FINAL_STATUSES, JobStatus
 
@@ -18,28 +18,51 @@ router = APIRouter(prefix="/batches", tags=["batches"])
 
 
 @router.get("/{batch_id}", response_model=BatchReport, responses=ERRORS)
-async def get_batch(batch_id: uuid.UUID, conn: ConnDep) -> BatchReport:
-    """Totals by status, when it started and ended, and its jobs."""
+async def get_batch(
+    batch_id: uuid.UUID,
+    conn: ConnDep,
+    ctx: ContextDep,
+    limit: paging.Limit = 100,
+    cursor: paging.Cursor = None,
+) -> BatchReport:
+    """Totals by status and when it started and ended (every page), its failures (first page),
+    and `limit` of its jobs in submission order; follow `next_cursor` for the rest."""
+    paging.check_limit(limit, ctx.settings.page_limit_max)
+    after = paging.decode_cursor(cursor)
     batch = await store.get_batch(conn, batch_id)
     if batch is None:
         raise HTTPException(404, f"no batch {batch_id}")
-    rows = await store.batch_jobs(conn, batch_id)
+    report = _summary(batch, await store.batch_totals(conn, batch_id))
+    rows, report.next_cursor = paging.page(
+        await store.batch_jobs(conn, batch_id, after=after, limit=limit + 1), limit
+    )
     deps = await store.dependencies_of(conn, [r["id"] for r in rows])
-    totals = Counter(r["status"] for r in rows)
-    done = all(r["status"] in FINAL_STATUSES for r in rows)
-    starts = [r["started_at"] for r in rows if r["started_at"] is not None]
-    ends = [r["finished_at"] for r in rows if r["finished_at"] is not None]
+    report.jobs = [job_public(r, deps[r["id"]]) for r in rows]
+    if after is None:
+        failed = await store.batch_jobs(conn, batch_id, limit=limit, status=JobStatus.FAILED)
+        report.failures = [BatchFailure.model_validate(dict(r)) for r in failed]
+    return report
+
+
+def _summary(batch: RowMapping, totals: list[RowMapping]) -> BatchReport:
+    """The report without its jobs: counts by status, start, end, duration."""
+    done = all(t["status"] in FINAL_STATUSES for t in totals)
+    starts = [t["started_at"] for t in totals if t["started_at"] is not None]
+    ends = [t["finished_at"] for t in totals if t["finished_at"] is not None]
     started = min(starts) if starts else None
     finished = max(ends) if done and ends else None
+    counts = {t["status"]: t["count"] for t in totals}
     return BatchReport(
-        batch_id=batch_id,
+        batch_id=batch["id"],
         name=batch["name"],
         created_at=batch["created_at"],
         job_count=batch["job_count"],
-        totals={s.value: totals.get(s.value, 0) for s in JobStatus},
+        totals={s.value: counts.get(s.value, 0) for s in JobStatus},
         done=done,
         started_at=started,
         finished_at=finished,
         duration_seconds=(finished - started).total_seconds() if started and finished else None,
-        jobs=[job_public(r, deps[r["id"]]) for r in rows],
+        failures=None,
+        jobs=[],
+        next_cursor=None,
     )

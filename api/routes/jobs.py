@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
 import uuid
 from collections import Counter
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -17,7 +14,7 @@ from pydantic import AfterValidator, AwareDatetime
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api import store
+from api import paging, store
 from api.deps import ApiContext, ConnDep, ContextDep
 from api.schemas import (
     BatchCreate,
@@ -28,7 +25,7 @@ from api.schemas import (
     JobDetail,
     JobPage,
     JobPublic,
-    PriorityIn,
+    PriorityParam,
     no_nul,
     priority_value,
 )
@@ -36,7 +33,7 @@ from api.submit import SubmissionError, job_row, resolve_batch
 from api.views import job_doc, job_public, json_response
 from api.waiting import waiting_reason
 from models import storable
-from models.enums import CANCELLABLE_AT_ONCE, JobStatus
+from models.enums import CANCELLABLE_AT_ONCE, FINAL_STATUSES, JobStatus
 from models.messages import CancelRequested, JobStatusEvent
 from models.types import utcnow
 from smartq import topology
@@ -229,36 +226,21 @@ async def _replay_batch(conn: AsyncConnection, batch: dict[str, Any]) -> Respons
     return json_response({"batch_id": existing["id"], "jobs": jobs}, 200)
 
 
-def _encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
-    raw = orjson.dumps([created_at.isoformat(), str(job_id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, job_id = orjson.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise HTTPException(422, "invalid cursor; use the next_cursor of a previous page") from None
-
-
 @router.get("", response_model=JobPage, responses=ERRORS)
 async def list_jobs(
     conn: ConnDep,
     ctx: ContextDep,
     status: Annotated[list[JobStatus] | None, Query()] = None,
     type: str | None = None,
-    priority: PriorityIn | None = None,
+    priority: PriorityParam | None = None,
     batch_id: uuid.UUID | None = None,
     created_after: AwareDatetime | None = None,
     created_before: AwareDatetime | None = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
-    cursor: str | None = None,
+    limit: paging.Limit = 50,
+    cursor: paging.Cursor = None,
 ) -> JobPage:
     """Newest first, filtered; follow ``next_cursor`` for the next page."""
-    if limit > ctx.settings.page_limit_max:
-        raise HTTPException(422, f"limit is at most {ctx.settings.page_limit_max}")
+    paging.check_limit(limit, ctx.settings.page_limit_max)
     flt = store.ListFilter(
         statuses=[s.value for s in status or []],
         type=type,
@@ -267,12 +249,9 @@ async def list_jobs(
         created_after=created_after,
         created_before=created_before,
     )
-    after = _decode_cursor(cursor) if cursor else None
-    rows = await store.list_jobs(conn, flt, after, limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
+    after = paging.decode_cursor(cursor)
+    rows, next_cursor = paging.page(await store.list_jobs(conn, flt, after, limit + 1), limit)
     deps = await store.dependencies_of(conn, [r["id"] for r in rows])
-    next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
     return JobPage(items=[job_public(r, deps[r["id"]]) for r in rows], next_cursor=next_cursor)
 
 
@@ -284,6 +263,10 @@ async def get_job(job_id: uuid.UUID, conn: ConnDep) -> JobDetail:
         raise HTTPException(404, f"no job {job_id}")
     deps = await store.dependencies_of(conn, [job_id])
     public = job_public(row, deps[job_id])
+    if public.worker_id is None and row["status"] in FINAL_STATUSES and row["attempts"]:
+        # The row names a worker only while the job runs; once it has finished, show the
+        # worker of its last attempt.
+        public.worker_id = await store.last_worker(conn, job_id)
     return JobDetail(
         **public.model_dump(),
         dependents=await store.dependents_of(conn, job_id),

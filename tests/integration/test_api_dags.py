@@ -174,6 +174,47 @@ async def test_batch_report(client: httpx.AsyncClient, engine: AsyncEngine) -> N
     assert (await client.get(f"/batches/{uuid.uuid4()}")).status_code == 404
 
 
+async def test_batch_report_pages_its_jobs_with_totals_on_every_page(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    out = (await client.post("/jobs/batch", json=dag(*((f"j{i}", []) for i in range(7))))).json()
+    ids = [j["id"] for j in out["jobs"]]
+    for i in (1, 4, 5):
+        await _set(engine, ids[i], status="failed", attempts=1, error=f"boom {i}")
+    url = f"/batches/{out['batch_id']}"
+    first = (await client.get(url, params={"limit": 3})).json()
+    totals = {**dict.fromkeys(first["totals"], 0), "pending": 4, "failed": 3}
+    assert first["totals"] == totals and first["job_count"] == 7 and first["done"] is False
+    assert [f["key"] for f in first["failures"]] == ["j1", "j4", "j5"]
+    assert first["failures"][0]["error"] == "boom 1" and first["failures"][0]["attempts"] == 1
+    seen = [j["key"] for j in first["jobs"]]
+    cursor = first["next_cursor"]
+    while cursor is not None:
+        page = (await client.get(url, params={"limit": 3, "cursor": cursor})).json()
+        assert page["totals"] == totals and page["failures"] is None
+        seen += [j["key"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+    assert seen == [f"j{i}" for i in range(7)]  # submission order, each once
+    few = (await client.get(url, params={"limit": 2})).json()
+    assert [f["key"] for f in few["failures"]] == ["j1", "j4"]  # all: GET /jobs?status=failed
+
+
+async def test_batch_report_pages_by_default_and_caps_the_limit(
+    client: httpx.AsyncClient,
+) -> None:
+    out = (await client.post("/jobs/batch", json=dag(*((f"j{i}", []) for i in range(150))))).json()
+    url = f"/batches/{out['batch_id']}"
+    first = (await client.get(url)).json()
+    assert len(first["jobs"]) == 100 and first["next_cursor"] and first["failures"] == []
+    rest = (await client.get(url, params={"cursor": first["next_cursor"]})).json()
+    assert len(rest["jobs"]) == 50 and rest["next_cursor"] is None
+    assert len((await client.get(url, params={"limit": 500})).json()["jobs"]) == 150
+    for params in ({"limit": 501}, {"limit": 0}, {"limit": "x"}, {"cursor": "garbage!"}):
+        r = await client.get(url, params=params)
+        assert r.status_code == 422, params
+        assert set(r.json()) == {"error", "detail"} and r.json()["error"], params
+
+
 async def test_logs_history_and_pagination(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
     job = await submit(client, type="log")
     jid = uuid.UUID(job["id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.store import edges, jobs
+from smartq.settings import Settings
 
 
 async def submit(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -125,6 +127,125 @@ async def test_bad_fields_get_422_naming_the_field(
     r = await client.post("/jobs", json=body)
     assert r.status_code == 422, r.text
     assert where in r.json()["error"]
+    assert await count_jobs(engine) == 0
+
+
+PRIORITY_RULE = "must be one of critical, high, normal, low or an integer 0–10"
+
+
+@pytest.mark.parametrize("priority", [99, -1, "urgent", "5", True, 5.5, None, [5]])
+async def test_a_bad_priority_headline_says_what_a_priority_may_be(
+    client: httpx.AsyncClient, engine: AsyncEngine, priority: Any
+) -> None:
+    r = await client.post("/jobs", json={"type": "noop", "priority": priority})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == f"invalid request: priority: {PRIORITY_RULE}"
+    batch = {"jobs": [{"key": "a", "type": "noop", "priority": priority}]}
+    r = await client.post("/jobs/batch", json=batch)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == f"invalid request: jobs.0.priority: {PRIORITY_RULE}"
+    assert await count_jobs(engine) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "headline"),
+    [
+        ("cpu_units", "2", "cpu_units: Input should be a valid integer"),
+        ("cpu_units", True, "cpu_units: Input should be a valid integer"),
+        ("cpu_units", 2.0, "cpu_units: Input should be a valid integer"),
+        ("memory_mb", "512", "memory_mb: Input should be a valid integer"),
+        ("memory_mb", False, "memory_mb: Input should be a valid integer"),
+        ("timeout_seconds", "30", "timeout_seconds: Input should be a valid number"),
+        ("timeout_seconds", True, "timeout_seconds: Input should be a valid number"),
+        ("retry", {"max_attempts": "3"}, "retry.max_attempts: Input should be a valid integer"),
+        ("retry", {"max_attempts": True}, "retry.max_attempts: Input should be a valid integer"),
+        (
+            "retry",
+            {"initial_delay_seconds": "1"},
+            "retry.initial_delay_seconds: Input should be a valid number",
+        ),
+        (
+            "retry",
+            {"backoff_multiplier": True},
+            "retry.backoff_multiplier: Input should be a valid number",
+        ),
+    ],
+)
+async def test_numbers_are_not_strings_or_bools(
+    client: httpx.AsyncClient, engine: AsyncEngine, field: str, value: Any, headline: str
+) -> None:
+    r = await client.post("/jobs", json={"type": "noop", field: value})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert set(body) == {"error", "detail"}
+    assert body["error"] == f"invalid request: {headline}"
+    assert await count_jobs(engine) == 0
+
+
+async def test_strict_fields_still_take_their_json_forms(client: httpx.AsyncClient) -> None:
+    """Integers for float fields, ISO strings for timestamps, names and integers for
+    priorities, uuids as strings."""
+    parent = await submit(client)
+    job = await submit(
+        client,
+        timeout_seconds=30,
+        retry={"initial_delay_seconds": 0, "backoff_multiplier": 3},
+        run_at="2030-01-01T00:00:00Z",
+        priority="low",
+        depends_on=[parent["id"]],
+    )
+    assert job["timeout_seconds"] == 30 and job["retry"]["backoff_multiplier"] == 3
+    assert job["priority"] == "low" and job["depends_on"] == [parent["id"]]
+
+
+async def test_list_priority_query_takes_names_and_numbers(client: httpx.AsyncClient) -> None:
+    """A query string is text: ``priority=8`` is the integer there, unlike in a body."""
+    high = await submit(client, priority="high")
+    three = await submit(client, priority=3)
+    for value, expected in (("high", high), ("8", high), ("3", three)):
+        items = (await client.get("/jobs", params={"priority": value})).json()["items"]
+        assert [j["id"] for j in items] == [expected["id"]], value
+    for value in ("99", "true", "urgent", "-1"):
+        r = await client.get("/jobs", params={"priority": value})
+        assert r.status_code == 422, value
+        assert r.json()["error"] == f"invalid request: query.priority: {PRIORITY_RULE}"
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/batch"])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"type": "noop", "name": "caf\xe9"}', "not UTF-8"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"type": "noop", "payload": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}", "nested"),
+    ],
+)
+async def test_unparsable_bodies_are_422_in_the_error_shape(
+    client: httpx.AsyncClient, engine: AsyncEngine, path: str, content: bytes, reason: str
+) -> None:
+    r = await client.post(path, content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert set(body) == {"error", "detail"}
+    assert body["error"].startswith("malformed JSON body: ") and reason in body["error"]
+    assert await count_jobs(engine) == 0
+
+
+async def test_a_streamed_body_over_the_limit_is_413(
+    client: httpx.AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    """Without a Content-Length the limit is found while reading: still a 413, not a 400."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"type": "noop", "payload": {"blob": "'
+        for _ in range(settings.max_request_bytes // 65_536 + 1):
+            yield b"x" * 65_536
+        yield b'"}}'
+
+    r = await client.post("/jobs", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == f"request body over the limit of {settings.max_request_bytes} bytes"
     assert await count_jobs(engine) == 0
 
 

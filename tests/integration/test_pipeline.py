@@ -202,6 +202,21 @@ async def test_retries_follow_backoff_and_stop_at_max_attempts(system: System) -
     assert 0.6 <= gaps[1] < 0.6 + 0.4, gaps
 
 
+async def test_a_finished_job_shows_the_worker_of_its_last_attempt(system: System) -> None:
+    """The job's row names its worker only while it runs; GET /jobs/{id} still says where a
+    finished job ran."""
+    system.start_scheduler()
+    system.start_worker("w1")
+    done = await system.submit(type="noop")
+    failed = await system.submit(type="flaky", payload={"fail_times": -1, "retryable": False})
+    await system.wait_final([done["id"], failed["id"]])
+    assert (await system.job(done["id"]))["worker_id"] == "w1"
+    assert (await system.job(failed["id"]))["worker_id"] == "w1"
+    never_ran = await system.submit(type="noop", run_at="2099-01-01T00:00:00Z")
+    assert (await system.client.patch(f"/jobs/{never_ran['id']}/cancel")).status_code == 200
+    assert (await system.job(never_ran["id"]))["worker_id"] is None
+
+
 async def test_non_retryable_error_does_not_retry(system: System) -> None:
     system.start_scheduler()
     system.start_worker("w1")
