@@ -23,7 +23,7 @@ from scheduler import dag
 from scheduler.placement import PlacementConfig, plan
 from scheduler.reasons import never_fits_reason, upstream_reason
 from scheduler.retry import RetryDecision, Verdict, decide
-from scheduler.state import WAITING, JobRecord, SchedulerState
+from scheduler.state import WAITING, Hold, JobRecord, SchedulerState, WorkerRecord
 from scheduler.values import (
     CancelResult,
     JobSpec,
@@ -99,20 +99,54 @@ class Scheduler:
 
     # -- workers --------------------------------------------------------------------------
     def upsert_worker(
-        self, worker_id: str, cpu_units: int, memory_mb: int, *, draining: bool = False
-    ) -> None:
-        """A heartbeat: the worker is online with this capacity (and maybe draining)."""
+        self,
+        worker_id: str,
+        cpu_units: int,
+        memory_mb: int,
+        *,
+        draining: bool = False,
+        job_types: Iterable[str] | None = None,
+        incarnation: str | None = None,
+        now: float = 0.0,
+    ) -> list[Transition]:
+        """A heartbeat: the worker is online with this capacity and these job types (and maybe
+        draining). A new ``incarnation`` (the process restarted under the same id) loses what
+        the earlier one held: its attempts end ``lost`` and run again."""
         state = self.state
         worker = state.workers.get(worker_id)
         if worker is None:
             worker = state.worker(worker_id)
             worker.online = False
-        before = (worker.cpu_total, worker.mem_total, worker.accepting)
+        out: list[Transition] = []
+        if incarnation is not None and worker.incarnation not in (None, incarnation):
+            out = self._lose_holds(worker, now, f"worker {worker_id} restarted")
+        if incarnation is not None:
+            worker.incarnation = incarnation
+        types = frozenset(job_types) if job_types is not None else worker.types
+        before = (worker.cpu_total, worker.mem_total, worker.accepting, worker.types)
         worker.cpu_total, worker.mem_total = cpu_units, memory_mb
-        worker.online, worker.draining = True, draining
-        if before != (cpu_units, memory_mb, worker.accepting):
+        worker.online, worker.draining, worker.types = True, draining, types
+        if before != (cpu_units, memory_mb, worker.accepting, types):
             state.capacity_changed = True
             state.dirty = True
+        return out
+
+    def remember_worker(
+        self,
+        worker_id: str,
+        cpu_units: int,
+        memory_mb: int,
+        *,
+        job_types: Iterable[str] | None = None,
+        incarnation: str | None = None,
+    ) -> None:
+        """A worker known from the database at a rebuild. Nothing is placed on it until it
+        heartbeats: a lease this scheduler has not seen renewed proves nothing."""
+        worker = self.state.worker(worker_id)
+        worker.cpu_total, worker.mem_total = cpu_units, memory_mb
+        worker.types = frozenset(job_types) if job_types is not None else None
+        worker.incarnation = incarnation
+        worker.online = False
 
     def worker_offline(self, worker_id: str, now: float) -> list[Transition]:
         """The worker's lease expired: free what it held; its running attempts are LOST."""
@@ -121,17 +155,84 @@ class Scheduler:
             return []
         worker.online = False
         self.state.capacity_changed = True
+        return self._lose_holds(worker, now, f"worker {worker_id} went offline")
+
+    def worker_stopped(self, worker_id: str, now: float) -> list[Transition]:
+        """The worker said goodbye. Its reports came before it (they travel in order), so an
+        attempt it still holds here never started there: it is handed back (no attempt of the
+        budget) and runs elsewhere at once; what lingered there is freed with the process."""
+        worker = self.state.workers.get(worker_id)
+        if worker is None:
+            return []
+        worker.online = False
+        self.state.capacity_changed = True
+        return self._lose_holds(
+            worker, now, f"worker {worker_id} stopped before running it", Outcome.HANDED_BACK
+        )
+
+    def undelivered(
+        self, job_id: uuid.UUID, attempt: int, worker_id: str, now: float
+    ) -> list[Transition]:
+        """The dispatch of ``attempt`` provably reached no queue (the worker's queue is gone).
+        The worker takes nothing more until it heartbeats again, and the job is ready again
+        with its attempt number given back: no worker started it, so it was no attempt."""
+        self.state.free((job_id, attempt))
+        worker = self.state.workers.get(worker_id)
+        if worker is not None and worker.online:
+            worker.online = False
+            self.state.capacity_changed = True
+        job = self.state.jobs.get(job_id)
+        if job is None or not self._is_current(job, attempt) or job.worker_id != worker_id:
+            return []
+        if job.cancel_requested:
+            return self._finish(job, Outcome.CANCELLED, now, None, None)
+        job.worker_id = None
+        job.attempts -= 1
+        dag.make_ready(self.state, job)
+        return [
+            Transition(
+                job.id,
+                JobStatus.RUNNING,
+                JobStatus.READY,
+                attempt,
+                reason=f"worker {worker_id} has no queue; the dispatch goes to another worker",
+                worker_id=worker_id,
+                to_attempts=attempt - 1,
+            )
+        ]
+
+    def hold_lingering(
+        self, job_id: uuid.UUID, attempt: int, worker_id: str, cpu_units: int, memory_mb: int
+    ) -> None:
+        """At a rebuild: an ended attempt whose code still runs holds this capacity."""
+        key = (job_id, attempt)
+        if key in self.state.holds:
+            return
+        worker = self.state.worker(worker_id)
+        self.state.holds[key] = Hold(worker_id, cpu_units, memory_mb, lingering=True)
+        worker.holds.add(key)
+        worker.cpu_used += cpu_units
+        worker.mem_used += memory_mb
+
+    def take_freed_lingering(self) -> list[tuple[uuid.UUID, int]]:
+        """Lingering holds freed since the last call (a thread returned, its worker left)."""
+        out, self.state.freed_lingering = self.state.freed_lingering, []
+        return out
+
+    def worker_views(self) -> list[WorkerView]:
+        state = self.state
+        return [w.view(state.lingering(w)) for w in state.workers.values()]
+
+    def _lose_holds(
+        self, worker: WorkerRecord, now: float, error: str, outcome: Outcome = Outcome.LOST
+    ) -> list[Transition]:
         out: list[Transition] = []
         for key in sorted(worker.holds):
             self.state.free(key)
             job = self.state.jobs.get(key[0])
-            if job is not None and self._is_current(job, key[1]) and job.worker_id == worker_id:
-                error = f"worker {worker_id} went offline"
-                out.extend(self._finish(job, Outcome.LOST, now, None, error))
+            if job is not None and self._is_current(job, key[1]) and job.worker_id == worker.id:
+                out.extend(self._finish(job, outcome, now, None, error))
         return out
-
-    def worker_views(self) -> list[WorkerView]:
-        return [w.view() for w in self.state.workers.values()]
 
     # -- attempts -------------------------------------------------------------------------
     def on_attempt_finished(
@@ -154,6 +255,8 @@ class Scheduler:
         """
         if released:
             self.state.free((job_id, attempt))
+        elif (hold := self.state.holds.get((job_id, attempt))) is not None:
+            hold.lingering = True
         job = self.state.jobs.get(job_id)
         if job is None or not self._is_current(job, attempt):
             return []
@@ -217,7 +320,7 @@ class Scheduler:
         """Ready jobs that no accepting worker could ever hold, with the reason to show."""
         views = self.worker_views()
         return {
-            job.id: never_fits_reason(job.cpu, job.mem, views) or "waiting for capacity"
+            job.id: never_fits_reason(job.cpu, job.mem, views, job.type) or "waiting for capacity"
             for job in self.state.parked.values()
         }
 

@@ -30,6 +30,11 @@ packing benchmark lost ~3 % to reservations that protected nobody.)
 ``ready``, leaves the heap (so it blocks and costs nothing) and is re-examined when worker
 capacity changes.
 
+**Job types.** A worker runs only the types it registered (its heartbeat lists them). When every
+accepting worker offers a job's type (the usual case) the index above serves it; otherwise
+best fit walks the open workers that offer it (O(workers) per such job), and a job whose type
+no accepting worker offers is parked like one that never fits, until the workers change.
+
 **Bounded pass.** A pass stops when no unreserved accepting worker has a free cpu unit and a free
 megabyte (the smallest job possible), or after ``lookahead`` jobs (default 256) that could not be
 placed — so with every worker full a pass touches nothing, and otherwise it costs
@@ -76,7 +81,10 @@ class _Pool:
         self._dominant: tuple[int, int] | None = None
         if any(w.cpu_total == big_cpu and w.mem_total == big_mem for w in self.accepting):
             self._dominant = (big_cpu, big_mem)
-        self._fits_total: dict[tuple[int, int], bool] = {}
+        self._fits_total: dict[tuple[str, int, int], bool] = {}
+        #: Per job type: does every accepting worker offer it (so the index serves it)?
+        self._everywhere: dict[str, bool] = {}
+        self._typed = any(w.types is not None for w in self.accepting)
         self.buckets: dict[int, list[tuple[int, str, WorkerRecord]]] = {}
         for worker in self.open:
             self._index(worker)
@@ -115,14 +123,28 @@ class _Pool:
     def has_room(self) -> bool:
         return self.max_cpu_free >= 1 and self.max_mem_free >= 1
 
+    def everywhere(self, job_type: str) -> bool:
+        """Does every accepting worker run ``job_type``?"""
+        if not self._typed:
+            return True
+        known = self._everywhere.get(job_type)
+        if known is None:
+            known = all(w.offers(job_type) for w in self.accepting)
+            self._everywhere[job_type] = known
+        return known
+
     def fits_total(self, job: JobRecord) -> bool:
-        """Could some accepting worker hold ``job`` when empty?"""
-        if self._dominant is not None:
+        """Could some accepting worker that runs the job's type hold ``job`` when empty?"""
+        anywhere = self.everywhere(job.type)
+        if anywhere and self._dominant is not None:
             return job.cpu <= self._dominant[0] and job.mem <= self._dominant[1]
-        key = (job.cpu, job.mem)
+        key = (job.type if not anywhere else "", job.cpu, job.mem)
         known = self._fits_total.get(key)
         if known is None:
-            known = any(w.cpu_total >= job.cpu and w.mem_total >= job.mem for w in self.accepting)
+            known = any(
+                w.cpu_total >= job.cpu and w.mem_total >= job.mem and w.offers(job.type)
+                for w in self.accepting
+            )
             self._fits_total[key] = known
         return known
 
@@ -130,6 +152,8 @@ class _Pool:
         """The open worker left with the least room after taking ``job`` (see module doc)."""
         if job.cpu > self.max_cpu_free or job.mem > self.max_mem_free:
             return None
+        if not self.everywhere(job.type):
+            return self._best_fit_offering(job)
         best: WorkerRecord | None = None
         best_score = float("inf")
         wanted = (job.mem, "")
@@ -151,9 +175,29 @@ class _Pool:
                 best, best_score = worker, score
         return best
 
+    def _best_fit_offering(self, job: JobRecord) -> WorkerRecord | None:
+        """Best fit among the open workers that run the job's type (not all do)."""
+        best: WorkerRecord | None = None
+        best_score = float("inf")
+        for worker in self.open:  # in id order: the lowest id wins a tie
+            if worker.cpu_free < job.cpu or worker.mem_free < job.mem:
+                continue
+            if not worker.offers(job.type):
+                continue
+            score = (worker.cpu_free - job.cpu) * self.inv_cpu + (
+                worker.mem_free - job.mem
+            ) * self.inv_mem
+            if score < best_score:
+                best, best_score = worker, score
+        return best
+
     def soonest(self, job: JobRecord) -> WorkerRecord | None:
         """The open worker, big enough in total, missing the least room for ``job`` now."""
-        candidates = [w for w in self.open if w.cpu_total >= job.cpu and w.mem_total >= job.mem]
+        candidates = [
+            w
+            for w in self.open
+            if w.cpu_total >= job.cpu and w.mem_total >= job.mem and w.offers(job.type)
+        ]
         if not candidates:
             return None
 
@@ -206,7 +250,12 @@ def _drop_stale_reservations(state: SchedulerState) -> None:
         job = state.jobs.get(job_id)
         if job is None or job.status is not JobStatus.READY or job.reserved_on != worker.id:
             worker.reserved_for = None
-        elif not worker.accepting or worker.cpu_total < job.cpu or worker.mem_total < job.mem:
+        elif (
+            not worker.accepting
+            or worker.cpu_total < job.cpu
+            or worker.mem_total < job.mem
+            or not worker.offers(job.type)
+        ):
             state.unreserve(job)
 
 

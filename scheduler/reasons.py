@@ -34,6 +34,7 @@ class JobFacts:
     run_at: float | None = None
     not_before: float | None = None
     worker_id: str | None = None
+    job_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +62,36 @@ def upstream_reason(name: str, job_id: uuid.UUID, status: JobStatus, error: str 
     return f"upstream job {name} ({job_id}) failed{suffix}"
 
 
-def never_fits_reason(cpu_units: int, memory_mb: int, workers: Sequence[WorkerView]) -> str | None:
-    """Why no accepting worker could ever hold the job, or ``None`` if one could."""
+#: Job types named in a reason; the rest are counted.
+MAX_NAMED_TYPES = 8
+
+
+def type_missing_reason(job_type: str, workers: Sequence[WorkerView]) -> str | None:
+    """Why no accepting worker runs ``job_type``, or ``None`` if one does."""
     accepting = [w for w in workers if w.accepting]
+    if not accepting or any(w.offers(job_type) for w in accepting):
+        return None
+    offered = sorted({t for w in accepting for t in (w.job_types or ())})
+    named = ", ".join(offered[:MAX_NAMED_TYPES])
+    more = len(offered) - MAX_NAMED_TYPES
+    tail = f" and {more} more" if more > 0 else ""
+    noun = "worker" if len(accepting) == 1 else "workers"
+    return (
+        f"no live worker runs job type '{job_type}' ({len(accepting)} {noun} accepting, "
+        f"offering {named or 'no types'}{tail}); start a worker that imports it"
+    )
+
+
+def never_fits_reason(
+    cpu_units: int, memory_mb: int, workers: Sequence[WorkerView], job_type: str | None = None
+) -> str | None:
+    """Why no accepting worker could ever hold the job, or ``None`` if one could. With a
+    ``job_type``, only workers that run that type count."""
+    if job_type is not None:
+        missing = type_missing_reason(job_type, workers)
+        if missing is not None:
+            return missing
+    accepting = [w for w in workers if w.accepting and (job_type is None or w.offers(job_type))]
     if any(w.cpu_units >= cpu_units and w.memory_mb >= memory_mb for w in accepting):
         return None
     big_cpu = max((w.cpu_units for w in accepting), default=0)
@@ -120,11 +148,13 @@ def _capacity_reason(job: JobFacts, workers: Sequence[WorkerView], ahead: int) -
         if draining:
             return f"no worker is accepting jobs ({draining} draining)"
         return "no worker is online"
-    never = never_fits_reason(job.cpu_units, job.memory_mb, accepting)
+    never = never_fits_reason(job.cpu_units, job.memory_mb, accepting, job.job_type or None)
     if never is not None:
         return never
+    if job.job_type:
+        accepting = [w for w in accepting if w.offers(job.job_type)]
     if not any(w.cpu_free >= job.cpu_units and w.memory_free >= job.memory_mb for w in accepting):
-        return _no_room_reason(job, accepting)
+        return _no_room_reason(job, accepting) + _lingering_note(accepting)
     if ahead > 0:
         noun = "job" if ahead == 1 else "jobs"
         verb = "is" if ahead == 1 else "are"
@@ -151,3 +181,18 @@ def _no_room_reason(job: JobFacts, accepting: Sequence[WorkerView]) -> str:
         f"needs {job.cpu_units} cpu_units and {job.memory_mb} memory_mb; "
         f"no single worker has both free ({count} {noun})"
     )
+
+
+def _lingering_note(workers: Sequence[WorkerView]) -> str:
+    """Names the ended attempts whose code still holds capacity (timed-out threads)."""
+    held = [(w.worker_id, h) for w in workers for h in w.lingering]
+    if not held:
+        return ""
+    parts = [
+        f"worker {worker_id} holds {h.cpu_units} cpu_units and {h.memory_mb} memory_mb "
+        f"for timed-out job {h.job_id} (attempt {h.attempt}), whose code still runs"
+        for worker_id, h in held[:MAX_NAMED_DEPENDENCIES]
+    ]
+    more = len(held) - MAX_NAMED_DEPENDENCIES
+    tail = f" and {more} more" if more > 0 else ""
+    return "; " + "; ".join(parts) + tail

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from models.enums import JobStatus
 from scheduler.retry import RetryPolicy
-from scheduler.values import JobSpec, WorkerView
+from scheduler.values import JobSpec, Lingering, WorkerView
 
 #: Statuses of a job that waits (no worker holds it).
 WAITING = frozenset({JobStatus.PENDING, JobStatus.BLOCKED, JobStatus.READY, JobStatus.RETRYING})
@@ -91,7 +91,12 @@ class JobRecord:
 
 @dataclass(slots=True, eq=False)
 class WorkerRecord:
-    """One worker's capacity and what it holds. ``reserved_for`` blocks backfill on it."""
+    """One worker's capacity and what it holds. ``reserved_for`` blocks backfill on it.
+
+    ``types`` are the job types it runs (``None``: any, for a worker that has not said);
+    ``incarnation`` names one start of the process (its ``started_at``): a heartbeat with
+    another one means the worker restarted under the same id, and lost what it held.
+    """
 
     id: str
     cpu_total: int
@@ -102,6 +107,8 @@ class WorkerRecord:
     draining: bool = False
     holds: set[HoldKey] = field(default_factory=set)
     reserved_for: uuid.UUID | None = None
+    types: frozenset[str] | None = None
+    incarnation: str | None = None
 
     @property
     def accepting(self) -> bool:
@@ -115,7 +122,10 @@ class WorkerRecord:
     def mem_free(self) -> int:
         return self.mem_total - self.mem_used
 
-    def view(self) -> WorkerView:
+    def offers(self, job_type: str) -> bool:
+        return self.types is None or job_type in self.types
+
+    def view(self, lingering: tuple[Lingering, ...] = ()) -> WorkerView:
         return WorkerView(
             self.id,
             self.cpu_total,
@@ -124,16 +134,20 @@ class WorkerRecord:
             self.mem_used,
             self.online,
             self.draining,
+            self.types,
+            lingering,
         )
 
 
 @dataclass(slots=True)
 class Hold:
-    """Resources one attempt holds on one worker until it is released."""
+    """Resources one attempt holds on one worker until it is released. ``lingering``: the
+    attempt has ended but its code still runs (a timed-out thread), so they stay held."""
 
     worker_id: str
     cpu: int
     mem: int
+    lingering: bool = False
 
 
 class SchedulerState:
@@ -153,6 +167,8 @@ class SchedulerState:
         self.dirty = True
         #: Worker capacity or acceptance changed since parked jobs were last checked.
         self.capacity_changed = False
+        #: Lingering holds freed since the shell last took them (it records their release).
+        self.freed_lingering: list[HoldKey] = []
         self._seq = itertools.count()
         self._ticket = itertools.count(1)
 
@@ -233,11 +249,22 @@ class SchedulerState:
         worker.cpu_used += job.cpu
         worker.mem_used += job.mem
 
+    def lingering(self, worker: WorkerRecord) -> tuple[Lingering, ...]:
+        """What ended attempts still hold on ``worker``, in (job, attempt) order."""
+        out = []
+        for key in sorted(worker.holds):
+            hold = self.holds[key]
+            if hold.lingering:
+                out.append(Lingering(key[0], key[1], hold.cpu, hold.mem))
+        return tuple(out)
+
     def free(self, key: HoldKey) -> bool:
         """Give back what attempt ``key`` held; ``False`` if it held nothing."""
         hold = self.holds.pop(key, None)
         if hold is None:
             return False
+        if hold.lingering:
+            self.freed_lingering.append(key)
         worker = self.workers.get(hold.worker_id)
         if worker is not None:
             worker.holds.discard(key)

@@ -71,6 +71,9 @@ class Transition:
     not_before: float | None = None
     worker_id: str | None = None
     outcome: Outcome | None = None
+    #: Set when the move also takes the attempt number back: a dispatch that provably never
+    #: reached any worker (its queue was gone) was no attempt, so the number is used again.
+    to_attempts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,17 @@ class CancelResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Lingering:
+    """Resources an attempt still holds after it ended: a timed-out plain-function thread
+    cannot be killed, so its cpu and memory stay taken until the thread returns."""
+
+    job_id: uuid.UUID
+    attempt: int
+    cpu_units: int
+    memory_mb: int
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerView:
     """A worker as seen by :func:`scheduler.reasons.why_waiting` (built from DB rows or memory)."""
 
@@ -117,6 +131,13 @@ class WorkerView:
     memory_in_use: int = 0
     online: bool = True
     draining: bool = False
+    #: The job types it can run; ``None``: any (a worker that has not said).
+    job_types: frozenset[str] | None = None
+    #: Capacity still held by attempts that ended while their code kept running.
+    lingering: tuple[Lingering, ...] = ()
+
+    def offers(self, job_type: str) -> bool:
+        return self.job_types is None or job_type in self.job_types
 
     @property
     def accepting(self) -> bool:

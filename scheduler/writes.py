@@ -23,7 +23,7 @@ def _write(t: Transition, now: datetime, result: Any) -> JobWrite:
         from_status=t.from_status.value,
         from_attempts=t.attempts,
         status=t.to_status.value,
-        attempts=t.attempts,
+        attempts=t.attempts if t.to_attempts is None else t.to_attempts,
         reason=t.reason,
         error=t.error,
         result=result if t.to_status is JobStatus.COMPLETED else None,
