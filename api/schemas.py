@@ -273,6 +273,15 @@ class Health(BaseModel):
     checks: dict[str, str] = Field(default_factory=dict)
 
 
+class LingeringOut(BaseModel):
+    """An attempt that ended (timed out) while its code still runs, holding its resources."""
+
+    job_id: uuid.UUID
+    attempt: int
+    cpu_units: int
+    memory_mb: int
+
+
 class WorkerOut(BaseModel):
     """A worker as the scheduler last recorded it, with what runs on it now."""
 
@@ -284,9 +293,16 @@ class WorkerOut(BaseModel):
     )
     cpu_units: int
     memory_mb: int
-    cpu_in_use: int = Field(description="cpu_units held by its running jobs.")
-    memory_in_use: int = Field(description="MB held by its running jobs.")
-    running_jobs: int
+    cpu_in_use: int = Field(
+        description="cpu_units held by its attempts: running ones and lingering ones."
+    )
+    memory_in_use: int = Field(description="MB held by its attempts, lingering ones included.")
+    running_jobs: int = Field(description="Attempts holding resources there (as in /metrics).")
+    lingering: list[LingeringOut] = Field(
+        default_factory=list,
+        description="Ended attempts whose code still runs (timed-out threads) and holds "
+        "capacity until it returns.",
+    )
     job_types: list[str]
     started_at: datetime
     last_heartbeat: datetime

@@ -427,21 +427,6 @@ async def list_workers(conn: AsyncConnection) -> list[RowMapping]:
     return list(rows.mappings())
 
 
-async def running_use(conn: AsyncConnection) -> dict[str, RowMapping]:
-    """Per worker: running jobs and the resources they hold (active rows only, indexed)."""
-    rows = await conn.execute(
-        select(
-            jobs.c.worker_id,
-            func.count().label("running_jobs"),
-            func.coalesce(func.sum(jobs.c.cpu_units), 0).label("cpu_in_use"),
-            func.coalesce(func.sum(jobs.c.memory_mb), 0).label("memory_in_use"),
-        )
-        .where(jobs.c.status == JobStatus.RUNNING.value, jobs.c.worker_id.isnot(None))
-        .group_by(jobs.c.worker_id)
-    )
-    return {r["worker_id"]: r for r in rows.mappings()}
-
-
 _RESET = {
     "status": JobStatus.PENDING.value,
     "error": None,

@@ -6,6 +6,7 @@ from sqlalchemy import RowMapping, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import store
+from api.capacity import Holding, holding
 from models.enums import JobStatus, WorkerState
 from models.tables import Worker
 from models.types import utcnow
@@ -18,24 +19,24 @@ jobs = store.jobs
 
 async def _workers(conn: AsyncConnection) -> list[WorkerView]:
     rows = (await conn.execute(select(workers_t))).mappings().all()
-    used = await conn.execute(
-        select(jobs.c.worker_id, func.sum(jobs.c.cpu_units), func.sum(jobs.c.memory_mb))
-        .where(jobs.c.status == JobStatus.RUNNING.value)
-        .group_by(jobs.c.worker_id)
-    )
-    in_use = {w: (int(c), int(m)) for w, c, m in used}
-    return [
-        WorkerView(
-            worker_id=r["id"],
-            cpu_units=r["cpu_units"],
-            memory_mb=r["memory_mb"],
-            cpu_in_use=in_use.get(r["id"], (0, 0))[0],
-            memory_in_use=in_use.get(r["id"], (0, 0))[1],
-            online=r["state"] != WorkerState.OFFLINE.value,
-            draining=bool(r["draining"]),
+    use = await holding(conn)
+    out = []
+    for r in rows:
+        held = use.get(r["id"], Holding())
+        out.append(
+            WorkerView(
+                worker_id=r["id"],
+                cpu_units=r["cpu_units"],
+                memory_mb=r["memory_mb"],
+                cpu_in_use=held.cpu_in_use,
+                memory_in_use=held.memory_in_use,
+                online=r["state"] != WorkerState.OFFLINE.value,
+                draining=bool(r["draining"]),
+                job_types=frozenset(r["job_types"] or ()),
+                lingering=tuple(held.lingering),
+            )
         )
-        for r in rows
-    ]
+    return out
 
 
 async def waiting_reason(conn: AsyncConnection, job: RowMapping) -> str | None:
@@ -68,5 +69,6 @@ async def waiting_reason(conn: AsyncConnection, job: RowMapping) -> str | None:
         run_at=job["run_at"].timestamp() if job["run_at"] else None,
         not_before=job["not_before"].timestamp() if job["not_before"] else None,
         worker_id=job["worker_id"],
+        job_type=job["type"],
     )
     return why_waiting(facts, utcnow().timestamp(), deps, workers, ahead)

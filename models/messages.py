@@ -7,7 +7,7 @@ and every report carries ``(job_id, attempt)`` so a stale attempt can be fenced 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -67,6 +67,15 @@ class Dispatch(_Message):
     memory_mb: int
     timeout_seconds: float | None = None
     dispatched_at: datetime
+    #: The start of the worker process this attempt is meant for (see :func:`incarnation`):
+    #: a worker restarted under the same id drops the dispatches of its earlier life. ``None``
+    #: from a scheduler that does not know it yet.
+    incarnation: str | None = None
+
+
+def incarnation(started_at: datetime) -> str:
+    """One start of a worker process, named by its ``started_at`` (UTC, to the microsecond)."""
+    return started_at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class CancelJob(_Message):

@@ -147,7 +147,16 @@ class JobAttempt(SQLModel, table=True):
     """Execution history: one row per attempt of a job."""
 
     __tablename__ = "job_attempts"
-    __table_args__ = (Index("ix_job_attempts_worker", "worker_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_job_attempts_worker", "worker_id", "started_at"),
+        # What holds capacity now: read by GET /workers and waiting reasons, kept tiny.
+        Index(
+            "ix_job_attempts_holding",
+            "worker_id",
+            postgresql_where=text("released_at IS NULL"),
+            sqlite_where=text("released_at IS NULL"),
+        ),
+    )
 
     job_id: uuid.UUID = Field(
         sa_column=Column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
@@ -162,6 +171,10 @@ class JobAttempt(SQLModel, table=True):
     outcome: str | None = Field(default=None, sa_column=Column(String(32)))
     error: str | None = Field(default=None, sa_column=Column(Text))
     result: Any | None = Field(default=None, sa_column=Column(JsonType))
+    #: When its cpu and memory became free again. NULL while the attempt runs, and after it
+    #: ended while its code still runs (a timed-out plain-function thread): capacity in use
+    #: is the sum over the rows where this is NULL, everywhere it is shown.
+    released_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
 
 
 class JobLog(SQLModel, table=True):

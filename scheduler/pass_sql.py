@@ -56,11 +56,16 @@ WITH v AS (
 ), closed AS (
     UPDATE job_attempts AS a SET
         started_at = COALESCE(c.started_at, a.started_at), finished_at = c.finished_at,
-        duration_seconds = c.duration, outcome = c.outcome, error = c.error, result = c.result
+        duration_seconds = c.duration, outcome = c.outcome, error = c.error, result = c.result,
+        released_at = c.released_at
     FROM jsonb_to_recordset(%(closes)s::jsonb) AS c(
         job_id uuid, attempt int, started_at timestamptz, finished_at timestamptz,
-        duration float8, outcome text, error text, result jsonb)
+        duration float8, outcome text, error text, result jsonb, released_at timestamptz)
     WHERE a.job_id = c.job_id AND a.attempt = c.attempt AND a.finished_at IS NULL
+), released AS (
+    UPDATE job_attempts AS a SET released_at = %(now)s
+    FROM jsonb_to_recordset(%(releases)s::jsonb) AS r(job_id uuid, attempt int)
+    WHERE a.job_id = r.job_id AND a.attempt = r.attempt AND a.released_at IS NULL
 ), beats AS (
     INSERT INTO workers AS w (id, hostname, cpu_units, memory_mb, state, job_types, started_at,
                               last_heartbeat, draining, jobs_succeeded, jobs_failed)
@@ -79,6 +84,10 @@ WITH v AS (
 ), gone AS (
     UPDATE workers SET state = 'offline'
     WHERE id IN (SELECT jsonb_array_elements_text(%(gone)s::jsonb))
+), dropped AS (
+    DELETE FROM job_attempts AS a
+    USING jsonb_to_recordset(%(drops)s::jsonb) AS d(job_id uuid, attempt int)
+    WHERE a.job_id = d.job_id AND a.attempt = d.attempt AND a.finished_at IS NULL
 )
 SELECT id, type, name, payload, timeout_seconds, batch_id, cpu_units, memory_mb FROM moved
 """
@@ -124,6 +133,8 @@ def pass_params(
     workers: list[dict[str, Any]],
     gone: list[str],
     now: datetime,
+    drops: Sequence[tuple[uuid.UUID, int]] = (),
+    releases: Sequence[tuple[uuid.UUID, int]] = (),
 ) -> dict[str, Any]:
     """The statement's parameters (``writes`` in id order, the lock order every writer uses)."""
     jobs = [
@@ -154,6 +165,7 @@ def pass_params(
             "outcome": r["b_outcome"],
             "error": r["b_error"],
             "result": r["b_result"],
+            "released_at": r["b_released_at"],
         }
         for r in closes
     ]
@@ -163,6 +175,8 @@ def pass_params(
         "closes": _doc(closed),
         "workers": _doc(workers),
         "gone": _doc(gone),
+        "drops": _doc([{"job_id": j, "attempt": a} for j, a in drops]),
+        "releases": _doc([{"job_id": j, "attempt": a} for j, a in releases]),
     }
 
 

@@ -34,6 +34,7 @@ from models.messages import (
     JobStatusEvent,
     ResourcesReleased,
     SchedulerProbe,
+    incarnation,
     scheduler_inbound,
     unpack,
 )
@@ -76,6 +77,17 @@ class Inbox:
     probed: bool = False
 
 
+@dataclass(frozen=True)
+class _AttemptWrites:
+    """Attempt rows a pass writes: ``closes`` (the ``b_``-prefixed rows of
+    :func:`scheduler.store.finish_attempts`), ``releases`` of capacity held after an attempt
+    ended, and ``drops`` of rows of dispatches that reached no worker."""
+
+    closes: list[dict[str, Any]]
+    releases: list[tuple[uuid.UUID, int]]
+    drops: list[tuple[uuid.UUID, int]]
+
+
 @dataclass
 class PassResult:
     transitions: int = 0
@@ -108,6 +120,8 @@ class SchedulerService:
         self._held_events: list[tuple[str, bytes]] = []
         #: Attempts to end without a worker's report: (job, attempt, why, outcome).
         self._lost: list[tuple[uuid.UUID, int, str, Outcome]] = []
+        #: First dispatches no queue took (job, attempt, worker): settled after the next plan.
+        self._undelivered: list[tuple[uuid.UUID, int, str]] = []
         self._to_republish: list[tuple[uuid.UUID, int, str]] = []
         self.tracker = DispatchTracker(grace=max(3 * settings.heartbeat_seconds, 1.0))
         self.failpoints = Failpoints(settings.failpoints)
@@ -143,10 +157,23 @@ class SchedulerService:
         async with self.engine.connect() as conn:
             workers = await store.load_workers(conn)
             loaded = await store.load_active(conn)
+            lingering = await store.load_lingering(conn)
         for w in workers:
-            self.core.upsert_worker(w["id"], w["cpu_units"], w["memory_mb"], draining=w["draining"])
-            self._last_seen.setdefault(w["id"], now)  # a lease's grace to heartbeat again
+            # Known, but offline until it heartbeats to this scheduler; what it runs has a
+            # lease's grace for that heartbeat.
+            self.core.remember_worker(
+                w["id"],
+                w["cpu_units"],
+                w["memory_mb"],
+                job_types=w["job_types"],
+                incarnation=incarnation(w["started_at"]),
+            )
+            self._last_seen.setdefault(w["id"], now)
         self._pending_transitions = self.core.add_jobs(loaded.specs, now)
+        for row in lingering:
+            self.core.hold_lingering(
+                row["job_id"], row["attempt"], row["worker_id"], row["cpu_units"], row["memory_mb"]
+            )
         self._batch_of = dict(loaded.batch_of)
         self._cancels_at_start = loaded.cancel_requested
         running = [s for s in loaded.specs if s.status is JobStatus.RUNNING and s.worker_id]
@@ -216,6 +243,12 @@ class SchedulerService:
                     next_check = loop.time() + LEADER_CHECK_SECONDS
                 await self.run_pass()
                 await self._sleep(stop)
+            if self._messages:  # what arrived before the stop (a goodbye) is settled now
+                log.info(
+                    "settling the last messages before stopping",
+                    extra={"action": "scheduler.last_pass", "messages": len(self._messages)},
+                )
+                await self.run_pass()
         finally:
             monitoring.cancel()
             probe.cancel()
@@ -234,7 +267,7 @@ class SchedulerService:
                 await self._pass_sql.close()
 
     async def _sleep(self, stop: asyncio.Event) -> None:
-        if self._messages or self._outbox or self._lost:
+        if self._messages or self._outbox or self._lost or self._undelivered:
             await asyncio.sleep(0)
             return
         now = self.clock()
@@ -308,18 +341,9 @@ class SchedulerService:
             self.core.release(r.job_id, r.attempt)
         # Reports before heartbeats: a stopping worker's hand-backs precede its goodbye.
         for beat in inbox.beats.values():
+            out += self._heard_from(beat, now)
             if beat.stopped:
-                # Goodbye: place nothing more there. Its last reports may still be on their
-                # way (messages need not arrive in order), so what it held is settled by
-                # them or, failing that, by the lease, which runs on from its last beat.
-                self.core.upsert_worker(
-                    beat.worker_id, beat.cpu_units, beat.memory_mb, draining=True
-                )
                 continue
-            self.core.upsert_worker(
-                beat.worker_id, beat.cpu_units, beat.memory_mb, draining=beat.draining
-            )
-            self._last_seen[beat.worker_id] = now
             holds = [(r.job_id, r.attempt) for r in beat.running]
             verdicts = self.tracker.on_heartbeat(beat.worker_id, holds, now)
             self._to_republish += verdicts.republish
@@ -331,6 +355,34 @@ class SchedulerService:
             out += self.core.on_attempt_finished(job_id, attempt, outcome, now, error=why)
         self._lost = []
         return out, results
+
+    def _heard_from(self, beat: Heartbeat, now: float) -> list[Transition]:
+        """A heartbeat (or a goodbye) updates the worker in the core."""
+        known = self.core.state.workers.get(beat.worker_id)
+        started = incarnation(beat.started_at)
+        if known is not None and known.incarnation not in (None, started):
+            log.warning(
+                "worker restarted under the same id; what it held runs again",
+                extra={"action": "scheduler.worker_restarted", "worker": beat.worker_id},
+            )
+            self.tracker.worker_gone(beat.worker_id)
+        out = self.core.upsert_worker(
+            beat.worker_id,
+            beat.cpu_units,
+            beat.memory_mb,
+            draining=beat.draining,
+            job_types=beat.job_types,
+            incarnation=started,
+            now=now,
+        )
+        if beat.stopped:
+            # Goodbye: its reports travel before it, so what it still holds never ran there.
+            out += self.core.worker_stopped(beat.worker_id, now)
+            self.tracker.worker_gone(beat.worker_id)
+            self._last_seen.pop(beat.worker_id, None)
+        else:
+            self._last_seen[beat.worker_id] = now
+        return out
 
     def _hear(self, inbox: Inbox, now: float) -> None:
         """A probe came back. After a gap (the broker path was down, so nobody could be heard)
@@ -409,6 +461,17 @@ class SchedulerService:
                 out += self.core.dependency_finished(job_id, status, row["name"], now, row["error"])
         return out
 
+    def _settle_undelivered(self, now: float) -> list[Transition]:
+        """Dispatches no queue took. Called after the plan: the job gets its attempt number
+        back, so it must not be placed again in this pass (this pass's write deletes the
+        attempt row that the next placement opens anew)."""
+        out: list[Transition] = []
+        undelivered, self._undelivered = self._undelivered, []
+        for job_id, attempt, worker_id in undelivered:
+            self.tracker.settled(job_id, attempt)
+            out += self.core.undelivered(job_id, attempt, worker_id, now)
+        return out
+
     async def run_pass(self) -> PassResult:
         """One scheduling pass; see the module docstring."""
         self.timings.start()
@@ -435,6 +498,7 @@ class SchedulerService:
                 sends.append(decided.send)
         transitions += self.core.tick(now)
         placements = self.core.plan(now)
+        transitions += self._settle_undelivered(now)
         self.timings.mark("decide")
         try:
             published = await self._commit(transitions, placements, results, inbox, gone, now)
@@ -485,10 +549,11 @@ class SchedulerService:
         now = dt(now_f)
         assert now is not None
         writes = plan_writes(transitions, placements, now, results)
+        attempts = self._attempt_writes(inbox, transitions, now_f)
         for attempt in range(1, 4):
             try:
                 won, started = await self._write(
-                    writes, placements, inbox, transitions, gone, now_f
+                    writes, placements, attempts, inbox, transitions, gone, now_f
                 )
                 self.timings.mark("write")
                 break
@@ -511,6 +576,7 @@ class SchedulerService:
         self,
         writes: dict[uuid.UUID, store.JobWrite],
         placements: list[Placement],
+        attempts: _AttemptWrites,
         inbox: Inbox,
         transitions: list[Transition],
         gone: list[str],
@@ -527,15 +593,18 @@ class SchedulerService:
             params = pass_params(
                 ordered,
                 opens,
-                self._attempt_rows(inbox, transitions, now_f),
+                attempts.closes,
                 self._worker_rows(inbox, transitions, now_f),
                 gone,
                 now,
+                attempts.drops,
+                attempts.releases,
             )
             won = await self._pass_sql.write(params)
             return won, [p for p in placements if p.job_id in won]
         async with self.engine.begin() as conn:
             won = await store.apply(conn, ordered, now)
+            await store.drop_attempts(conn, attempts.drops)
             started = [p for p in placements if p.job_id in won]
             await store.insert_attempts(
                 conn,
@@ -551,14 +620,16 @@ class SchedulerService:
                     for p in started
                 ],
             )
-            await store.finish_attempts(conn, self._attempt_rows(inbox, transitions, now_f))
+            await store.finish_attempts(conn, attempts.closes)
+            await store.release_attempts(conn, attempts.releases, now)
             await store.upsert_workers(conn, self._worker_rows(inbox, transitions, now_f))
             await store.mark_workers(conn, gone, WorkerState.OFFLINE.value)
         return won, started
 
-    def _attempt_rows(
+    def _attempt_writes(
         self, inbox: Inbox, transitions: list[Transition], now: float
-    ) -> list[dict[str, Any]]:
+    ) -> _AttemptWrites:
+        """The pass's writes of attempt rows: closes, releases of held capacity, deletes."""
         rows = [
             {
                 "b_job_id": f.job_id,
@@ -569,12 +640,13 @@ class SchedulerService:
                 "b_outcome": f.outcome.value,
                 "b_error": f.error,
                 "b_result": f.result if f.outcome is Outcome.SUCCEEDED else None,
+                "b_released_at": f.finished_at if f.released else None,
             }
             for f in inbox.finished
         ]
         reported = {(f.job_id, f.attempt) for f in inbox.finished}
-        for t in transitions:
-            if t.outcome is Outcome.LOST and (t.job_id, t.attempts) not in reported:
+        for t in transitions:  # attempts the scheduler ended itself (lost, handed back)
+            if t.outcome is not None and (t.job_id, t.attempts) not in reported:
                 rows.append(
                     {
                         "b_job_id": t.job_id,
@@ -582,12 +654,21 @@ class SchedulerService:
                         "b_started_at": None,
                         "b_finished_at": dt(now),
                         "b_duration": None,
-                        "b_outcome": Outcome.LOST.value,
+                        "b_outcome": t.outcome.value,
                         "b_error": t.error,
                         "b_result": None,
+                        "b_released_at": dt(now),
                     }
                 )
-        return rows
+        freed = self.core.take_freed_lingering()
+        closing = {(r["b_job_id"], r["b_attempt"]): r for r in rows}
+        releases = []
+        for key in freed:  # a row closed in this pass is released by its close (one update)
+            if key in closing:
+                closing[key]["b_released_at"] = dt(now)
+            else:
+                releases.append(key)
+        return _AttemptWrites(rows, releases, _given_back(transitions))
 
     def _worker_rows(
         self, inbox: Inbox, transitions: list[Transition], now: float
@@ -640,7 +721,9 @@ class SchedulerService:
         assert now is not None
         per_worker: dict[str, list[tuple[str, bytes]]] = {}
         for p in started:
-            message = _dispatch(p.job_id, p.attempt, p.worker_id, won[p.job_id], now)
+            message = _dispatch(
+                p.job_id, p.attempt, p.worker_id, won[p.job_id], now, self._incarnation(p.worker_id)
+            )
             per_worker.setdefault(p.worker_id, []).append(message)
         out: list[tuple[str, bytes]] = []
         for worker_id, messages in per_worker.items():  # one message per worker per pass
@@ -683,6 +766,10 @@ class SchedulerService:
         if w.from_status == JobStatus.RUNNING.value and took is not None:
             out["run_seconds"] = took.total_seconds()
         return out
+
+    def _incarnation(self, worker_id: str) -> str | None:
+        worker = self.core.state.workers.get(worker_id)
+        return worker.incarnation if worker is not None else None
 
     @staticmethod
     def _cancel_messages(sends: list[SendCancel]) -> list[tuple[str, bytes]]:
@@ -770,21 +857,28 @@ class SchedulerService:
                 queue.task_done()
             if published:
                 self.failpoints.hit("after_publish_before_ack")
-            if self._lost:
+            if self._lost or self._undelivered:
                 self._wake.set()  # unroutable dispatches: the next pass settles them
 
-    async def _send_dispatches(self, messages: list[tuple[str, bytes]]) -> bool:
-        """Publish dispatches (mandatory); those no queue took are settled as handed back.
-        False when the broker refused them (they are to be published again)."""
+    async def _send_dispatches(
+        self, messages: list[tuple[str, bytes]], *, republish: bool = False
+    ) -> bool:
+        """Publish dispatches (mandatory); those no queue took are settled (see
+        :meth:`_unroutable`). False when the broker refused them (to be published again)."""
         try:
             await self.broker.publish_many(messages, mandatory=True)
         except Unroutable as exc:
-            self._unroutable(exc, messages)
+            self._unroutable(exc, messages, republish=republish)
         except BrokerError:
             return False
         return True
 
-    def _unroutable(self, exc: Unroutable, dispatches: list[tuple[str, bytes]]) -> None:
+    def _unroutable(
+        self, exc: Unroutable, dispatches: list[tuple[str, bytes]], *, republish: bool
+    ) -> None:
+        """No queue took these dispatches: the worker's queue is gone, and so is the worker.
+        A first dispatch reached nobody, so it was no attempt (:meth:`Scheduler.undelivered`);
+        a re-published one may have run there before the worker went: that attempt is lost."""
         keys = set(exc.routing_keys)
         undelivered = [
             Dispatch.model_validate(item)
@@ -802,8 +896,11 @@ class SchedulerService:
                     "worker": d.worker_id,
                 },
             )
-            why = f"worker {d.worker_id} has no queue"  # never delivered: not the job's fault
-            self._lost.append((d.job_id, d.attempt, why, Outcome.HANDED_BACK))
+            if republish:
+                why = f"worker {d.worker_id} is gone (its queue no longer exists)"
+                self._lost.append((d.job_id, d.attempt, why, Outcome.LOST))
+            else:
+                self._undelivered.append((d.job_id, d.attempt, d.worker_id))
 
     async def _republish_running(self) -> None:
         """After a restart, dispatches decided but maybe never published go out again; workers
@@ -824,11 +921,11 @@ class SchedulerService:
         now = dt(self.clock())
         assert now is not None
         messages = [
-            _dispatch(job_id, attempt, worker_id, rows[job_id], now)
+            _dispatch(job_id, attempt, worker_id, rows[job_id], now, self._incarnation(worker_id))
             for job_id, attempt, worker_id in todo
             if job_id in rows
         ]
-        if not await self._send_dispatches(messages):
+        if not await self._send_dispatches(messages, republish=True):
             log.warning(
                 "could not re-publish; the next heartbeats will tell",
                 extra={"action": "scheduler.publish_failed"},
@@ -867,12 +964,22 @@ class SchedulerService:
         )
 
 
+def _given_back(transitions: list[Transition]) -> list[tuple[uuid.UUID, int]]:
+    """Attempt rows to delete: dispatches that reached no worker were no attempts."""
+    return [(t.job_id, t.attempts) for t in transitions if t.to_attempts is not None]
+
+
 def _is_event(message: tuple[str, bytes]) -> bool:
     return message[0].startswith("job.status.")
 
 
 def _dispatch(
-    job_id: uuid.UUID, attempt: int, worker_id: str, row: Any, now: datetime
+    job_id: uuid.UUID,
+    attempt: int,
+    worker_id: str,
+    row: Any,
+    now: datetime,
+    worker_incarnation: str | None,
 ) -> tuple[str, bytes]:
     """The dispatch of one attempt, from the job's row (type, name, payload, resources,
     timeout), with its routing key."""
@@ -887,5 +994,6 @@ def _dispatch(
         memory_mb=row["memory_mb"],
         timeout_seconds=row["timeout_seconds"],
         dispatched_at=now,
+        incarnation=worker_incarnation,
     )
     return topology.dispatch_key(worker_id, job_id), message.dumps()

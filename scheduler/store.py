@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -177,6 +177,20 @@ async def load_active(conn: AsyncConnection) -> Loaded:
     return await _specs(conn, list(rows.mappings()))
 
 
+async def load_lingering(conn: AsyncConnection) -> list[RowMapping]:
+    """Ended attempts whose code still holds capacity (timed-out threads not yet returned)."""
+    rows = await conn.execute(
+        select(
+            attempts_t.c.job_id,
+            attempts_t.c.attempt,
+            attempts_t.c.worker_id,
+            attempts_t.c.cpu_units,
+            attempts_t.c.memory_mb,
+        ).where(attempts_t.c.released_at.is_(None), attempts_t.c.finished_at.is_not(None))
+    )
+    return list(rows.mappings())
+
+
 async def load_pending(
     conn: AsyncConnection,
     ids: Sequence[uuid.UUID] | None,
@@ -294,6 +308,18 @@ async def insert_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
         await conn.execute(attempts_t.insert(), rows)
 
 
+async def drop_attempts(conn: AsyncConnection, keys: Sequence[tuple[uuid.UUID, int]]) -> None:
+    """Delete still-open attempt rows of dispatches that reached no worker."""
+    for job_id, attempt in keys:
+        await conn.execute(
+            delete(attempts_t).where(
+                attempts_t.c.job_id == job_id,
+                attempts_t.c.attempt == attempt,
+                attempts_t.c.finished_at.is_(None),
+            )
+        )
+
+
 async def finish_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Close history rows: end, duration, outcome, error, result. A row already closed stays
     as it is."""
@@ -313,9 +339,26 @@ async def finish_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
             outcome=bindparam("b_outcome"),
             error=bindparam("b_error"),
             result=bindparam("b_result"),
+            released_at=bindparam("b_released_at"),
         )
     )
     await conn.execute(stmt, rows)
+
+
+async def release_attempts(
+    conn: AsyncConnection, keys: Sequence[tuple[uuid.UUID, int]], now: datetime
+) -> None:
+    """Ended attempts whose capacity is free at last (a lingering thread returned)."""
+    for job_id, attempt in keys:
+        await conn.execute(
+            update(attempts_t)
+            .where(
+                attempts_t.c.job_id == job_id,
+                attempts_t.c.attempt == attempt,
+                attempts_t.c.released_at.is_(None),
+            )
+            .values(released_at=now)
+        )
 
 
 async def upsert_workers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

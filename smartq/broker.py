@@ -27,6 +27,11 @@ class BrokerError(SmartqError):
     """The broker could not do what was asked (connection lost, message rejected...)."""
 
 
+class QueueMismatch(BrokerError):
+    """A queue exists under that name with other properties (e.g. declared by an older
+    version without an expiry); declaring it as asked needs it deleted first."""
+
+
 class Unroutable(BrokerError):
     """A ``mandatory`` publish matched no queue, so nobody would ever receive it."""
 

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from smartq import heap
@@ -27,6 +29,40 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+@contextlib.contextmanager
+def _signals_after_serve() -> Iterator[None]:
+    """uvicorn handles the first SIGINT/SIGTERM itself and raises it again when its server
+    returns, so that the default handler ends the process: ``smartq dev`` would then be killed
+    (SIGTERM) or cancelled (SIGINT) in the middle of stopping its worker and scheduler, and the
+    scheduler would lose the worker's last reports and goodbye. Here that raised-again signal
+    is taken as what it is, a request to stop, already under way; a second one from the user
+    still ends the process the usual way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    seen: set[int] = set()
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        if sig not in seen:
+            seen.add(sig)
+            return
+        before = previous[signal.Signals(sig)]
+        if callable(before):
+            before(sig, frame)
+        elif before == signal.SIG_DFL:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 @contextlib.asynccontextmanager
@@ -130,11 +166,11 @@ async def run_dev(
     load_job_modules(settings.imports)
     async with _resources(settings) as (engine, broker):
         assert engine is not None
-        stop = asyncio.Event()
+        stop, stop_worker = asyncio.Event(), asyncio.Event()
         worker = WorkerService(settings, broker, registry, cpu_units=cpu_units, memory_mb=memory_mb)
+        worker_task = asyncio.create_task(worker.run(stop_worker), name="worker")
         parts = {
             "scheduler": SchedulerService(settings, engine, broker).run(stop),
-            "worker": worker.run(stop),
             "logger": LogStore(settings, engine, broker).run(stop),
         }
         tasks = [asyncio.create_task(coro, name=name) for name, coro in parts.items()]
@@ -149,7 +185,12 @@ async def run_dev(
         )
         try:
             # uvicorn owns SIGINT/SIGTERM here; when it returns, everything else stops too.
-            await api_server(settings, host, port, engine, broker).serve()
+            with _signals_after_serve():
+                await api_server(settings, host, port, engine, broker).serve()
         finally:
+            # The worker first: its hand-backs and goodbye reach the scheduler, which settles
+            # them before it stops (the in-process broker keeps nothing across a restart).
+            stop_worker.set()
+            await asyncio.gather(worker_task, return_exceptions=True)
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)

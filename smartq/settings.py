@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     worker_id: str | None = None
     heartbeat_seconds: float = 2.0
     shutdown_grace_seconds: float = 30.0
+    worker_queue_expires_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="RabbitMQ deletes a worker's queue after it had no consumer this long "
+        "(0: never); it must outlast the lease, and a returning worker declares it again.",
+    )
     worker_log_flush_seconds: float = Field(
         default=0.02,
         ge=0,

@@ -140,13 +140,21 @@ def logger_queue(exchange: str = EXCHANGE) -> QueueSpec:
     return QueueSpec(name=_named(exchange, LOGGER_QUEUE), bindings=("job.logs.#",))
 
 
-def worker_queue(worker_id: str, exchange: str = EXCHANGE) -> QueueSpec:
+def worker_queue(
+    worker_id: str, exchange: str = EXCHANGE, expires_seconds: float = 0.0
+) -> QueueSpec:
     """One worker's dispatches and cancels. Durable and named after the worker so that what
-    was sent while it restarted waits for it; prefetch it with the worker's job slots."""
+    was sent while it restarted waits for it; prefetch it with the worker's job slots.
+
+    With ``expires_seconds`` > 0, RabbitMQ deletes the queue once it has had no consumer for
+    that long (``x-expires``): by then the worker's lease has long expired and everything in
+    the queue has run elsewhere, and a worker that comes back declares a fresh one."""
     key = worker_key(worker_id)
+    arguments = {"x-expires": int(expires_seconds * 1000)} if expires_seconds > 0 else {}
     return QueueSpec(
         name=_named(exchange, WORKER_QUEUE_PREFIX) + key,
         bindings=(f"job.dispatch.{key}.#", f"job.cancel.{key}.#"),
+        arguments=arguments,
     )
 
 

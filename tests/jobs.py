@@ -51,3 +51,9 @@ def unstorable(ctx: JobContext) -> dict[str, object]:
     if ctx.attempt == 1:
         raise ValueError("bad\x00error")
     return {"k\x00": "v\x00", "big": 2**70, "nan": float("nan")}
+
+
+@smartq.job("greet")
+def greet(ctx: JobContext) -> dict[str, str]:
+    """A type that only some test workers register (placement by job type)."""
+    return {"hello": str(ctx.payload.get("name", "world"))}

@@ -29,7 +29,7 @@ from smartq.broker import Broker
 from smartq.brokers.memory import InMemoryBroker
 from smartq.brokers.rabbitmq import RabbitMQBroker
 from smartq.db import create_async
-from smartq.registry import registry
+from smartq.registry import Registry, registry
 from smartq.settings import Settings
 from tests.wsclient import AsgiWebSocket
 from worker.service import WorkerService
@@ -93,12 +93,16 @@ class System:
         return self.logger
 
     def start_worker(
-        self, worker_id: str, cpu_units: int = 4, memory_mb: int = 4096
+        self,
+        worker_id: str,
+        cpu_units: int = 4,
+        memory_mb: int = 4096,
+        job_registry: Registry | None = None,
     ) -> WorkerService:
         w = WorkerService(
             self.settings,
             self.broker,
-            registry,
+            job_registry or registry,
             worker_id=worker_id,
             cpu_units=cpu_units,
             memory_mb=memory_mb,
@@ -106,6 +110,17 @@ class System:
         self.workers[worker_id] = w
         self._start(f"worker:{worker_id}", w.run)
         return w
+
+    async def wait_worker(self, worker_id: str, timeout: float = 10) -> dict[str, Any]:
+        """Until ``GET /workers`` shows the worker online (the scheduler heard it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for w in (await self.client.get("/workers")).json():
+                if w["id"] == worker_id and w["state"] != "offline":
+                    return dict(w)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker {worker_id} not online after {timeout}s")
+            await asyncio.sleep(0.05)
 
     async def stop_worker(self, worker_id: str) -> None:
         await self.stop(f"worker:{worker_id}")

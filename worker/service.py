@@ -29,11 +29,12 @@ from models.messages import (
     Heartbeat,
     LogLine,
     ResourcesReleased,
+    incarnation,
     unpack,
     worker_inbound,
 )
 from smartq import topology
-from smartq.broker import Broker, BrokerError, Consumer, IncomingMessage
+from smartq.broker import Broker, BrokerError, Consumer, IncomingMessage, QueueMismatch
 from smartq.registry import Registry
 from smartq.settings import Settings
 from worker.executor import Executor
@@ -79,6 +80,8 @@ class WorkerService:
         self.cpu_units = cpu_units or cpu
         self.memory_mb = memory_mb or mem
         self.started_at = datetime.now(UTC)
+        #: This start of the process; dispatches name the start they are meant for.
+        self.incarnation = incarnation(self.started_at)
         self.draining = False
         self._lanes: tuple[asyncio.Queue[tuple[str, bytes]], ...] = (
             asyncio.Queue(),
@@ -206,6 +209,19 @@ class WorkerService:
         key = (dispatch.job_id, dispatch.attempt)
         if key in self._seen:
             return  # a re-published dispatch of an attempt this worker already took
+        if dispatch.incarnation is not None and dispatch.incarnation != self.incarnation:
+            # Meant for an earlier start of this worker id: the scheduler settled that attempt
+            # when it heard this start's first heartbeat. Running it would run it twice.
+            log.warning(
+                "dropping a dispatch meant for an earlier start of this worker",
+                extra={
+                    "action": "worker.stale_dispatch",
+                    "job_id": str(dispatch.job_id),
+                    "attempt": dispatch.attempt,
+                    "worker": self.worker_id,
+                },
+            )
+            return
         self._seen[key] = None
         if len(self._seen) > _SEEN:
             self._seen.popitem(last=False)
@@ -238,11 +254,7 @@ class WorkerService:
         self._loop_thread = threading.get_ident()
         prefetch = max(64, self.cpu_units * 4)
         # The queue exists before the first heartbeat: the scheduler may dispatch at once.
-        consumer = await self.broker.consume(
-            topology.worker_queue(self.worker_id, self.broker.exchange),
-            self._on_message,
-            prefetch=prefetch,
-        )
+        consumer = await self._consume(prefetch)
         publishers = [
             asyncio.create_task(self._publisher(lane, linger), name=f"worker-publisher-{lane}")
             for lane, linger in ((_URGENT, 0.0), (_BULK, self.settings.worker_log_flush_seconds))
@@ -264,6 +276,22 @@ class WorkerService:
             for publisher in publishers:
                 publisher.cancel()
 
+    async def _consume(self, prefetch: int) -> Consumer:
+        queue = topology.worker_queue(
+            self.worker_id, self.broker.exchange, self.settings.worker_queue_expires_seconds
+        )
+        try:
+            return await self.broker.consume(queue, self._on_message, prefetch=prefetch)
+        except QueueMismatch:
+            # Declared by an older version (no expiry) or other settings. What it holds was
+            # meant for an earlier start: the scheduler's tracker settles those dispatches.
+            log.warning(
+                "worker queue exists with other properties; replacing it",
+                extra={"action": "worker.queue_replaced", "queue": queue.name},
+            )
+            await self.broker.delete_queue(queue.name)
+            return await self.broker.consume(queue, self._on_message, prefetch=prefetch)
+
     async def _gather(self, lane: int, linger: float) -> None:
         """Wait ``linger`` seconds for more of the lane's messages, less once a full batch is
         queued (a flood is not slowed) or the worker stops (nothing is left behind)."""
@@ -274,14 +302,17 @@ class WorkerService:
         full.clear()
 
     async def _drain(self, consumer: Consumer, beats: asyncio.Task[None]) -> None:
-        """Take nothing new, let running jobs finish within the grace period, hand back the
-        rest (they run again elsewhere), say goodbye, and flush every report."""
+        """Say at once that it drains (the scheduler stops placing here), let running jobs
+        finish within the grace period, hand back the rest and whatever still arrives (they
+        run again elsewhere, at once), say goodbye, and flush every report. Consuming goes on
+        until the goodbye: a dispatch left in the queue would wait out the whole lease."""
         self.draining = True
         for full in self._full:
             full.set()  # what the lanes hold goes out now, not after their windows
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat().dumps())
-        await consumer.cancel()
         await self.executor.shutdown(self.settings.shutdown_grace_seconds)
+        await consumer.cancel()
+        await self.executor.shutdown(0)  # hand-backs of what arrived meanwhile are reported
         beats.cancel()  # the goodbye below is the last heartbeat
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat(stopped=True).dumps())
         with contextlib.suppress(TimeoutError):

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api import store
+from api.capacity import Holding, holding
 from api.deps import ConnDep, ContextDep
-from api.schemas import WorkerOut
+from api.schemas import LingeringOut, WorkerOut
 from models.enums import WorkerState
 from models.types import utcnow
 
@@ -22,12 +23,14 @@ async def list_workers(
     ctx: ContextDep,
     state: Annotated[list[WorkerState] | None, Query()] = None,
 ) -> list[WorkerOut]:
-    """Workers by id. Use is the sum of the resources of the jobs running on each; CPU % and
-    memory come from the scheduler's latest resource monitoring, when this API has seen one."""
+    """Workers by id. Use is what the attempts on each hold and have not released: running
+    ones, and ended ones whose code still runs (``lingering``: a timed-out thread cannot be
+    stopped, so its capacity stays taken until it returns). CPU % and memory come from the
+    scheduler's latest resource monitoring, when this API has seen one."""
     now = utcnow()
     lease = timedelta(seconds=ctx.settings.worker_lease_seconds)
     rows = await store.list_workers(conn)
-    use = await store.running_use(conn)
+    use = await holding(conn)
     resources = ctx.metrics.snapshots.resources
     measured = {w.worker_id: w for w in resources.workers} if resources else {}
     out = []
@@ -37,7 +40,7 @@ async def list_workers(
         current = WorkerState.OFFLINE if stale else recorded
         if state and current not in state:
             continue
-        running = use.get(row["id"])
+        held = use.get(row["id"], Holding())
         until = row["last_heartbeat"] if current is WorkerState.OFFLINE else now
         seen = measured.get(row["id"])
         out.append(
@@ -47,9 +50,18 @@ async def list_workers(
                 state=current.value,
                 cpu_units=row["cpu_units"],
                 memory_mb=row["memory_mb"],
-                cpu_in_use=running["cpu_in_use"] if running else 0,
-                memory_in_use=running["memory_in_use"] if running else 0,
-                running_jobs=running["running_jobs"] if running else 0,
+                cpu_in_use=held.cpu_in_use,
+                memory_in_use=held.memory_in_use,
+                running_jobs=held.running_jobs,
+                lingering=[
+                    LingeringOut(
+                        job_id=h.job_id,
+                        attempt=h.attempt,
+                        cpu_units=h.cpu_units,
+                        memory_mb=h.memory_mb,
+                    )
+                    for h in held.lingering
+                ],
                 job_types=row["job_types"],
                 started_at=row["started_at"],
                 last_heartbeat=row["last_heartbeat"],

@@ -23,6 +23,7 @@ from smartq.broker import (
     Consumer,
     Handler,
     IncomingMessage,
+    QueueMismatch,
     Unroutable,
     run_handler,
 )
@@ -207,7 +208,9 @@ class InMemoryBroker(Broker):
         if existing is None:
             existing = self._queues[queue.name] = _Queue(queue)
         elif _properties(existing.spec) != _properties(queue):
-            raise BrokerError(f"queue {queue.name!r} exists with other properties: {existing.spec}")
+            raise QueueMismatch(
+                f"queue {queue.name!r} exists with other properties: {existing.spec}"
+            )
         existing.bindings.update(queue.bindings)
 
     async def publish(self, routing_key: str, body: bytes, *, mandatory: bool = False) -> None:

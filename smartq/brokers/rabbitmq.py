@@ -42,6 +42,7 @@ from smartq.broker import (
     Consumer,
     Handler,
     IncomingMessage,
+    QueueMismatch,
     Unroutable,
     run_handler,
 )
@@ -263,6 +264,10 @@ class RabbitMQBroker(Broker):
             for key in queue.bindings:
                 await declared.bind(exchange, key)
             await declared.consume(consumer.on_message)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            with contextlib.suppress(*_LOST):
+                await channel.close()
+            raise QueueMismatch(f"cannot consume {queue.name!r}: {exc!r}") from exc
         except _LOST as exc:
             with contextlib.suppress(*_LOST):
                 await channel.close()
