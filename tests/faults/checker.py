@@ -12,6 +12,9 @@ Counts (see :class:`Counts`), every one of them zero on a healthy smartq:
 * ``held_cpu`` / ``held_memory`` / ``held_jobs`` — what the scheduler's own accounting still
   holds on workers (its ``job.monitoring.resource`` snapshot).
 * ``worker_running`` — attempts live workers still report in their heartbeats.
+* ``unreleased`` — attempt rows still holding capacity (``released_at`` NULL).
+* ``over_budget`` — jobs with more attempts than ``max_attempts`` (hand-backs, recorded as
+  ``handed_back``, are not attempts of the budget).
 * ``queue_ready`` / ``queue_unacked`` — messages left in the scheduler's and logger's queues.
 
 Two more are reported for the at-least-once bound a scenario states: ``effects_unsuccessful``
@@ -58,6 +61,8 @@ MUST_BE_ZERO = (
     "held_memory",
     "held_jobs",
     "worker_running",
+    "unreleased",
+    "over_budget",
     "queue_ready",
     "queue_unacked",
 )
@@ -78,6 +83,8 @@ class Counts:
     held_memory: int = 0
     held_jobs: int = 0
     worker_running: int = 0
+    unreleased: int = 0
+    over_budget: int = 0
     queue_ready: int = 0
     queue_unacked: int = 0
     effects: int = 0
@@ -200,6 +207,21 @@ def _database_counts(
             busy[f"{r['worker_id']}:cpu"] += r["cpu_units"]
             busy[f"{r['worker_id']}:mem"] += r["memory_mb"]
     details["busy_cpu"] = details["busy_memory"] = dict(busy)
+    unreleased = [
+        (str(a["job_id"]), a["attempt"], a["worker_id"])
+        for a in attempts
+        if a["released_at"] is None
+    ]
+    details["unreleased"] = unreleased[:20]
+    budget = Counter(
+        str(a["job_id"])
+        for a in attempts
+        if a["outcome"] != "handed_back"
+        and str(a["job_id"]) in jobs
+        and a["attempt"] > jobs[str(a["job_id"])]["attempts_base"]
+    )
+    over_budget = {j: n for j, n in budget.items() if n > jobs[j]["max_attempts"]}
+    details["over_budget"] = dict(list(over_budget.items())[:20])
     counts = {
         "jobs": len(wanted),
         "final": len(wanted) - len(lost),
@@ -208,6 +230,8 @@ def _database_counts(
         "unrecorded": len(unrecorded),
         "stuck": len(stuck),
         "open_attempts": len(open_attempts),
+        "unreleased": len(unreleased),
+        "over_budget": len(over_budget),
         "busy_cpu": sum(v for k, v in busy.items() if k.endswith(":cpu")),
         "busy_memory": sum(v for k, v in busy.items() if k.endswith(":mem")),
         "effects": len(effects),

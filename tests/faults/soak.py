@@ -1,5 +1,8 @@
-"""The soak (issue 5, scenario 12): faults of scenarios 1, 4, 6, 7 and 8 mixed at random under a
-steady load, for ``--minutes`` (30 by default), then the checker's counts. Not part of CI:
+"""The soak (issue 5, scenario 12): faults of scenarios 1, 4, 6, 7 and 8, and the worker life-cycle
+faults of issue 12 (a worker restarted under the same id, soon or after its lease, with stale
+dispatches in its queue; a worker stopped with SIGTERM while dispatches race its drain), mixed
+at random under a steady load, for ``--minutes`` (30 by default), then the checker's counts.
+Not part of CI:
 
     .venv/bin/python -m tests.faults.soak --minutes 30
 
@@ -24,9 +27,17 @@ import httpx
 
 from tests.databases import PostgresDatabases
 from tests.faults.checker import check
-from tests.faults.cluster import Cluster, cluster
+from tests.faults.cluster import LEASE_SECONDS, Cluster, cluster
 
-FAULTS = ("kill_worker", "kill_scheduler", "restart_rabbitmq", "kill_connections", "kill_logger")
+FAULTS = (
+    "kill_worker",
+    "kill_scheduler",
+    "restart_rabbitmq",
+    "kill_connections",
+    "kill_logger",
+    "restart_worker_same_id",
+    "sigterm_worker",
+)
 
 
 def _jobs(n: int, seed: int) -> list[dict[str, Any]]:
@@ -68,6 +79,15 @@ def _inject(c: Cluster, kind: str, rng: random.Random, generation: int) -> None:
     if kind == "kill_worker":
         victim = rng.choice([w for w in c.workers if c.alive(w)])
         c.kill(victim)
+        c.start_worker(f"w{generation}", 16, wait=False)
+    elif kind == "restart_worker_same_id":
+        victim = rng.choice(sorted({w for w in c.workers if c.alive(w)}))
+        c.kill(victim)
+        time.sleep(rng.uniform(0, 2 * LEASE_SECONDS))  # before or after its lease ran out
+        c.start_worker(victim, 16, wait=False)
+    elif kind == "sigterm_worker":
+        victim = rng.choice(sorted({w for w in c.workers if c.alive(w)}))
+        c.terminate(victim)
         c.start_worker(f"w{generation}", 16, wait=False)
     elif kind == "kill_scheduler":
         c.kill("scheduler")
@@ -127,6 +147,7 @@ def soak(minutes: float, seed: int) -> dict[str, Any]:
             "responses": dict(codes),
             "faults": dict(injected),
             "counts": {k: v for k, v in vars(counts).items() if k != "details"},
+            "over_budget": counts.details.get("over_budget"),
             "problems": counts.problems(allow_effects_unsuccessful=counts.lost_attempts),
             "log_problems": len(c.log_problems()),
         }
