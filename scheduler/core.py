@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from models.enums import JobStatus, Outcome
 from scheduler import dag
 from scheduler.placement import PlacementConfig, plan
-from scheduler.reasons import never_fits_reason, upstream_reason
+from scheduler.reasons import CANCELLED_BY_USER, never_fits_reason, upstream_reason
 from scheduler.retry import RetryDecision, Verdict, decide
 from scheduler.state import WAITING, Hold, JobRecord, SchedulerState, WorkerRecord
 from scheduler.values import (
@@ -267,7 +267,7 @@ class Scheduler:
         return self.state.free((job_id, attempt))
 
     def cancel(
-        self, job_id: uuid.UUID, now: float, reason: str = "cancelled by user"
+        self, job_id: uuid.UUID, now: float, reason: str = CANCELLED_BY_USER
     ) -> CancelResult:
         """Cancel a job: a waiting one (and its downstream) at once, a running one via its worker.
 

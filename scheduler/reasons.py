@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from models.enums import JobStatus
 from scheduler.values import WorkerView
 
+#: The reason of a job a user cancelled (the API, the scheduler and retry decisions use it).
+CANCELLED_BY_USER = "cancelled by user"
 #: Dependencies named one by one in a reason; the rest are counted.
 MAX_NAMED_DEPENDENCIES = 5
 #: An upstream error is quoted by its first line, cut to this length.

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from models.enums import Outcome
+from scheduler.reasons import CANCELLED_BY_USER
 
 _RETRYABLE = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.LOST, Outcome.RETRY_REQUESTED})
 
@@ -88,7 +89,7 @@ def decide(
     if outcome is Outcome.SUCCEEDED:
         return RetryDecision(Verdict.COMPLETE)
     if outcome is Outcome.CANCELLED or cancel_requested:
-        return RetryDecision(Verdict.CANCEL, reason="cancelled by user")
+        return RetryDecision(Verdict.CANCEL, reason=CANCELLED_BY_USER)
     if outcome is Outcome.HANDED_BACK:
         return RetryDecision(Verdict.RETRY, reason=f"attempt {attempt} handed back; running again")
     if outcome not in _RETRYABLE:

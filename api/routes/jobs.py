@@ -296,7 +296,7 @@ async def cancel_job(
     raise HTTPException(409, "the job kept changing state; try again")
 
 
-async def _try_cancel(conn: AsyncConnection, job_id: uuid.UUID) -> dict[uuid.UUID, str] | None:
+async def _try_cancel(conn: AsyncConnection, job_id: uuid.UUID) -> list[store.Cancelled] | None:
     """One transaction of a cancel: what it cancelled, or None when the job moved meanwhile."""
     async with conn.begin():
         row = await store.get_job(conn, job_id)
@@ -304,10 +304,10 @@ async def _try_cancel(conn: AsyncConnection, job_id: uuid.UUID) -> dict[uuid.UUI
             raise HTTPException(404, f"no job {job_id}")
         now = utcnow()
         if row["status"] in CANCELLABLE_AT_ONCE:
-            cancelled = await store.cancel_waiting(conn, row, now, "cancelled by user")
+            cancelled = await store.cancel_waiting(conn, row, now)
             return cancelled or None
         if row["status"] == JobStatus.RUNNING.value:
-            return {} if await store.request_stop(conn, job_id, now) else None
+            return [] if await store.request_stop(conn, job_id, now) else None
         raise HTTPException(
             409,
             {
@@ -321,29 +321,29 @@ async def _cancel_result(
     ctx: ApiContext,
     conn: AsyncConnection,
     job_id: uuid.UUID,
-    cancelled: dict[uuid.UUID, str],
+    cancelled: list[store.Cancelled],
     response: Response,
 ) -> CancelResult:
     row = await store.get_job(conn, job_id)
     assert row is not None
     await _notify(ctx, topology.JOB_CANCEL_REQUESTED, CancelRequested(job_id=job_id).dumps())
     now = utcnow()
-    for jid, job_type in cancelled.items():
+    for c in cancelled:  # each under its own batch, with the reason its row got
         event = JobStatusEvent(
-            job_id=jid,
+            job_id=c.job_id,
             status=JobStatus.CANCELLED,
-            attempt=0,
+            attempt=c.attempts,
             ts=now,
-            batch_id=row["batch_id"],
-            reason="cancelled by user" if jid == job_id else f"upstream job {job_id} was cancelled",
-            job_type=job_type,
+            batch_id=c.batch_id,
+            reason=c.reason,
+            job_type=c.job_type,
         )
-        await _notify(ctx, topology.status_key(jid), event.dumps())
+        await _notify(ctx, topology.status_key(c.job_id), event.dumps())
     if not cancelled:
         response.status_code = 202
     deps = await store.dependencies_of(conn, [job_id])
     return CancelResult(
         job=job_public(row, deps[job_id]),
-        cancelled=list(cancelled),
+        cancelled=[c.job_id for c in cancelled],
         pending_worker_stop=not cancelled,
     )

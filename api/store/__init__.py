@@ -1,0 +1,71 @@
+"""The API's database access, by what it does: :mod:`~api.store.reads`,
+:mod:`~api.store.submissions` (what users submit) and :mod:`~api.store.transitions` (the few
+state changes the API makes; every other transition belongs to the scheduler). Routes use
+``from api import store`` and call ``store.<function>``."""
+
+from api.store.reads import (
+    ListFilter,
+    batch_jobs,
+    batch_statuses,
+    batch_totals,
+    dependencies_of,
+    dependents_of,
+    get_batch,
+    get_job,
+    job_attempts,
+    job_statuses,
+    last_worker,
+    list_jobs,
+    list_workers,
+    log_lines,
+    unfinished_dependencies,
+)
+from api.store.submissions import (
+    HASHED,
+    batch_by_idempotency_key,
+    existing_ids,
+    insert_batch,
+    insert_job,
+    insert_rows,
+    job_by_idempotency_key,
+    request_hash,
+)
+from api.store.tables import WAITING, attempts_t, batches, edges, jobs, logs_t, workers_t
+from api.store.transitions import Cancelled, cancel_waiting, request_stop, resubmit
+
+__all__ = [
+    "HASHED",
+    "WAITING",
+    "Cancelled",
+    "ListFilter",
+    "attempts_t",
+    "batch_by_idempotency_key",
+    "batch_jobs",
+    "batch_statuses",
+    "batch_totals",
+    "batches",
+    "cancel_waiting",
+    "dependencies_of",
+    "dependents_of",
+    "edges",
+    "existing_ids",
+    "get_batch",
+    "get_job",
+    "insert_batch",
+    "insert_job",
+    "insert_rows",
+    "job_attempts",
+    "job_by_idempotency_key",
+    "job_statuses",
+    "jobs",
+    "last_worker",
+    "list_jobs",
+    "list_workers",
+    "log_lines",
+    "logs_t",
+    "request_hash",
+    "request_stop",
+    "resubmit",
+    "unfinished_dependencies",
+    "workers_t",
+]
