@@ -37,3 +37,15 @@ class Retry(SmartqError):
     def __init__(self, delay: float = 0.0, message: str = "") -> None:
         super().__init__(message or f"retry requested in {delay}s")
         self.delay = delay
+
+
+class StreamRequestError(SmartqError):
+    """A live-stream request that cannot be served; ``kind`` says why: :attr:`INVALID`, a bad
+    filter or message, or :attr:`NOT_FOUND`, a job or batch that does not exist."""
+
+    INVALID = "invalid"
+    NOT_FOUND = "not_found"
+
+    def __init__(self, message: str, kind: str = INVALID) -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -26,19 +26,14 @@ import uuid
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import store
 from api.deps import ApiContext
-from api.stream import (
-    CLOSE_NOT_FOUND,
-    Command,
-    FilterError,
-    StreamClient,
-    command_from_query,
-    parse_command,
-)
+from api.stream import Command, StreamClient, command_from_query, parse_command
 from models.enums import JobStatus
 from models.messages import JobStatusEvent
+from smartq.errors import StreamRequestError
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["stream"])
@@ -64,6 +59,30 @@ def _ids(ids: set[uuid.UUID]) -> str:
     return ", ".join(shown[:2]) + (" …" if len(shown) > 2 else "")
 
 
+async def _statuses(
+    conn: AsyncConnection, jobs: list[uuid.UUID], batches: list[uuid.UUID]
+) -> tuple[list[RowMapping], dict[uuid.UUID, list[uuid.UUID]]]:
+    """The current status of ``jobs`` and of the jobs of ``batches``, and those jobs by batch;
+    raises :class:`StreamRequestError` for a job or batch that does not exist."""
+    rows: list[RowMapping] = []
+    jobs_by_batch: dict[uuid.UUID, list[uuid.UUID]] = {}
+    if jobs:
+        rows = await store.job_statuses(conn, jobs)
+        missing = set(jobs) - {r["id"] for r in rows}
+        if missing:
+            raise StreamRequestError(f"no job {_ids(missing)}", StreamRequestError.NOT_FOUND)
+    if batches:
+        known, batch_rows = await store.batch_statuses(conn, batches)
+        missing = set(batches) - known
+        if missing:
+            raise StreamRequestError(f"no batch {_ids(missing)}", StreamRequestError.NOT_FOUND)
+        jobs_by_batch = {b: [] for b in batches}
+        for r in batch_rows:
+            jobs_by_batch[r["batch_id"]].append(r["id"])
+        rows += batch_rows
+    return rows, jobs_by_batch
+
+
 class Session:
     """One client connection: applies commands, reads the socket, writes the client's events."""
 
@@ -74,38 +93,26 @@ class Session:
 
     async def apply(self, cmd: Command) -> None:
         """Change the filter first, then read the current statuses: an event published in
-        between is buffered, and skipped at sending time if the snapshot is newer. (Each change
-        to the filter re-indexes the client in the hub at once.)"""
+        between is buffered, and skipped at sending time if the snapshot is newer. (The hub
+        re-indexes the client each time its filter is replaced.)"""
         if cmd.action == "ping":
             self.client.send_first('{"type":"stream.pong"}')
             return
-        new_jobs, new_batches = self.client.filter.apply(cmd)
-        rows: list[RowMapping] = []
+        hub = self.ctx.hub
+        change = self.client.filter.with_command(cmd)
+        hub.refilter(self.client, change.filter)
         async with self.ctx.engine.connect() as conn:
-            if new_jobs:
-                rows = await store.job_statuses(conn, new_jobs)
-                missing = set(new_jobs) - {r["id"] for r in rows}
-                if missing:
-                    raise FilterError(f"no job {_ids(missing)}", CLOSE_NOT_FOUND)
-            if new_batches:
-                known, batch_rows = await store.batch_statuses(conn, new_batches)
-                missing = set(new_batches) - known
-                if missing:
-                    raise FilterError(f"no batch {_ids(missing)}", CLOSE_NOT_FOUND)
-                jobs_by_batch: dict[uuid.UUID, list[uuid.UUID]] = {b: [] for b in new_batches}
-                for r in batch_rows:
-                    jobs_by_batch[r["batch_id"]].append(r["id"])
-                self.client.filter.add_batches(jobs_by_batch)
-                rows += batch_rows
+            rows, jobs_by_batch = await _statuses(conn, change.new_jobs, change.new_batches)
+            if jobs_by_batch:
+                hub.refilter(self.client, self.client.filter.with_batches(jobs_by_batch))
         reply = {
             "type": "stream.subscribed",
             "filter": self.client.filter.describe(),
             "buffer": self.client.capacity,
         }
         self.client.send_first(orjson.dumps(reply).decode())
-        hub_batches = self.ctx.hub.batch_of
         for row in rows:
-            self.client.snapshot(_snapshot_event(row), hub_batches)
+            self.client.snapshot(_snapshot_event(row), hub.batch_of)
 
     async def read(self) -> None:
         while True:
@@ -115,8 +122,8 @@ class Session:
             data = message.get("text") or message.get("bytes") or b""
             try:
                 await self.apply(parse_command(data))
-            except FilterError as exc:
-                self.client.close(exc.code, str(exc))
+            except StreamRequestError as exc:
+                self.client.reject(exc)
                 return
 
     async def write(self) -> None:
@@ -165,8 +172,8 @@ async def job_stream(websocket: WebSocket) -> None:
     try:
         try:
             await session.apply(command_from_query(websocket.query_params.multi_items()))
-        except FilterError as exc:
-            client.close(exc.code, str(exc))
+        except StreamRequestError as exc:
+            client.reject(exc)
         if client.close_code is None:
             await session.run()
         if client.close_code is not None:

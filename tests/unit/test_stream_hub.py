@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from datetime import UTC, datetime
@@ -14,7 +15,6 @@ from api.stream import (
     CLOSE_TOO_SLOW,
     Command,
     EventKeys,
-    FilterError,
     StreamClient,
     StreamFilter,
     StreamHub,
@@ -24,6 +24,7 @@ from api.stream import (
 from models.enums import JobStatus
 from models.messages import JobStatusEvent, LogLine, QueueMonitor, StreamEvent
 from smartq.brokers.memory import InMemoryBroker
+from smartq.errors import StreamRequestError
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 J1, J2, B1 = uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=100)
@@ -75,28 +76,30 @@ def test_statuses_only_move_forward() -> None:
     ],
 )
 def test_filter(cmd: dict, event: object, batch_of: dict, matches: bool) -> None:
-    f = StreamFilter()
-    f.apply(Command.model_validate({"action": "set", **cmd}))
+    f = StreamFilter().with_command(Command.model_validate({"action": "set", **cmd})).filter
     assert f.matches(event, batch_of) is matches  # type: ignore[arg-type]
 
 
 def test_subscribe_adds_unsubscribe_removes_set_replaces() -> None:
-    f = StreamFilter()
-    assert f.apply(Command(action="subscribe", job_ids=[J1], types=["job.status"])) == ([J1], [])
-    assert f.apply(Command(action="subscribe", job_ids=[J1, J2])) == ([J2], [])
+    f, jobs, batches = StreamFilter().with_command(
+        Command(action="subscribe", job_ids=[J1], types=["job.status"])
+    )
+    assert (jobs, batches) == ([J1], [])
+    f, jobs, batches = f.with_command(Command(action="subscribe", job_ids=[J1, J2]))
+    assert (jobs, batches) == ([J2], [])
     assert f.job_ids == {J1, J2} and f.types == {"job.status"}
-    f.apply(Command(action="unsubscribe", job_ids=[J1]))
+    f = f.with_command(Command(action="unsubscribe", job_ids=[J1])).filter
     assert f.job_ids == {J2}
-    f.apply(Command(action="set", batch_ids=[B1]))
+    f = f.with_command(Command(action="set", batch_ids=[B1])).filter
     assert (f.job_ids, f.batch_ids, f.types) == (set(), {B1}, frozenset())
 
 
 def test_query_parameters() -> None:
     cmd = command_from_query([("job_id", str(J1)), ("job_id", str(J2)), ("status", "ready")])
     assert cmd.job_ids == [J1, J2] and cmd.statuses == [JobStatus.READY]
-    with pytest.raises(FilterError, match="unknown query parameter"):
+    with pytest.raises(StreamRequestError, match="unknown query parameter"):
         command_from_query([("jobid", str(J1))])
-    with pytest.raises(FilterError, match="types"):
+    with pytest.raises(StreamRequestError, match="types"):
         command_from_query([("type", "everything")])
 
 
@@ -157,6 +160,7 @@ def make_hub() -> StreamHub:
 
 
 def watch(
+    hub: StreamHub,
     client: StreamClient,
     action: str = "set",
     batches: dict[uuid.UUID, list[uuid.UUID]] | None = None,
@@ -167,9 +171,12 @@ def watch(
     batches = batches or {}
     if batches:
         cmd["batch_ids"] = list(batches)
-    _, new_batches = client.filter.apply(Command.model_validate({"action": action, **cmd}))
-    if new_batches:
-        client.filter.add_batches({b: batches[b] for b in new_batches})
+    change = client.filter.with_command(Command.model_validate({"action": action, **cmd}))
+    hub.refilter(client, change.filter)
+    if change.new_batches:
+        hub.refilter(
+            client, client.filter.with_batches({b: batches[b] for b in change.new_batches})
+        )
 
 
 def received(client: StreamClient) -> list[str]:
@@ -190,11 +197,11 @@ B_JOBS = [uuid.UUID(int=301), uuid.UUID(int=302)]
 def test_a_client_moved_from_batch_a_to_batch_b_gets_b_and_no_longer_a() -> None:
     hub = make_hub()
     client = hub.connect()
-    watch(client, batches={A: A_JOBS})
+    watch(hub, client, batches={A: A_JOBS})
     got_a = send(hub, status(A_JOBS[0], JobStatus.RUNNING, batch=A))
     send(hub, status(B_JOBS[0], JobStatus.RUNNING, batch=B))
     assert received(client) == [got_a]
-    watch(client, batches={B: B_JOBS})
+    watch(hub, client, batches={B: B_JOBS})
     send(hub, status(A_JOBS[1], JobStatus.RUNNING, batch=A))
     send(hub, line(A_JOBS[0]))  # the hub knows A_JOBS[0] is in A
     b_status = send(hub, status(B_JOBS[1], JobStatus.RUNNING, batch=B))
@@ -203,7 +210,7 @@ def test_a_client_moved_from_batch_a_to_batch_b_gets_b_and_no_longer_a() -> None
     # The index itself moved: A's events no longer even reach the client's filter check.
     assert client not in hub.index.candidates(_keys(status(A_JOBS[1], JobStatus.READY, batch=A)))
     assert client in hub.index.candidates(_keys(status(B_JOBS[1], JobStatus.READY, batch=B)))
-    watch(client, "unsubscribe", batch_ids=[B])  # now every job again
+    watch(hub, client, "unsubscribe", batch_ids=[B])  # now every job again
     anything = send(hub, line(uuid.UUID(int=999)))
     assert received(client)[-1] == anything
 
@@ -211,7 +218,7 @@ def test_a_client_moved_from_batch_a_to_batch_b_gets_b_and_no_longer_a() -> None
 def test_a_batch_job_matches_before_the_hub_learns_its_batch() -> None:
     hub = make_hub()
     client = hub.connect()
-    watch(client, batches={A: A_JOBS})
+    watch(hub, client, batches={A: A_JOBS})
     first_line = send(hub, line(A_JOBS[1]))  # no status event yet: batch unknown to the hub
     no_batch = send(hub, status(A_JOBS[1], JobStatus.CANCELLED, attempt=0))  # names no batch
     send(hub, line(B_JOBS[0]))
@@ -221,23 +228,44 @@ def test_a_batch_job_matches_before_the_hub_learns_its_batch() -> None:
 def test_job_subscribe_and_unsubscribe_move_a_client_in_the_index() -> None:
     hub = make_hub()
     client = hub.connect()
-    watch(client, job_ids=[J1])
-    watch(client, "subscribe", job_ids=[J2])
+    watch(hub, client, job_ids=[J1])
+    watch(hub, client, "subscribe", job_ids=[J2])
     one, two = send(hub, line(J1)), send(hub, line(J2))
-    watch(client, "unsubscribe", job_ids=[J1])
+    watch(hub, client, "unsubscribe", job_ids=[J1])
     send(hub, line(J1, 1))
     three = send(hub, line(J2, 1))
     assert received(client) == [one, two, three]
 
 
+def test_a_filter_change_is_a_new_filter_and_the_hub_routes_by_it() -> None:
+    hub = make_hub()
+    client = hub.connect()
+    watch(hub, client, job_ids=[J1])
+    old = client.filter
+    was = (old.describe(), old.index_keys())
+    change = old.with_command(Command(action="subscribe", job_ids=[J2], batch_ids=[A]))
+    with_a = change.filter.with_batches({A: A_JOBS})
+    assert (change.new_jobs, change.new_batches) == ([J2], [A])
+    assert (old.describe(), old.index_keys()) == was and not old.batch_jobs
+    assert change.filter.job_ids == {J1, J2} and not change.filter.batch_jobs
+    assert with_a.batch_jobs == {A: frozenset(A_JOBS)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        old.job_ids = frozenset()  # type: ignore[misc]
+    assert client not in hub.index.candidates(_keys(line(J2)))  # filed under J1 only
+    hub.refilter(client, with_a)
+    # Only the index can know J2 and A_JOBS[1] now (the hub learns no batch from a log line).
+    got = [send(hub, line(J1)), send(hub, line(J2)), send(hub, line(A_JOBS[1]))]
+    assert received(client) == got
+
+
 def test_unkeyed_clients_get_everything_their_filter_matches() -> None:
     hub = make_hub()
     everything, finals, logs, monitoring, jobs_and_monitoring = (hub.connect() for _ in range(5))
-    watch(everything)
-    watch(finals, statuses=["completed", "failed"])
-    watch(logs, types=["job.log"])
-    watch(monitoring, types=["monitoring"])
-    watch(jobs_and_monitoring, job_ids=[J1], types=["job.log", "monitoring.queue"])
+    watch(hub, everything)
+    watch(hub, finals, statuses=["completed", "failed"])
+    watch(hub, logs, types=["job.log"])
+    watch(hub, monitoring, types=["monitoring"])
+    watch(hub, jobs_and_monitoring, job_ids=[J1], types=["job.log", "monitoring.queue"])
     ready = send(hub, status(J1, JobStatus.READY, batch=B1))
     done = send(hub, status(J1, JobStatus.COMPLETED, batch=B1))
     log = send(hub, line(J2))
@@ -253,14 +281,14 @@ def test_unkeyed_clients_get_everything_their_filter_matches() -> None:
 def test_disconnect_removes_the_client_from_the_index() -> None:
     hub = make_hub()
     clients = [hub.connect() for _ in range(3)]
-    watch(clients[0], batches={A: A_JOBS})
-    watch(clients[1], job_ids=[J1])
-    watch(clients[2], statuses=["running"])
+    watch(hub, clients[0], batches={A: A_JOBS})
+    watch(hub, clients[1], job_ids=[J1])
+    watch(hub, clients[2], statuses=["running"])
     for client in clients:
         hub.disconnect(client)
     assert len(hub.index) == 0 and not hub.clients
     assert hub.index.candidates(_keys(status(A_JOBS[0], JobStatus.RUNNING, batch=A))) == set()
-    watch(clients[1], job_ids=[J2])  # a late change from a closing session: not re-indexed
+    watch(hub, clients[1], job_ids=[J2])  # a late change from a closing session: not re-indexed
     send(hub, status(J2, JobStatus.RUNNING))
     assert not any(c.buffer for c in clients) and len(hub.index) == 0
 
@@ -282,7 +310,7 @@ class RandomWorld:
         self.jobs = [j for js in self.batches.values() for j in js] + loose
         self.batch_of = {j: b for b, js in self.batches.items() for j in js}
 
-    def change_filter(self, client: StreamClient) -> None:
+    def change_filter(self, hub: StreamHub, client: StreamClient) -> None:
         rng, cmd = self.rng, {}
         picked: dict[uuid.UUID, list[uuid.UUID]] = {}
         if rng.random() < 0.4:
@@ -298,9 +326,9 @@ class RandomWorld:
         action = rng.choice(["set", "set", "subscribe", "unsubscribe"])
         if action == "unsubscribe":
             ids = {"job_ids": cmd.get("job_ids", []), "batch_ids": list(picked)}
-            watch(client, "unsubscribe", **ids)
+            watch(hub, client, "unsubscribe", **ids)
         else:
-            watch(client, action, picked, **cmd)
+            watch(hub, client, action, picked, **cmd)
 
     def event(self) -> StreamEvent:
         rng = self.rng
@@ -322,10 +350,10 @@ def test_index_agrees_with_checking_every_filter() -> None:
     clients = [hub.connect() for _ in range(40)]
     expected: dict[StreamClient, list[str]] = {c: [] for c in clients}
     for client in clients:
-        world.change_filter(client)
+        world.change_filter(hub, client)
     for step in range(3_000):
         if step % 50 == 0:
-            world.change_filter(world.rng.choice(clients))
+            world.change_filter(hub, world.rng.choice(clients))
         if step % 400 == 0:
             gone = clients.pop(world.rng.randrange(len(clients)))
             hub.disconnect(gone)
@@ -355,7 +383,7 @@ def test_an_event_checks_only_the_filters_of_its_candidates(
     order = list(batches)
     for i, client in enumerate(clients):
         b = order[i % len(order)]
-        watch(client, batches={b: batches[b]})
+        watch(hub, client, batches={b: batches[b]})
     calls = {"n": 0}
     accepts = StreamFilter.accepts
 
