@@ -51,7 +51,7 @@ from models.enums import Outcome
 from models.messages import AttemptFinished, Dispatch, JobsSubmitted, unpack
 from scheduler import maintenance, store
 from scheduler.pass_sql import PassConnection
-from scheduler.service import PUBLISH_BACKLOG, SchedulerService
+from scheduler.service import SchedulerService
 from smartq.broker import IncomingMessage
 from smartq.brokers.rabbitmq import RabbitMQBroker
 from smartq.db import create_async
@@ -114,9 +114,10 @@ class Bench:
         )
         self.engine = create_async(db_url)
         self.broker = RecordingBroker(harness.AMQP_URL, exchange)
-        self.service = SchedulerService(self.settings, self.engine, self.broker)
         self.pass_sql = RecordingConnection(harness.psycopg_dsn(db_url))
-        self.service._pass_sql = self.pass_sql
+        self.service = SchedulerService(
+            self.settings, self.engine, self.broker, pass_store=self.pass_sql
+        )
         self.running: list[tuple[uuid.UUID, int, str]] = []
         self.publisher: asyncio.Task[None] | None = None
         self.upkeep: asyncio.Task[None] | None = None
@@ -142,11 +143,11 @@ class Bench:
         await self.service.rebuild()
         for w in range(WORKERS):
             self.service.core.upsert_worker(f"w{w:03d}", UNITS, MEMORY)
+        # Passes publish as in production: through the publisher task.
+        self.publisher = asyncio.create_task(self.service.publisher.run())
         await self.service.run_pass()  # the first pass fills the workers (and polls once)
+        await self.service.publisher.join()
         self._take_dispatches()
-        outgoing: asyncio.Queue[list[tuple[str, bytes]]] = asyncio.Queue(PUBLISH_BACKLOG)
-        self.service._publishing = outgoing  # from here on, passes publish as in production
-        self.publisher = asyncio.create_task(self.service._publisher(outgoing))
         # What the leading scheduler runs beside its passes (it vacuums the job tables when the
         # server's autovacuum is off, as on this project's machines; see scheduler.maintenance).
         self.upkeep = asyncio.create_task(
@@ -201,22 +202,21 @@ class Bench:
                 started_at=now,
                 finished_at=now,
             )
-            await self.service._on_message(Delivered(report.dumps(), "job.report.x", False))
+            await self.service.deliver(Delivered(report.dumps(), "job.report.x", False))
         hint = JobsSubmitted(job_ids=await self._new_jobs(k))
-        await self.service._on_message(Delivered(hint.dumps(), "job.submitted", False))
+        await self.service.deliver(Delivered(hint.dumps(), "job.submitted", False))
 
     async def timed_pass(self, k: int = 1, poll: bool = False) -> tuple[float, float, float]:
         """(wall ms, thread CPU ms, then ms until its messages were confirmed) of one pass of
         ``k`` events."""
         await self._feed(k)
         if poll:
-            self.service._next_poll = 0.0
+            self.service.poll_now()
         t0, c0 = time.perf_counter(), time.thread_time()
         await self.service.run_pass()
         cpu = (time.thread_time() - c0) * 1000
         wall = (time.perf_counter() - t0) * 1000
-        if self.service._publishing is not None:
-            await self.service._publishing.join()
+        await self.service.publisher.join()
         confirmed = (time.perf_counter() - t0) * 1000 - wall
         self._take_dispatches()
         return wall, cpu, confirmed

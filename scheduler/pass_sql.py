@@ -25,13 +25,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Container, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from scheduler.store import SPEC_COLUMNS, JobWrite, Loaded, Upstream, loaded_from
+from scheduler.rows import JobWrite
+from scheduler.store import SPEC_COLUMNS, Loaded, Upstream, loaded_from
+
+if TYPE_CHECKING:
+    from scheduler.pass_store import PassWrite
 
 _PASS = """
 WITH v AS (
@@ -181,7 +185,8 @@ def pass_params(
 
 
 class PassConnection:
-    """One autocommit psycopg connection, opened on first use and again after it broke."""
+    """The PostgreSQL pass store (:class:`scheduler.pass_store.PassStore`): one autocommit
+    psycopg connection, opened on first use and again after it broke."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -223,8 +228,18 @@ class PassConnection:
         }
         return loaded_from(rows, lambda job_id: upstream.get(job_id, ()))
 
-    async def write(self, params: dict[str, Any]) -> dict[uuid.UUID, Any]:
+    async def write(self, w: PassWrite) -> dict[uuid.UUID, Any]:
         """Run the pass's statement; the rows that moved, by id, with their dispatch fields."""
+        params = pass_params(
+            w.jobs,
+            {p.job_id for p in w.placements},
+            w.attempts.closes,
+            w.workers,
+            w.gone,
+            w.now,
+            w.attempts.drops,
+            w.attempts.releases,
+        )
         return {row["id"]: row for row in await self.run(_PASS, params)}
 
     async def run(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
@@ -22,7 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.enums import ACTIVE_STATUSES, FINAL_STATUSES, JobStatus
 from models.tables import Job, JobAttempt, JobDependency, Worker
+from scheduler.rows import JobWrite, dt, ts
 from scheduler.values import JobSpec, UpstreamFailure
+
+__all__ = ["JobWrite", "dt", "ts"]  # with the functions below
 
 jobs: Table = Job.__table__  # type: ignore[attr-defined]
 edges: Table = JobDependency.__table__  # type: ignore[attr-defined]
@@ -52,14 +55,6 @@ SPEC_COLUMNS = (
     jobs.c.cancel_requested_at,
     jobs.c.attempts_base,
 )
-
-
-def ts(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
-
-
-def dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,24 +219,6 @@ async def cancel_requests(conn: AsyncConnection) -> list[uuid.UUID]:
         )
     )
     return [r[0] for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class JobWrite:
-    """One conditional row update: from (status, attempts) to the new values."""
-
-    id: uuid.UUID
-    from_status: str
-    from_attempts: int
-    status: str
-    attempts: int
-    reason: str | None
-    error: str | None = None
-    result: Any = None
-    not_before: datetime | None = None
-    worker_id: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
 
 
 _RETURNING = (

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from models.enums import FINAL_STATUSES, JobStatus
-from scheduler.store import JobWrite, dt
+from scheduler.rows import JobWrite, dt
 from scheduler.values import Placement, Transition
 
 

@@ -1,0 +1,240 @@
+"""The scheduler's one publisher: what committed passes decided goes out in pass order while the
+next pass runs, so a pass never waits for RabbitMQ's confirms.
+
+* Dispatches are ``mandatory``. Those no queue took come back as values
+  (:meth:`Publisher.take_unrouted`): a first dispatch reached nobody (the pass gives the attempt
+  back), a re-published one may have run before its worker went (that attempt is lost).
+* Dispatches the broker refused are retried first, with a pause growing 0.1 s → 5 s.
+* Status events wait up to ``linger`` seconds to go out with those of the next passes in one
+  message (dispatches and cancels never wait): a pass per job, as in a chain, otherwise costs
+  one broker message per job for the live stream alone. :data:`EVENTS_HELD_MAX` held events
+  go out at once.
+* A bounded queue (:data:`BACKLOG` passes) makes passes wait when publishing lags. A crash
+  loses nothing: dispatches are committed first and re-published at start-up, and fenced
+  reports make a replay harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models.messages import Dispatch, unpack
+from scheduler import encode, store
+from scheduler.encode import Message, is_dispatch, is_event
+from scheduler.rows import dt
+from smartq import topology
+from smartq.broker import Broker, BrokerError, Unroutable
+
+log = logging.getLogger(__name__)
+#: Passes whose messages may wait for the publisher before a pass waits for it.
+BACKLOG = 8
+#: Held status events that make the publisher send them at once.
+EVENTS_HELD_MAX = 1_000
+#: On leaving (stop, lost leadership), how long the publisher may take to empty its queue.
+DRAIN_SECONDS = 5.0
+
+#: (job, attempt, worker) of a dispatch.
+Sent = tuple[uuid.UUID, int, str]
+
+
+@dataclass
+class Unrouted:
+    """Dispatches no queue took, since they were last taken."""
+
+    first: list[Sent] = field(default_factory=list)
+    republished: list[Sent] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.first or self.republished)
+
+
+class Publisher:
+    def __init__(
+        self,
+        broker: Broker,
+        linger: float,
+        *,
+        on_published: Callable[[], None] = lambda: None,
+        on_unrouted: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.broker = broker
+        self.linger = linger
+        self._on_published = on_published
+        self._on_unrouted = on_unrouted
+        self._queue: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=BACKLOG)
+        self._held: list[Message] = []
+        self._unrouted = Unrouted()
+
+    # -- what passes call -----------------------------------------------------------------
+    async def put(self, messages: list[Message]) -> None:
+        """Hand over a committed pass's messages; waits only when publishing lags."""
+        if messages:
+            await self._queue.put(messages)
+
+    async def join(self) -> None:
+        """Until everything handed over so far went out (held events may still wait)."""
+        await self._queue.join()
+
+    def take_unrouted(self) -> Unrouted:
+        out, self._unrouted = self._unrouted, Unrouted()
+        return out
+
+    def pending(self) -> bool:
+        return bool(self._unrouted)
+
+    async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
+        """On leaving: what passes committed goes out, then the held events, within bounds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout)
+        held, self._held = self._held, []
+        with contextlib.suppress(TimeoutError, BrokerError):
+            await asyncio.wait_for(self.publish(held), timeout)
+
+    # -- the task -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Publish until cancelled (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        flush_at: float | None = None
+        while True:
+            messages, taken = await self._take(flush_at, loop)
+            self._held += [m for m in messages if is_event(m)]
+            messages = [m for m in messages if not is_event(m)]
+            if self._held and flush_at is None:
+                flush_at = loop.time() + self.linger
+            if flush_at is not None and (
+                loop.time() >= flush_at or len(self._held) >= EVENTS_HELD_MAX
+            ):
+                messages += self._held
+                self._held, flush_at = [], None
+            if messages:
+                await self._publish_until_taken(messages)
+            for _ in range(taken):
+                self._queue.task_done()
+            if messages:
+                self._on_published()
+            if self._unrouted:
+                self._on_unrouted()
+
+    async def _take(
+        self, flush_at: float | None, loop: asyncio.AbstractEventLoop
+    ) -> tuple[list[Message], int]:
+        """The next passes' messages: wait for one, or until the held events are due."""
+        messages: list[Message] = []
+        taken = 0
+        if flush_at is None or not self._queue.empty():
+            messages = await self._queue.get()
+            taken = 1
+        elif (left := flush_at - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                messages = await asyncio.wait_for(self._queue.get(), left)
+                taken = 1
+        while not self._queue.empty():
+            messages += self._queue.get_nowait()
+            taken += 1
+        return messages, taken
+
+    async def _publish_until_taken(self, messages: list[Message]) -> None:
+        delay = 0.1
+        while messages:
+            messages = await self.publish(messages)
+            if messages:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- one publish ----------------------------------------------------------------------
+    async def publish(self, messages: list[Message]) -> list[Message]:
+        """Publish dispatches (mandatory) and the other messages at once, each waiting for its
+        confirms; returns the dispatches the broker did not take (to publish again)."""
+        dispatches = [m for m in messages if is_dispatch(m)]
+        events = [m for m in messages if is_event(m)]
+        others = [m for m in messages if not is_dispatch(m) and not is_event(m)]
+        others += topology.batched(topology.STATUS_BATCH, events)
+        failed: list[Message] = []
+
+        async def send_dispatches() -> None:
+            if not await self.send_dispatches(dispatches):
+                log.warning(
+                    "could not publish dispatches; retrying",
+                    extra={"action": "scheduler.publish_failed"},
+                )
+                failed.extend(dispatches)
+
+        async def send_others() -> None:
+            try:
+                await self.broker.publish_many(others)
+            except BrokerError:
+                log.warning(
+                    "could not publish status events",
+                    extra={"action": "scheduler.publish_failed"},
+                )
+
+        await asyncio.gather(send_dispatches(), send_others())
+        return failed
+
+    async def send_dispatches(self, messages: list[Message], *, republish: bool = False) -> bool:
+        """Publish dispatches (mandatory); those no queue took are kept as :class:`Unrouted`.
+        False when the broker refused them (they are to be published again)."""
+        try:
+            await self.broker.publish_many(messages, mandatory=True)
+        except Unroutable as exc:
+            self._unroutable(exc, messages, republish=republish)
+        except BrokerError:
+            return False
+        return True
+
+    async def republish(
+        self,
+        engine: AsyncEngine,
+        todo: list[Sent],
+        incarnation: Callable[[str], str | None],
+        now: float,
+    ) -> None:
+        """Publish again the dispatches of these running attempts: after a restart (decided,
+        maybe never published), or when heartbeats do not list them; workers ignore an
+        attempt they already hold. What no queue takes is lost (:class:`Unrouted`)."""
+        if not todo:
+            return
+        log.info(
+            "re-publishing dispatches",
+            extra={"action": "scheduler.republish", "dispatches": len(todo)},
+        )
+        async with engine.connect() as conn:
+            rows = await store.dispatch_fields(conn, [job_id for job_id, _, _ in todo])
+        at = dt(now)
+        assert at is not None
+        messages = [
+            encode.dispatch(job_id, attempt, worker, rows[job_id], at, incarnation(worker))
+            for job_id, attempt, worker in todo
+            if job_id in rows
+        ]
+        if not await self.send_dispatches(messages, republish=True):
+            log.warning(
+                "could not re-publish; the next heartbeats will tell",
+                extra={"action": "scheduler.publish_failed"},
+            )
+
+    def _unroutable(self, exc: Unroutable, dispatches: list[Message], *, republish: bool) -> None:
+        keys = set(exc.routing_keys)
+        into = self._unrouted.republished if republish else self._unrouted.first
+        for key, body in dispatches:
+            if key not in keys:
+                continue
+            for item in unpack(body):
+                d = Dispatch.model_validate(item)
+                log.warning(
+                    "dispatch unroutable: the worker's queue is gone",
+                    extra={
+                        "action": "scheduler.unroutable",
+                        "job_id": str(d.job_id),
+                        "attempt": d.attempt,
+                        "worker": d.worker_id,
+                    },
+                )
+                into.append((d.job_id, d.attempt, d.worker_id))

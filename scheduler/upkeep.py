@@ -1,0 +1,79 @@
+"""What the leading scheduler runs beside its passes: the probe that tells whether it can hear
+anyone (see :mod:`scheduler.liveness`), the pass statistics log, and the monitoring snapshots
+(see :mod:`scheduler.monitoring`). Each runs until cancelled; none is on a pass's path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models.messages import SchedulerProbe
+from scheduler import store
+from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
+from scheduler.state import SchedulerState
+from scheduler.timings import PassTimings
+from smartq import topology
+from smartq.broker import Broker
+
+log = logging.getLogger(__name__)
+
+
+async def probe(broker: Broker, clock: Callable[[], float], every: float) -> None:
+    """A message to the scheduler itself through the broker, every heartbeat period."""
+    while True:
+        try:
+            await broker.publish(topology.SCHEDULER_PROBE, SchedulerProbe(sent=clock()).dumps())
+        except Exception:
+            log.debug("probe not sent", extra={"action": "scheduler.probe_failed"})
+        await asyncio.sleep(every)
+
+
+async def pass_stats(timings: PassTimings, every: float) -> None:
+    """Log where passes spent their time (see scheduler.timings), when there were any."""
+    while True:
+        await asyncio.sleep(every)
+        figures = timings.summary()
+        if figures["passes"]:
+            log.info("scheduler passes", extra={"action": "scheduler.passes", **figures})
+
+
+async def monitoring(
+    engine: AsyncEngine,
+    broker: Broker,
+    monitor: Monitor,
+    state: Callable[[], SchedulerState],
+    clock: Callable[[], float],
+    every: float,
+) -> None:
+    """Publish ``job.monitoring.queue`` and ``job.monitoring.resource`` every ``every``
+    seconds; the finished counts are read once, at the start."""
+    monitor.counted = False
+    while True:
+        try:
+            if not monitor.counted:
+                async with engine.connect() as conn:
+                    monitor.start_count(await store.count_finished(conn))
+            await publish_monitoring(broker, monitor, state(), clock())
+        except Exception:
+            log.warning(
+                "could not publish monitoring",
+                exc_info=True,
+                extra={"action": "scheduler.monitoring_failed"},
+            )
+        await asyncio.sleep(every)
+
+
+async def publish_monitoring(
+    broker: Broker, monitor: Monitor, state: SchedulerState, now: float
+) -> None:
+    queue = queue_snapshot(state.jobs.values(), monitor.finished, now)
+    resources = resource_snapshot(state.workers.values(), monitor.beats, now)
+    await broker.publish_many(
+        [
+            (topology.MONITORING_QUEUE, queue.dumps()),
+            (topology.MONITORING_RESOURCE, resources.dumps()),
+        ]
+    )
