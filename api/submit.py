@@ -24,17 +24,8 @@ from api.schemas import (
 )
 from api.store import request_hash
 from models.enums import JobStatus
+from smartq.errors import SubmissionRejected
 from smartq.registry import JobType
-
-
-class SubmissionError(Exception):
-    """A submission that cannot be accepted; ``status`` is the HTTP code to answer with."""
-
-    def __init__(self, status: int, message: str, detail: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.detail = detail
 
 
 def _pick(*values: Any) -> Any:
@@ -122,8 +113,7 @@ def _parse_ref(ref: str, keys: dict[str, int], owner: str) -> int | uuid.UUID:
     try:
         return uuid.UUID(ref)
     except ValueError:
-        raise SubmissionError(
-            422,
+        raise SubmissionRejected(
             f"job {owner!r} depends on {ref!r}, which is neither a key in this batch nor a job id",
             {"job": owner, "unknown_dependency": ref},
         ) from None
@@ -160,7 +150,7 @@ def _check_acyclic(batch: BatchCreate, deps: list[list[int | uuid.UUID]]) -> Non
     cycle = nx.find_cycle(graph.subgraph(component))
     names = [batch.jobs[u].key or f"#{u}" for u, _ in cycle]
     names.append(names[0])
-    raise SubmissionError(422, "dependency cycle: " + " -> ".join(names), {"cycle": names[:-1]})
+    raise SubmissionRejected("dependency cycle: " + " -> ".join(names), {"cycle": names[:-1]})
 
 
 def resolve_batch(
@@ -176,7 +166,7 @@ def resolve_batch(
         owner = job.key or f"#{i}"
         resolved = [_parse_ref(ref, keys, owner) for ref in dict.fromkeys(job.depends_on)]
         if i in resolved:
-            raise SubmissionError(422, f"job {owner!r} depends on itself", {"job": owner})
+            raise SubmissionRejected(f"job {owner!r} depends on itself", {"job": owner})
         deps.append(resolved)
     _check_acyclic(batch, deps)
     rows: list[dict[str, Any]] = []

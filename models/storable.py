@@ -2,7 +2,7 @@
 
 Workers send what user code produced: a log line, an error message, a result. PostgreSQL
 refuses NUL (U+0000) in text and jsonb, and orjson refuses integers beyond 64 bits, so one such
-value used to fail the scheduler's or the logger's whole transaction, again at every redelivery
+value would fail the scheduler's or the logger's whole transaction, again at every redelivery
 (a poison message). The message models pass these fields through here on validation, on the
 worker and again on the consumer, so an old worker cannot poison a new scheduler either.
 """

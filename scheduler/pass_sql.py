@@ -1,12 +1,11 @@
 """A pass's PostgreSQL statements, on a connection of the scheduler's own: one read of the new
 jobs a pass was told about (with their dependencies' states), and every write as ONE statement.
 
-A pass used to be six round trips through the pool: a pre-ping, BEGIN, the jobs update, the
-attempts insert, the attempts update, COMMIT (plus the workers' rows on heartbeat passes); on
-the shared 2-core machine that was the larger half of a pass (``scheduler.passes`` logged
-write p50 11–20 ms against 0.3 ms for the commit's fsync). Here every write of a pass is one
-statement of data-modifying CTEs, run in autocommit: one round trip, atomic as a
-transaction is, prepared by psycopg after its first executions.
+Every write of a pass is one statement of data-modifying CTEs, run in autocommit: one round
+trip, atomic as a transaction is, prepared by psycopg after its first executions. Writing a
+pass as statements through the pool (a pre-ping, BEGIN, the jobs update, the attempt rows,
+COMMIT) costs six round trips, the larger half of a pass on a shared 2-core machine
+(``scheduler.passes`` logged write p50 11–20 ms against 0.3 ms for the commit's fsync).
 
 The semantics are those of :mod:`scheduler.store`'s functions (the SQLite path still uses
 them): job rows move only ``WHERE status = from AND attempts = n`` and the statement returns

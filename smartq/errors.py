@@ -49,3 +49,18 @@ class StreamRequestError(SmartqError):
     def __init__(self, message: str, kind: str = INVALID) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class SubmissionRejected(SmartqError):
+    """A submission that cannot be accepted as it is; ``kind`` says why: :attr:`INVALID` (a
+    cycle, an unknown dependency or type, an unstorable payload) or :attr:`TOO_LARGE`. The API
+    alone maps a kind to an HTTP status; ``detail`` goes into its error shape."""
+
+    INVALID = "invalid"
+    TOO_LARGE = "too_large"
+
+    def __init__(self, message: str, detail: object = None, kind: str = INVALID) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.kind = kind

@@ -29,7 +29,7 @@ from api.schemas import (
     no_nul,
     priority_value,
 )
-from api.submit import SubmissionError, job_row, resolve_batch
+from api.submit import job_row, resolve_batch
 from api.views import job_doc, job_public, json_response
 from api.waiting import waiting_reason
 from models import storable
@@ -38,6 +38,7 @@ from models.messages import CancelRequested, JobStatusEvent
 from models.types import utcnow
 from smartq import topology
 from smartq.db import is_retryable
+from smartq.errors import SubmissionRejected
 from smartq.registry import JobType
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,18 @@ IdempotencyHeader = Annotated[
 ]
 
 
-def _fail(exc: SubmissionError) -> HTTPException:
-    return HTTPException(exc.status, {"error": exc.message, "detail": exc.detail})
+#: The HTTP status of each kind of rejected submission.
+_REJECTED = {SubmissionRejected.INVALID: 422, SubmissionRejected.TOO_LARGE: 413}
+
+
+def _fail(exc: SubmissionRejected) -> HTTPException:
+    return HTTPException(_REJECTED[exc.kind], {"error": exc.message, "detail": exc.detail})
 
 
 def _job_type(ctx: ApiContext, name: str) -> JobType:
     if name not in ctx.registry:
         known = ctx.registry.names()
-        raise SubmissionError(
-            422,
+        raise SubmissionRejected(
             f"unknown job type {name!r}; registered types: {', '.join(known)}",
             {"known_types": known},
         )
@@ -72,13 +76,16 @@ def _check_payload(ctx: ApiContext, payload: dict[str, Any], owner: str = "") ->
     try:
         encoded = orjson.dumps(payload)
     except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
-        raise SubmissionError(422, f"payload{where} cannot be encoded: {exc}") from None
+        raise SubmissionRejected(f"payload{where} cannot be encoded: {exc}") from None
     limit = ctx.settings.max_payload_bytes
     if len(encoded) > limit:
-        raise SubmissionError(413, f"payload{where} is {len(encoded)} bytes; the limit is {limit}")
+        raise SubmissionRejected(
+            f"payload{where} is {len(encoded)} bytes; the limit is {limit}",
+            kind=SubmissionRejected.TOO_LARGE,
+        )
     problem = storable.problem(payload)
     if problem is not None:
-        raise SubmissionError(422, f"payload{where} {problem}")
+        raise SubmissionRejected(f"payload{where} {problem}")
 
 
 async def _notify(ctx: ApiContext, routing_key: str, body: bytes) -> None:
@@ -118,7 +125,7 @@ async def submit_job(
             # database instead of three (BEGIN, INSERT, COMMIT).
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             created = await store.insert_job(conn, values, ())
-    except SubmissionError as exc:
+    except SubmissionRejected as exc:
         raise _fail(exc) from None
     if not created:
         return await _replay(conn, values)
@@ -131,8 +138,7 @@ async def _require_known(conn: AsyncConnection, deps: list[uuid.UUID]) -> None:
     """422 naming the dependencies that are not jobs (checked in the submit's transaction)."""
     missing = set(deps) - await store.existing_ids(conn, deps)
     if missing:
-        raise SubmissionError(
-            422,
+        raise SubmissionRejected(
             "unknown dependencies: " + ", ".join(sorted(map(str, missing))),
             {"unknown_dependencies": sorted(map(str, missing))},
         )
@@ -195,7 +201,7 @@ async def submit_batch(
         async with conn.begin():
             await _require_known(conn, sorted(resolved.external))
             created = await store.insert_batch(conn, batch, resolved.rows, resolved.edges)
-    except SubmissionError as exc:
+    except SubmissionRejected as exc:
         raise _fail(exc) from None
     except IntegrityError as exc:
         raise HTTPException(
