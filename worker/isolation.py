@@ -10,7 +10,6 @@ the child is reaped, resolves :attr:`ChildRun.ended`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import multiprocessing
@@ -25,6 +24,7 @@ from typing import Any
 
 from models.enums import Outcome
 from smartq.errors import ConfigurationError
+from smartq.outbox import LoopHandoff
 from worker.context import AttemptLog, CancelFlag, JobContext, make_job_logger
 from worker.outcomes import Ending, call_sync, describe
 
@@ -72,8 +72,9 @@ class ChildRun:
     def __init__(
         self, context: BaseContext, log: AttemptLog, target: tuple[str, str], job: dict[str, Any]
     ) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.ended: asyncio.Future[Ending] = self._loop.create_future()
+        self.ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
+        self._handoff = LoopHandoff()
+        self._handoff.bind()
         self._log = log
         self._receiver, self._sender = context.Pipe(duplex=False)
         self._process = context.Process(  # type: ignore[attr-defined]
@@ -126,13 +127,7 @@ class ChildRun:
                 Outcome.FAILED,
                 error=f"job process exited with code {self._process.exitcode} without a result",
             )
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-            self._loop.call_soon_threadsafe(_settle, self.ended, ending)
-
-
-def _settle(future: asyncio.Future[Ending], ending: Ending) -> None:
-    if not future.done():
-        future.set_result(ending)
+        self._handoff.resolve(self.ended, ending)  # dropped if the loop closed: nobody waits
 
 
 def child_main(conn: Connection, module: str, qualname: str, job: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -35,20 +34,19 @@ from models.messages import (
 )
 from smartq import topology
 from smartq.broker import Broker, BrokerError, Consumer, IncomingMessage, QueueMismatch
+from smartq.outbox import Outbox
 from smartq.registry import Registry
 from smartq.settings import Settings
 from worker.executor import Executor
 
 log = logging.getLogger(__name__)
 _SEEN = 20_000
-#: Outgoing lanes, each published by its own task: reports and heartbeats never wait behind
-#: log lines, so a job that logs a flood cannot delay its worker's heartbeats past the lease
-#: (found by the fault suite, tests/faults/test_logger.py), and a report does not wait for the
-#: confirms of the log lines its job wrote just before (a few ms on every job). Within a lane,
-#: order is kept.
+#: Outgoing lanes, each an outbox publishing on its own: reports and heartbeats never wait
+#: behind log lines, so a job that logs a flood cannot delay its worker's heartbeats past the
+#: lease (found by the fault suite, tests/faults/test_logger.py), and a report does not wait for
+#: the confirms of the log lines its job wrote just before (a few ms on every job). Within a
+#: lane, order is kept.
 _URGENT, _BULK = 0, 1
-#: Messages per confirmed publish.
-_BATCH = 200
 
 
 def default_capacity() -> tuple[int, int]:
@@ -83,15 +81,15 @@ class WorkerService:
         #: This start of the process; dispatches name the start they are meant for.
         self.incarnation = incarnation(self.started_at)
         self.draining = False
-        self._lanes: tuple[asyncio.Queue[tuple[str, bytes]], ...] = (
-            asyncio.Queue(),
-            asyncio.Queue(),
+        # Log lines wait worker_log_flush_seconds for more: lines of jobs that end within
+        # milliseconds of each other then travel as one message (in a 1,000-long chain that
+        # took log messages per job from 2 to ~0.3, and with them the broker's, the logger's and
+        # the API's work per job). Reports and heartbeats never wait.
+        self._lanes: tuple[Outbox[tuple[str, bytes]], ...] = tuple(
+            Outbox(self._publish, linger=linger, retry_on=(BrokerError,), name="worker")
+            for linger in (0.0, settings.worker_log_flush_seconds)
         )
-        #: Set when a lane holds a full batch (or the worker stops): its publisher waits no more.
-        self._full = (asyncio.Event(), asyncio.Event())
         self._seen: OrderedDict[tuple[uuid.UUID, int], None] = OrderedDict()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
         self._process = psutil.Process()
         self.executor = Executor(
             registry,
@@ -103,17 +101,8 @@ class WorkerService:
 
     # -- outgoing -------------------------------------------------------------------------
     def _send(self, routing_key: str, body: bytes, lane: int = _URGENT) -> None:
-        if threading.get_ident() == self._loop_thread or self._loop is None:
-            self._put(lane, (routing_key, body))
-        else:
-            self._loop.call_soon_threadsafe(self._put, lane, (routing_key, body))
-
-    def _put(self, lane: int, message: tuple[str, bytes]) -> None:
-        """Queue a message on its lane (on the loop's thread); a full batch ends the wait."""
-        queue = self._lanes[lane]
-        queue.put_nowait(message)
-        if queue.qsize() >= _BATCH - 1:  # with the one its publisher holds: a full batch
-            self._full[lane].set()
+        """Queue a message on its lane, from any thread."""
+        self._lanes[lane].put((routing_key, body))
 
     def _report(self, report: AttemptStarted | AttemptFinished | ResourcesReleased) -> None:
         if isinstance(report, AttemptStarted):
@@ -136,35 +125,9 @@ class WorkerService:
     def _log_line(self, line: LogLine) -> None:
         self._send(topology.logs_key(line.job_id), line.dumps(), _BULK)
 
-    async def _publisher(self, lane: int, linger: float) -> None:
-        """Publish one lane's messages in confirmed batches; never drop one.
-
-        ``linger`` > 0: after the first message, gather for that long (or until a batch is
-        full) before publishing. Log lines of jobs that end within milliseconds of each other
-        then travel as one message: in a 1,000-long chain that took log messages per job from
-        2 to ~0.3, and with them the broker's, the logger's and the API's work per job.
-        """
-        queue = self._lanes[lane]
-        while True:
-            batch = [await queue.get()]
-            if linger > 0:
-                await self._gather(lane, linger)
-            while not queue.empty() and len(batch) < _BATCH:
-                batch.append(queue.get_nowait())
-            messages = _envelopes(batch)
-            delay = 0.1
-            while True:
-                try:
-                    await self.broker.publish_many(messages)
-                    for _ in batch:
-                        queue.task_done()
-                    break
-                except BrokerError:
-                    log.warning(
-                        "publish failed; retrying", extra={"action": "worker.publish_retry"}
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+    async def _publish(self, batch: list[tuple[str, bytes]]) -> None:
+        """One lane's batch as few confirmed broker messages; the outbox retries a failure."""
+        await self.broker.publish_many(_envelopes(batch))
 
     def heartbeat(self, *, stopped: bool = False) -> Heartbeat:
         with self._process.oneshot():
@@ -250,15 +213,11 @@ class WorkerService:
     # -- life cycle -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then stop gracefully (see :meth:`_drain`)."""
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        for lane in self._lanes:
+            lane.start()
         prefetch = max(64, self.cpu_units * 4)
         # The queue exists before the first heartbeat: the scheduler may dispatch at once.
         consumer = await self._consume(prefetch)
-        publishers = [
-            asyncio.create_task(self._publisher(lane, linger), name=f"worker-publisher-{lane}")
-            for lane, linger in ((_URGENT, 0.0), (_BULK, self.settings.worker_log_flush_seconds))
-        ]
         beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeats")
         log.info(
             "worker started",
@@ -273,8 +232,8 @@ class WorkerService:
             await stop.wait()
         finally:
             await self._drain(consumer, beats)
-            for publisher in publishers:
-                publisher.cancel()
+            for lane in self._lanes:
+                lane.cancel()
 
     async def _consume(self, prefetch: int) -> Consumer:
         queue = topology.worker_queue(
@@ -292,23 +251,14 @@ class WorkerService:
             await self.broker.delete_queue(queue.name)
             return await self.broker.consume(queue, self._on_message, prefetch=prefetch)
 
-    async def _gather(self, lane: int, linger: float) -> None:
-        """Wait ``linger`` seconds for more of the lane's messages, less once a full batch is
-        queued (a flood is not slowed) or the worker stops (nothing is left behind)."""
-        full = self._full[lane]
-        if self._lanes[lane].qsize() < _BATCH - 1 and not self.draining:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(full.wait(), linger)
-        full.clear()
-
     async def _drain(self, consumer: Consumer, beats: asyncio.Task[None]) -> None:
         """Say at once that it drains (the scheduler stops placing here), let running jobs
         finish within the grace period, hand back the rest and whatever still arrives (they
         run again elsewhere, at once), say goodbye, and flush every report. Consuming goes on
         until the goodbye: a dispatch left in the queue would wait out the whole lease."""
         self.draining = True
-        for full in self._full:
-            full.set()  # what the lanes hold goes out now, not after their windows
+        for lane in self._lanes:
+            lane.flush()  # what the lanes hold goes out now, not after their windows
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat().dumps())
         await self.executor.shutdown(self.settings.shutdown_grace_seconds)
         await consumer.cancel()
@@ -316,7 +266,7 @@ class WorkerService:
         beats.cancel()  # the goodbye below is the last heartbeat
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat(stopped=True).dumps())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._lanes)), 10)
+            await asyncio.wait_for(asyncio.gather(*(lane.join() for lane in self._lanes)), 10)
         log.info("worker stopped", extra={"action": "worker.stop", "worker": self.worker_id})
 
 

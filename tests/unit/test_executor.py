@@ -28,6 +28,8 @@ from smartq.registry import Registry, job, registry
 from tests.unit import isolated_jobs
 from worker.context import JobContext
 from worker.executor import SHUTDOWN_REASON, Executor, Report
+from worker.outcomes import Ending
+from worker.verdict import STILL_RUNNING, Stop, Why, end_line, stopped, why_ended
 
 reg = Registry()
 thread_events: dict[str, threading.Event] = {}
@@ -534,3 +536,94 @@ async def test_a_job_that_returned_before_the_cancel_succeeds(
     assert executor.cancel(d.job_id, 1)
     finished = await task
     assert finished.outcome is Outcome.SUCCEEDED
+
+
+# -- the verdict, as tables -----------------------------------------------------------------
+
+CANCEL_AT_5 = Stop(Outcome.CANCELLED, "cancelled by user", asked=5.0)
+HAND_BACK_AT_5 = Stop(Outcome.HANDED_BACK, SHUTDOWN_REASON, asked=5.0)
+
+
+@pytest.mark.parametrize(
+    ("job_done", "returned", "stop", "stop_seen", "why"),
+    [
+        (True, 4.0, None, False, "done"),  # returned, nothing else happened
+        (True, 4.0, CANCEL_AT_5, True, "done"),  # returned before the stop: its work happened
+        (True, 5.0, CANCEL_AT_5, True, "done"),  # returned as the stop was asked
+        (True, 6.0, CANCEL_AT_5, True, "stop"),  # returned after the stop: it saw the flag
+        (True, 6.0, CANCEL_AT_5, False, "stop"),  # stop asked while the wait was waking up
+        (True, None, CANCEL_AT_5, False, "stop"),  # a child process: no return time, stopped
+        (True, None, None, False, "done"),  # a child process that ended on its own
+        (False, None, CANCEL_AT_5, True, "stop"),
+        (False, None, None, True, "stop"),  # the flag fired with no request recorded
+        (False, None, None, False, "timeout"),
+    ],
+)
+def test_why_an_attempt_ended(
+    job_done: bool, returned: float | None, stop: Stop | None, stop_seen: bool, why: Why
+) -> None:
+    assert why_ended(job_done=job_done, returned=returned, stop=stop, stop_seen=stop_seen) == why
+
+
+@pytest.mark.parametrize(
+    ("why", "stop", "limit", "released", "ending"),
+    [
+        ("timeout", None, 0.3, True, Ending(Outcome.TIMED_OUT, error="timed out after 0.3s")),
+        (
+            "timeout",
+            CANCEL_AT_5,  # the deadline is what the wait saw: it counts
+            2.0,
+            False,
+            Ending(Outcome.TIMED_OUT, error="timed out after 2s", released=False),
+        ),
+        ("stop", CANCEL_AT_5, None, True, Ending(Outcome.CANCELLED, error="cancelled by user")),
+        ("stop", HAND_BACK_AT_5, 1.0, True, Ending(Outcome.HANDED_BACK, error=SHUTDOWN_REASON)),
+        (
+            "stop",
+            Stop(Outcome.LOST, "", asked=1.0),
+            None,
+            False,
+            Ending(Outcome.LOST, error="cancelled", released=False),
+        ),
+        ("stop", None, None, True, Ending(Outcome.CANCELLED, error="cancelled")),
+    ],
+)
+def test_the_ending_of_a_stopped_attempt(
+    why: Why, stop: Stop | None, limit: float | None, released: bool, ending: Ending
+) -> None:
+    assert stopped(why, stop, limit, released=released) == ending
+
+
+@pytest.mark.parametrize(
+    ("ending", "level", "text"),
+    [
+        (Ending(Outcome.SUCCEEDED, result=1), "info", "succeeded in 1.50s"),
+        (Ending(Outcome.FAILED, error="E: x"), "warning", "failed after 1.50s: E: x"),
+        (
+            Ending(Outcome.FAILED, error="ValueError: boom", traceback="Traceback ..."),
+            "error",
+            "failed after 1.50s: ValueError: boom\nTraceback ...",
+        ),
+        (
+            Ending(Outcome.FAILED_PERMANENTLY, error="E: x"),
+            "error",
+            "failed permanently after 1.50s: E: x",
+        ),
+        (
+            Ending(Outcome.RETRY_REQUESTED, error="Retry: later", retry_after=5.0),
+            "warning",
+            "retry requested in 5s after 1.50s: Retry: later",
+        ),
+        (Ending(Outcome.CANCELLED, error="by user"), "warning", "cancelled after 1.50s: by user"),
+        (Ending(Outcome.TIMED_OUT, error="timed out after 1s"), "error", "timed out after 1s"),
+        (
+            Ending(Outcome.TIMED_OUT, error="timed out after 1s", released=False),
+            "error",
+            "timed out after 1s" + STILL_RUNNING,
+        ),
+        (Ending(Outcome.HANDED_BACK, error=SHUTDOWN_REASON), "warning", SHUTDOWN_REASON),
+        (Ending(Outcome.LOST), "warning", Outcome.LOST.value),
+    ],
+)
+def test_the_end_line_of_an_attempt(ending: Ending, level: str, text: str) -> None:
+    assert end_line(ending, 1.5) == (level, text)
