@@ -19,11 +19,11 @@ from collections import Counter
 from collections.abc import Iterable
 
 from models.enums import JobStatus, Outcome
-from scheduler import dag
+from scheduler import dag, fleet
 from scheduler.placement import PlacementConfig, plan
 from scheduler.reasons import CANCELLED_BY_USER, never_fits_reason, upstream_reason
 from scheduler.retry import RetryDecision, Verdict, decide
-from scheduler.state import WAITING, Hold, JobRecord, SchedulerState, WorkerRecord
+from scheduler.state import WAITING, JobRecord, SchedulerState, WorkerRecord
 from scheduler.values import (
     CancelResult,
     JobSpec,
@@ -97,7 +97,7 @@ class Scheduler:
             return dag.cascade(self.state, job_id, upstream_reason(name, job_id, status, error))
         return []
 
-    # -- workers --------------------------------------------------------------------------
+    # -- workers (see scheduler.fleet) ------------------------------------------------------
     def upsert_worker(
         self,
         worker_id: str,
@@ -112,23 +112,12 @@ class Scheduler:
         """A heartbeat: the worker is online with this capacity and these job types (and maybe
         draining). A new ``incarnation`` (the process restarted under the same id) loses what
         the earlier one held: its attempts end ``lost`` and run again."""
-        state = self.state
-        worker = state.workers.get(worker_id)
-        if worker is None:
-            worker = state.worker(worker_id)
-            worker.online = False
+        known = self.state.workers.get(worker_id)
         out: list[Transition] = []
-        if incarnation is not None and worker.incarnation not in (None, incarnation):
-            out = self._lose_holds(worker, now, f"worker {worker_id} restarted")
-        if incarnation is not None:
-            worker.incarnation = incarnation
-        types = frozenset(job_types) if job_types is not None else worker.types
-        before = (worker.cpu_total, worker.mem_total, worker.accepting, worker.types)
-        worker.cpu_total, worker.mem_total = cpu_units, memory_mb
-        worker.online, worker.draining, worker.types = True, draining, types
-        if before != (cpu_units, memory_mb, worker.accepting, types):
-            state.capacity_changed = True
-            state.dirty = True
+        if known is not None and incarnation and known.incarnation not in (None, incarnation):
+            out = self._lose_holds(known, now, f"worker {worker_id} restarted")
+        worker = fleet.heard(self.state, worker_id, cpu_units, memory_mb, draining, job_types)
+        worker.incarnation = incarnation or worker.incarnation
         return out
 
     def remember_worker(
@@ -142,11 +131,7 @@ class Scheduler:
     ) -> None:
         """A worker known from the database at a rebuild. Nothing is placed on it until it
         heartbeats: a lease this scheduler has not seen renewed proves nothing."""
-        worker = self.state.worker(worker_id)
-        worker.cpu_total, worker.mem_total = cpu_units, memory_mb
-        worker.types = frozenset(job_types) if job_types is not None else None
-        worker.incarnation = incarnation
-        worker.online = False
+        fleet.remember(self.state, worker_id, cpu_units, memory_mb, job_types, incarnation)
 
     def worker_offline(self, worker_id: str, now: float) -> list[Transition]:
         """The worker's lease expired: free what it held; its running attempts are LOST."""
@@ -166,9 +151,8 @@ class Scheduler:
             return []
         worker.online = False
         self.state.capacity_changed = True
-        return self._lose_holds(
-            worker, now, f"worker {worker_id} stopped before running it", Outcome.HANDED_BACK
-        )
+        why = f"worker {worker_id} stopped before running it"
+        return self._lose_holds(worker, now, why, Outcome.HANDED_BACK)
 
     def undelivered(
         self, job_id: uuid.UUID, attempt: int, worker_id: str, now: float
@@ -177,42 +161,19 @@ class Scheduler:
         The worker takes nothing more until it heartbeats again, and the job is ready again
         with its attempt number given back: no worker started it, so it was no attempt."""
         self.state.free((job_id, attempt))
-        worker = self.state.workers.get(worker_id)
-        if worker is not None and worker.online:
-            worker.online = False
-            self.state.capacity_changed = True
+        fleet.unreachable(self.state, worker_id)
         job = self.state.jobs.get(job_id)
         if job is None or not self._is_current(job, attempt) or job.worker_id != worker_id:
             return []
         if job.cancel_requested:
             return self._finish(job, Outcome.CANCELLED, now, None, None)
-        job.worker_id = None
-        job.attempts -= 1
-        dag.make_ready(self.state, job)
-        return [
-            Transition(
-                job.id,
-                JobStatus.RUNNING,
-                JobStatus.READY,
-                attempt,
-                reason=f"worker {worker_id} has no queue; the dispatch goes to another worker",
-                worker_id=worker_id,
-                to_attempts=attempt - 1,
-            )
-        ]
+        return [fleet.give_back(self.state, job, worker_id)]
 
     def hold_lingering(
         self, job_id: uuid.UUID, attempt: int, worker_id: str, cpu_units: int, memory_mb: int
     ) -> None:
         """At a rebuild: an ended attempt whose code still runs holds this capacity."""
-        key = (job_id, attempt)
-        if key in self.state.holds:
-            return
-        worker = self.state.worker(worker_id)
-        self.state.holds[key] = Hold(worker_id, cpu_units, memory_mb, lingering=True)
-        worker.holds.add(key)
-        worker.cpu_used += cpu_units
-        worker.mem_used += memory_mb
+        fleet.hold_lingering(self.state, job_id, attempt, worker_id, cpu_units, memory_mb)
 
     def take_freed_lingering(self) -> list[tuple[uuid.UUID, int]]:
         """Lingering holds freed since the last call (a thread returned, its worker left)."""

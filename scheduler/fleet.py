@@ -1,0 +1,98 @@
+"""The workers in the core's state: what a heartbeat, a rebuild or a lost queue changes about
+them (pure). The decisions about the attempts they held (lost, handed back) stay in
+:class:`scheduler.core.Scheduler`, which calls these."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from models.enums import JobStatus
+from scheduler import dag
+from scheduler.state import Hold, JobRecord, SchedulerState, WorkerRecord
+from scheduler.values import Transition
+
+
+def heard(
+    state: SchedulerState,
+    worker_id: str,
+    cpu_units: int,
+    memory_mb: int,
+    draining: bool,
+    job_types: Iterable[str] | None,
+) -> WorkerRecord:
+    """The worker is online with this capacity and these types; placement is told when that
+    changes what could be placed."""
+    worker = state.workers.get(worker_id)
+    if worker is None:
+        worker = state.worker(worker_id)
+        worker.online = False
+    types = frozenset(job_types) if job_types is not None else worker.types
+    before = (worker.cpu_total, worker.mem_total, worker.accepting, worker.types)
+    worker.cpu_total, worker.mem_total = cpu_units, memory_mb
+    worker.online, worker.draining, worker.types = True, draining, types
+    if before != (cpu_units, memory_mb, worker.accepting, types):
+        state.capacity_changed = True
+        state.dirty = True
+    return worker
+
+
+def remember(
+    state: SchedulerState,
+    worker_id: str,
+    cpu_units: int,
+    memory_mb: int,
+    job_types: Iterable[str] | None,
+    incarnation: str | None,
+) -> None:
+    """A worker known from the database: offline until it heartbeats."""
+    worker = state.worker(worker_id)
+    worker.cpu_total, worker.mem_total = cpu_units, memory_mb
+    worker.types = frozenset(job_types) if job_types is not None else None
+    worker.incarnation = incarnation
+    worker.online = False
+
+
+def unreachable(state: SchedulerState, worker_id: str) -> WorkerRecord | None:
+    """Place nothing more on the worker (until it heartbeats again)."""
+    worker = state.workers.get(worker_id)
+    if worker is not None and worker.online:
+        worker.online = False
+        state.capacity_changed = True
+    return worker
+
+
+def hold_lingering(
+    state: SchedulerState,
+    job_id: uuid.UUID,
+    attempt: int,
+    worker_id: str,
+    cpu_units: int,
+    memory_mb: int,
+) -> None:
+    """An ended attempt whose code still runs holds this capacity."""
+    key = (job_id, attempt)
+    if key in state.holds:
+        return
+    worker = state.worker(worker_id)
+    state.holds[key] = Hold(worker_id, cpu_units, memory_mb, lingering=True)
+    worker.holds.add(key)
+    worker.cpu_used += cpu_units
+    worker.mem_used += memory_mb
+
+
+def give_back(state: SchedulerState, job: JobRecord, worker_id: str) -> Transition:
+    """The job's current attempt reached no worker: ready again, its attempt number back."""
+    attempt = job.attempts
+    job.worker_id = None
+    job.attempts -= 1
+    dag.make_ready(state, job)
+    return Transition(
+        job.id,
+        JobStatus.RUNNING,
+        JobStatus.READY,
+        attempt,
+        reason=f"worker {worker_id} has no queue; the dispatch goes to another worker",
+        worker_id=worker_id,
+        to_attempts=attempt - 1,
+    )
