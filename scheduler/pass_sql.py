@@ -30,25 +30,20 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from scheduler.rows import JobWrite
+from scheduler.rows import JOB_COLUMNS, JobWrite
 from scheduler.store import SPEC_COLUMNS, Loaded, Upstream, loaded_from
 
 if TYPE_CHECKING:
     from scheduler.pass_store import PassWrite
 
-_PASS = """
+_V_COLUMNS = ", ".join(f"{c.field} {c.pg_type}" for c in JOB_COLUMNS)
+_V_SET = ", ".join(f"{c.column} = {c.pg_set or 'v.' + c.field}" for c in JOB_COLUMNS)
+_PASS = f"""
 WITH v AS (
     SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb) AS v(
-        id uuid, from_status text, from_attempts int, status text, attempts int, reason text,
-        error text, result jsonb, not_before timestamptz, worker_id text,
-        started_at timestamptz, finished_at timestamptz, opens bool)
+        id uuid, from_status text, from_attempts int, {_V_COLUMNS}, opens bool)
 ), moved AS (
-    UPDATE jobs AS j SET
-        status = v.status, attempts = v.attempts, status_reason = v.reason,
-        error = CASE WHEN v.status = 'completed' THEN NULL ELSE COALESCE(v.error, j.error) END,
-        result = v.result, not_before = v.not_before,
-        worker_id = v.worker_id, started_at = COALESCE(j.started_at, v.started_at),
-        finished_at = v.finished_at, updated_at = %(now)s
+    UPDATE jobs AS j SET {_V_SET}, updated_at = %(now)s
     FROM v
     WHERE j.id = v.id AND j.status = v.from_status AND j.attempts = v.from_attempts
     RETURNING j.id, j.type, j.name, j.payload, j.timeout_seconds, j.batch_id, j.cpu_units,
@@ -140,20 +135,13 @@ def pass_params(
     releases: Sequence[tuple[uuid.UUID, int]] = (),
 ) -> dict[str, Any]:
     """The statement's parameters (``writes`` in id order, the lock order every writer uses)."""
+    fields = [c.field for c in JOB_COLUMNS]
     jobs = [
         {
             "id": w.id,
             "from_status": w.from_status,
             "from_attempts": w.from_attempts,
-            "status": w.status,
-            "attempts": w.attempts,
-            "reason": w.reason,
-            "error": w.error,
-            "result": w.result,
-            "not_before": w.not_before,
-            "worker_id": w.worker_id,
-            "started_at": w.started_at,
-            "finished_at": w.finished_at,
+            **{f: getattr(w, f) for f in fields},
             "opens": w.id in opens,
         }
         for w in writes

@@ -38,3 +38,39 @@ class JobWrite:
     worker_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One value a :class:`JobWrite` sets on a job row: the field, the ``jobs`` column, its
+    PostgreSQL type, and (when it is not a plain copy) the PostgreSQL expression that sets it
+    (``v`` is the written row, ``j`` the row as it was)."""
+
+    field: str
+    column: str
+    pg_type: str
+    pg_set: str | None = None
+
+
+#: Every job column a pass writes, declared once: the PostgreSQL statement
+#: (:mod:`scheduler.pass_sql`) and the SQLite statements (:mod:`scheduler.store`) are made from
+#: it. The write is conditional on ``(status, attempts) = (from_status, from_attempts)``.
+JOB_COLUMNS = (
+    Column("status", "status", "text"),
+    Column("attempts", "attempts", "int"),
+    Column("reason", "status_reason", "text"),
+    Column(
+        "error",
+        "error",
+        "text",
+        "CASE WHEN v.status = 'completed' THEN NULL ELSE COALESCE(v.error, j.error) END",
+    ),
+    Column("result", "result", "jsonb"),
+    Column("not_before", "not_before", "timestamptz"),
+    Column("worker_id", "worker_id", "text"),
+    Column("started_at", "started_at", "timestamptz", "COALESCE(j.started_at, v.started_at)"),
+    Column("finished_at", "finished_at", "timestamptz"),
+)
+assert {c.field for c in JOB_COLUMNS} | {"id", "from_status", "from_attempts"} == set(
+    JobWrite.__dataclass_fields__
+), "JOB_COLUMNS must name every JobWrite field"

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.enums import ACTIVE_STATUSES, FINAL_STATUSES, JobStatus
 from models.tables import Job, JobAttempt, JobDependency, Worker
-from scheduler.rows import JobWrite, dt, ts
+from scheduler.rows import JOB_COLUMNS, JobWrite, dt, ts
 from scheduler.values import JobSpec, UpstreamFailure
 
 __all__ = ["JobWrite", "dt", "ts"]  # with the functions below
@@ -233,6 +233,21 @@ _RETURNING = (
 )
 
 
+#: The columns of :data:`scheduler.rows.JOB_COLUMNS` that are not a plain copy, as SQLAlchemy
+#: expressions (the same rules as their PostgreSQL ``pg_set``).
+_SET: dict[str, Callable[[JobWrite], Any]] = {
+    "error": lambda w: None if w.status == "completed" else func.coalesce(w.error, jobs.c.error),
+    "started_at": lambda w: func.coalesce(jobs.c.started_at, w.started_at),
+}
+assert set(_SET) == {c.field for c in JOB_COLUMNS if c.pg_set}
+
+
+def _job_values(w: JobWrite) -> dict[str, Any]:
+    return {
+        c.column: _SET[c.field](w) if c.field in _SET else getattr(w, c.field) for c in JOB_COLUMNS
+    }
+
+
 async def apply(
     conn: AsyncConnection, writes: Sequence[JobWrite], now: datetime
 ) -> dict[uuid.UUID, RowMapping]:
@@ -258,21 +273,9 @@ async def _apply_each(
                 jobs.c.status == w.from_status,
                 jobs.c.attempts == w.from_attempts,
             )
-            .values(
-                status=w.status,
-                attempts=w.attempts,
-                status_reason=w.reason,
-                error=None if w.status == "completed" else func.coalesce(w.error, jobs.c.error),
-                result=w.result,
-                not_before=w.not_before,
-                worker_id=w.worker_id,
-                finished_at=w.finished_at,
-                updated_at=now,
-            )
+            .values(**_job_values(w), updated_at=now)
             .returning(*_RETURNING)
         )
-        if w.started_at is not None:
-            stmt = stmt.values(started_at=func.coalesce(jobs.c.started_at, w.started_at))
         row = (await conn.execute(stmt)).mappings().first()
         if row is not None:
             won[row["id"]] = row
