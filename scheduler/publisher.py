@@ -1,17 +1,18 @@
 """The scheduler's one publisher: what committed passes decided goes out in pass order while the
-next pass runs, so a pass never waits for RabbitMQ's confirms.
+next pass runs, so a pass never waits for RabbitMQ's confirms. It is two
+:class:`smartq.outbox.Outbox`-es, the gather-batch-retry outbox the workers use too:
 
-* Dispatches are ``mandatory``. Those no queue took come back as values
-  (:meth:`Publisher.take_unrouted`): a first dispatch reached nobody (the pass gives the attempt
-  back), a re-published one may have run before its worker went (that attempt is lost).
-* Dispatches the broker refused are retried first, with a pause growing 0.1 s → 5 s.
-* Status events wait up to ``linger`` seconds to go out with those of the next passes in one
-  message (dispatches and cancels never wait): a pass per job, as in a chain, otherwise costs
-  one broker message per job for the live stream alone. :data:`EVENTS_HELD_MAX` held events
-  go out at once.
-* A bounded queue (:data:`BACKLOG` passes) makes passes wait when publishing lags. A crash
-  loses nothing: dispatches are committed first and re-published at start-up, and fenced
-  reports make a replay harmless.
+* Dispatches and cancels, at once. Dispatches are ``mandatory``; those no queue took come back
+  as values (:meth:`Publisher.take_unrouted`): a first dispatch reached nobody (the pass gives
+  the attempt back), a re-published one may have run before its worker went (that attempt is
+  lost). Dispatches the broker refused are retried before anything newer, with a pause growing
+  0.1 s → 5 s. At most :data:`BACKLOG` messages wait; then passes wait for the broker.
+* Status events, held up to ``linger`` seconds to go out with those of the next passes in one
+  message: a pass per job, as in a chain, otherwise costs one broker message per job for the
+  live stream alone. :data:`EVENTS_HELD_MAX` held events go out at once.
+
+A crash loses nothing: dispatches are committed first and re-published at start-up, and fenced
+reports make a replay harmless.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ from scheduler.encode import Message, is_dispatch, is_event
 from scheduler.rows import dt
 from smartq import topology
 from smartq.broker import Broker, BrokerError, Unroutable
+from smartq.outbox import Outbox
 
 log = logging.getLogger(__name__)
-#: Passes whose messages may wait for the publisher before a pass waits for it.
-BACKLOG = 8
+#: Messages (dispatches, cancels) that may wait for the broker before passes wait for it.
+BACKLOG = 100_000
+#: Messages one publish sends at most (a pass's dispatches, pipelined, in one go).
+PUBLISH_BATCH = 20_000
 #: Held status events that make the publisher send them at once.
 EVENTS_HELD_MAX = 1_000
 #: On leaving (stop, lost leadership), how long the publisher may take to empty its queue.
@@ -65,22 +69,36 @@ class Publisher:
         on_unrouted: Callable[[], None] = lambda: None,
     ) -> None:
         self.broker = broker
-        self.linger = linger
         self._on_published = on_published
         self._on_unrouted = on_unrouted
-        self._queue: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=BACKLOG)
-        self._held: list[Message] = []
         self._unrouted = Unrouted()
+        self._orders: Outbox[Message] = Outbox(
+            self._publish_orders,
+            batch=PUBLISH_BATCH,
+            retry_on=(BrokerError,),
+            name="scheduler.orders",
+            maxsize=BACKLOG,
+        )
+        self._events: Outbox[Message] = Outbox(
+            self._publish_events,
+            linger=linger,
+            batch=EVENTS_HELD_MAX,
+            retry_on=(BrokerError,),
+            name="scheduler.events",
+        )
 
     # -- what passes call -----------------------------------------------------------------
     async def put(self, messages: list[Message]) -> None:
         """Hand over a committed pass's messages; waits only when publishing lags."""
-        if messages:
-            await self._queue.put(messages)
+        for message in messages:
+            if is_event(message):
+                self._events.put(message)
+            else:
+                await self._orders.put_wait(message)
 
     async def join(self) -> None:
-        """Until everything handed over so far went out (held events may still wait)."""
-        await self._queue.join()
+        """Until every dispatch and cancel handed over so far went out (events may wait)."""
+        await self._orders.join()
 
     def take_unrouted(self) -> Unrouted:
         out, self._unrouted = self._unrouted, Unrouted()
@@ -92,61 +110,27 @@ class Publisher:
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
         """On leaving: what passes committed goes out, then the held events, within bounds."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout)
-        held, self._held = self._held, []
-        with contextlib.suppress(TimeoutError, BrokerError):
-            await asyncio.wait_for(self.publish(held), timeout)
+            await asyncio.wait_for(self._orders.join(), timeout)
+        self._events.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._events.join(), timeout)
 
-    # -- the task -------------------------------------------------------------------------
     async def run(self) -> None:
-        """Publish until cancelled (see the module docstring)."""
-        loop = asyncio.get_running_loop()
-        flush_at: float | None = None
-        while True:
-            messages, taken = await self._take(flush_at, loop)
-            self._held += [m for m in messages if is_event(m)]
-            messages = [m for m in messages if not is_event(m)]
-            if self._held and flush_at is None:
-                flush_at = loop.time() + self.linger
-            if flush_at is not None and (
-                loop.time() >= flush_at or len(self._held) >= EVENTS_HELD_MAX
-            ):
-                messages += self._held
-                self._held, flush_at = [], None
-            if messages:
-                await self._publish_until_taken(messages)
-            for _ in range(taken):
-                self._queue.task_done()
-            if messages:
-                self._on_published()
-            if self._unrouted:
-                self._on_unrouted()
+        """Publish until cancelled (both outboxes, as this task)."""
+        await asyncio.gather(self._orders.run(), self._events.run())
 
-    async def _take(
-        self, flush_at: float | None, loop: asyncio.AbstractEventLoop
-    ) -> tuple[list[Message], int]:
-        """The next passes' messages: wait for one, or until the held events are due."""
-        messages: list[Message] = []
-        taken = 0
-        if flush_at is None or not self._queue.empty():
-            messages = await self._queue.get()
-            taken = 1
-        elif (left := flush_at - loop.time()) > 0:
-            with contextlib.suppress(TimeoutError):
-                messages = await asyncio.wait_for(self._queue.get(), left)
-                taken = 1
-        while not self._queue.empty():
-            messages += self._queue.get_nowait()
-            taken += 1
-        return messages, taken
+    async def _publish_orders(self, messages: list[Message]) -> list[Message]:
+        failed = await self.publish(messages)
+        if len(failed) < len(messages):
+            self._on_published()
+        if self._unrouted:
+            self._on_unrouted()
+        return failed
 
-    async def _publish_until_taken(self, messages: list[Message]) -> None:
-        delay = 0.1
-        while messages:
-            messages = await self.publish(messages)
-            if messages:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    async def _publish_events(self, messages: list[Message]) -> list[Message]:
+        await self.publish(messages)
+        self._on_published()
+        return []
 
     # -- one publish ----------------------------------------------------------------------
     async def publish(self, messages: list[Message]) -> list[Message]:

@@ -94,6 +94,7 @@ class Outbox(Generic[T]):
         retry_on: tuple[type[Exception], ...] = (Exception,),
         name: str = "outbox",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        maxsize: int = 0,
     ) -> None:
         self._publish = publish
         self._linger = linger
@@ -101,7 +102,7 @@ class Outbox(Generic[T]):
         self._retry_on = retry_on
         self._name = name
         self._sleep = sleep
-        self._queue: asyncio.Queue[T] = asyncio.Queue()
+        self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize)
         self._full = asyncio.Event()  # a full batch is held, or flush(): the wait ends
         self._flushing = False
         self._handoff = LoopHandoff()
@@ -111,6 +112,21 @@ class Outbox(Generic[T]):
         """Publish from the running loop; puts from other threads are handed to it from now."""
         self._handoff.bind()
         self._task = asyncio.create_task(self._run(), name=f"{self._name}-outbox")
+
+    async def run(self) -> None:
+        """Publish until cancelled, as the caller's own task (its errors reach the caller)."""
+        self._handoff.bind()
+        await self._run()
+
+    async def put_wait(self, item: T) -> None:
+        """Queue ``item`` from the loop's thread, waiting while the outbox holds ``maxsize``
+        items (back-pressure on a producer that must not run ahead of the broker)."""
+        await self._queue.put(item)
+        if self._queue.qsize() >= self._batch - 1:
+            self._full.set()
+
+    def held(self) -> int:
+        return self._queue.qsize()
 
     def put(self, item: T) -> None:
         """Queue ``item``; from any thread, never blocks."""
@@ -144,9 +160,11 @@ class Outbox(Generic[T]):
                 await self._gather()
             while not queue.empty() and len(batch) < self._batch:
                 batch.append(queue.get_nowait())
-            await self._send(batch)
-            for _ in batch:
-                queue.task_done()
+            try:
+                await self._send(batch)
+            finally:  # taken, or dropped by a cancel: join() must not wait for it forever
+                for _ in batch:
+                    queue.task_done()
 
     async def _gather(self) -> None:
         """Wait up to ``linger`` for more items, unless a full batch is held or flushing."""
