@@ -36,48 +36,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own_engine = engine is None
-        own_broker = broker is None
-        eng = engine or create_async(settings.resolved_database_url(), pre_ping=False)
-        brk = broker or create_broker(settings)
-        if own_broker:
-            await brk.connect()
-            await declare_shared_queues(brk)
-        if job_registry is None:
-            load_job_modules(settings.imports)
-
-        async def publish(routing_key: str, body: bytes) -> None:
-            await brk.publish(routing_key, body)
-
-        figures = Metrics()
-        hub = StreamHub(
-            brk,
-            figures,
-            capacity=settings.stream_buffer,
-            stall_seconds=settings.stream_stall_seconds,
-        )
-        await hub.start()
-        hints = SubmitHints(publish)
-        hints.start()
-        app.state.ctx = ApiContext(
-            settings=settings,
-            engine=eng,
-            registry=job_registry or registry,
-            publish=publish,
-            broker_ping=brk.ping,
-            metrics=figures,
-            hub=hub,
-            hints=hints,
-        )
-        try:
+        async with _running(settings, engine, broker, job_registry) as ctx:
+            app.state.ctx = ctx
             yield
-        finally:
-            await hints.stop()
-            await hub.stop()
-            if own_broker:
-                await brk.close()
-            if own_engine:
-                await eng.dispose()
 
     app = FastAPI(title="smartq", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
@@ -93,3 +54,49 @@ def create_app(
     for router in (*routers, metrics.router, health.router):
         app.include_router(router)
     return app
+
+
+@asynccontextmanager
+async def _running(
+    settings: Settings,
+    engine: AsyncEngine | None,
+    broker: Broker | None,
+    job_registry: Registry | None,
+) -> AsyncIterator[ApiContext]:
+    """The API's resources while it serves; those it made itself are closed afterwards."""
+    eng = engine or create_async(settings.resolved_database_url(), pre_ping=False)
+    brk = broker or create_broker(settings)
+    if broker is None:
+        await brk.connect()
+        await declare_shared_queues(brk)
+    if job_registry is None:
+        load_job_modules(settings.imports)
+
+    async def publish(routing_key: str, body: bytes) -> None:
+        await brk.publish(routing_key, body)
+
+    figures = Metrics()
+    hub = StreamHub(
+        brk, figures, capacity=settings.stream_buffer, stall_seconds=settings.stream_stall_seconds
+    )
+    await hub.start()
+    hints = SubmitHints(publish)
+    hints.start()
+    try:
+        yield ApiContext(
+            settings=settings,
+            engine=eng,
+            registry=job_registry or registry,
+            publish=publish,
+            broker_ping=brk.ping,
+            metrics=figures,
+            hub=hub,
+            hints=hints,
+        )
+    finally:
+        await hints.stop()
+        await hub.stop()
+        if broker is None:
+            await brk.close()
+        if engine is None:
+            await eng.dispose()

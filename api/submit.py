@@ -32,25 +32,9 @@ def _pick(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
 
-def job_row(
-    spec: JobCreate,
-    job_type: JobType,
-    now: datetime,
-    *,
-    depends_on: list[uuid.UUID],
-    batch_id: uuid.UUID | None = None,
-    key: str | None = None,
-) -> dict[str, Any]:
-    """The jobs row for a submission: its own fields, else the type's defaults, else smartq's."""
+def _retry_fields(spec: JobCreate, job_type: JobType) -> dict[str, Any]:
     retry = spec.retry
-    values: dict[str, Any] = {
-        "id": uuid.uuid4(),
-        "name": spec.name or key or spec.type,
-        "type": spec.type,
-        "payload": spec.payload,
-        "priority": priority_value(spec.priority),
-        "cpu_units": _pick(spec.cpu_units, job_type.cpu_units, DEFAULT_CPU_UNITS),
-        "memory_mb": _pick(spec.memory_mb, job_type.memory_mb, DEFAULT_MEMORY_MB),
+    return {
         "max_attempts": _pick(
             retry and retry.max_attempts, job_type.max_attempts, DEFAULT_MAX_ATTEMPTS
         ),
@@ -64,6 +48,49 @@ def job_row(
         "backoff_multiplier": float(
             _pick(retry and retry.backoff_multiplier, job_type.backoff_multiplier, DEFAULT_BACKOFF)
         ),
+    }
+
+
+def _fresh(spec: JobCreate, batch_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
+    """The state of a job nobody has taken in yet."""
+    return {
+        "idempotency_key": spec.idempotency_key,
+        "status": JobStatus.PENDING.value,
+        "status_reason": None,
+        "attempts": 0,
+        "not_before": None,
+        "worker_id": None,
+        "cancel_requested_at": None,
+        "result": None,
+        "error": None,
+        "started_at": None,
+        "finished_at": None,
+        "batch_id": batch_id,
+        "created_by": spec.created_by,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def job_row(
+    spec: JobCreate,
+    job_type: JobType,
+    now: datetime,
+    *,
+    depends_on: list[uuid.UUID],
+    batch_id: uuid.UUID | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    """The jobs row for a submission: its own fields, else the type's defaults, else smartq's."""
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "name": spec.name or key or spec.type,
+        "type": spec.type,
+        "payload": spec.payload,
+        "priority": priority_value(spec.priority),
+        "cpu_units": _pick(spec.cpu_units, job_type.cpu_units, DEFAULT_CPU_UNITS),
+        "memory_mb": _pick(spec.memory_mb, job_type.memory_mb, DEFAULT_MEMORY_MB),
+        **_retry_fields(spec, job_type),
         "timeout_seconds": spec.timeout_seconds
         if spec.timeout_seconds is not None
         else job_type.timeout_seconds,
@@ -78,23 +105,7 @@ def job_row(
         if spec.idempotency_key is not None
         else None
     )
-    values.update(
-        idempotency_key=spec.idempotency_key,
-        status=JobStatus.PENDING.value,
-        status_reason=None,
-        attempts=0,
-        not_before=None,
-        worker_id=None,
-        cancel_requested_at=None,
-        result=None,
-        error=None,
-        started_at=None,
-        finished_at=None,
-        batch_id=batch_id,
-        created_by=spec.created_by,
-        created_at=now,
-        updated_at=now,
-    )
+    values.update(_fresh(spec, batch_id, now))
     return values
 
 

@@ -90,11 +90,11 @@ class Publisher:
     # -- what passes call -----------------------------------------------------------------
     async def put(self, messages: list[Message]) -> None:
         """Hand over a committed pass's messages; waits only when publishing lags."""
-        for message in messages:
-            if is_event(message):
-                self._events.put(message)
-            else:
-                await self._orders.put_wait(message)
+        events = [m for m in messages if is_event(m)]
+        if events:
+            self._events.put_all_nowait(events)
+        if len(events) < len(messages):
+            await self._orders.put_all([m for m in messages if not is_event(m)])
 
     async def join(self) -> None:
         """Until every dispatch and cancel handed over so far went out (events may wait)."""

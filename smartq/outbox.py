@@ -125,6 +125,25 @@ class Outbox(Generic[T]):
         if self._queue.qsize() >= self._batch - 1:
             self._full.set()
 
+    async def put_all(self, items: list[T]) -> None:
+        """:meth:`put_wait` for many items, from the loop's thread, waiting only when full."""
+        queue = self._queue
+        for item in items:
+            if queue.full():
+                await queue.put(item)
+            else:
+                queue.put_nowait(item)
+        if queue.qsize() >= self._batch - 1:
+            self._full.set()
+
+    def put_all_nowait(self, items: list[T]) -> None:
+        """:meth:`put` for many items, from the loop's thread (an unbounded outbox)."""
+        queue = self._queue
+        for item in items:
+            queue.put_nowait(item)
+        if queue.qsize() >= self._batch - 1:
+            self._full.set()
+
     def held(self) -> int:
         return self._queue.qsize()
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -36,41 +36,43 @@ async def list_workers(
     out = []
     for row in rows:
         recorded = WorkerState(row["state"])
-        stale = now - row["last_heartbeat"] > lease
-        current = WorkerState.OFFLINE if stale else recorded
-        if state and current not in state:
-            continue
-        held = use.get(row["id"], Holding())
-        until = row["last_heartbeat"] if current is WorkerState.OFFLINE else now
-        seen = measured.get(row["id"])
-        out.append(
-            WorkerOut(
-                id=row["id"],
-                hostname=row["hostname"],
-                state=current.value,
-                cpu_units=row["cpu_units"],
-                memory_mb=row["memory_mb"],
-                cpu_in_use=held.cpu_in_use,
-                memory_in_use=held.memory_in_use,
-                running_jobs=held.running_jobs,
-                lingering=[
-                    LingeringOut(
-                        job_id=h.job_id,
-                        attempt=h.attempt,
-                        cpu_units=h.cpu_units,
-                        memory_mb=h.memory_mb,
-                    )
-                    for h in held.lingering
-                ],
-                job_types=row["job_types"],
-                started_at=row["started_at"],
-                last_heartbeat=row["last_heartbeat"],
-                uptime_seconds=max(0.0, (until - row["started_at"]).total_seconds()),
-                jobs_succeeded=row["jobs_succeeded"],
-                jobs_failed=row["jobs_failed"],
-                draining=row["draining"],
-                cpu_percent=seen.cpu_percent if seen else None,
-                rss_mb=seen.rss_mb if seen else None,
-            )
-        )
+        current = WorkerState.OFFLINE if now - row["last_heartbeat"] > lease else recorded
+        if not state or current in state:
+            out.append(_worker(row, current, use.get(row["id"], Holding()), measured, now))
     return out
+
+
+def _worker(
+    row: Any,
+    current: WorkerState,
+    held: Holding,
+    measured: dict[str, Any],
+    now: datetime,
+) -> WorkerOut:
+    until = row["last_heartbeat"] if current is WorkerState.OFFLINE else now
+    seen = measured.get(row["id"])
+    return WorkerOut(
+        id=row["id"],
+        hostname=row["hostname"],
+        state=current.value,
+        cpu_units=row["cpu_units"],
+        memory_mb=row["memory_mb"],
+        cpu_in_use=held.cpu_in_use,
+        memory_in_use=held.memory_in_use,
+        running_jobs=held.running_jobs,
+        lingering=[
+            LingeringOut(
+                job_id=h.job_id, attempt=h.attempt, cpu_units=h.cpu_units, memory_mb=h.memory_mb
+            )
+            for h in held.lingering
+        ],
+        job_types=row["job_types"],
+        started_at=row["started_at"],
+        last_heartbeat=row["last_heartbeat"],
+        uptime_seconds=max(0.0, (until - row["started_at"]).total_seconds()),
+        jobs_succeeded=row["jobs_succeeded"],
+        jobs_failed=row["jobs_failed"],
+        draining=row["draining"],
+        cpu_percent=seen.cpu_percent if seen else None,
+        rss_mb=seen.rss_mb if seen else None,
+    )
