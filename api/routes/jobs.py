@@ -29,7 +29,7 @@ from api.schemas import (
     no_nul,
     priority_value,
 )
-from api.submit import job_row, resolve_batch
+from api.submit import ResolvedBatch, job_row, resolve_batch
 from api.views import job_doc, job_public, json_response
 from api.waiting import waiting_reason
 from models import storable
@@ -209,15 +209,18 @@ async def submit_batch(
         ) from exc
     if not created:
         return await _replay_batch(conn, batch)
-    ids = [r["id"] for r in resolved.rows]
     for type_name, n in Counter(job.type for job in body.jobs).items():
         ctx.metrics.submitted.labels(type_name).inc(n)
-    ctx.hints.add(ids)
-    deps: dict[uuid.UUID, list[uuid.UUID]] = {i: [] for i in ids}
+    ctx.hints.add([r["id"] for r in resolved.rows])
+    return json_response({"batch_id": batch_id, "jobs": _batch_docs(resolved)}, 201)
+
+
+def _batch_docs(resolved: ResolvedBatch) -> list[dict[str, Any]]:
+    """The created jobs, each with its dependencies, in submission order."""
+    deps: dict[uuid.UUID, list[uuid.UUID]] = {r["id"]: [] for r in resolved.rows}
     for edge in resolved.edges:
         deps[edge["job_id"]].append(edge["depends_on_id"])
-    jobs = [job_doc(r, deps[r["id"]]) for r in resolved.rows]
-    return json_response({"batch_id": batch_id, "jobs": jobs}, 201)
+    return [job_doc(r, deps[r["id"]]) for r in resolved.rows]
 
 
 async def _replay_batch(conn: AsyncConnection, batch: dict[str, Any]) -> Response:
