@@ -13,6 +13,8 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from smartq.errors import SmartqError
+
 log = logging.getLogger(__name__)
 
 
@@ -142,7 +144,9 @@ class BodyLimit:
         await _TooLarge(self.limit).response()(scope, receive, send)
 
 
-class _TooLarge(Exception):
+class _TooLarge(SmartqError):
+    """A body over the limit, raised while it streams in (answered 413)."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
         self.limit = limit

@@ -238,17 +238,7 @@ class RabbitMQBroker(Broker):
         results = await asyncio.gather(
             *(one(key, body) for key, body in messages), return_exceptions=True
         )
-        unroutable = [
-            key
-            for result in results
-            if isinstance(result, Unroutable)
-            for key in result.routing_keys
-        ]
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Unroutable):
-                raise result
-        if unroutable:
-            raise Unroutable(unroutable)
+        _raise_failures(results)
 
     async def consume(self, queue: QueueSpec, handler: Handler, *, prefetch: int) -> Consumer:
         if prefetch < 0:
@@ -356,3 +346,16 @@ class RabbitMQBroker(Broker):
     @property
     def _safe_url(self) -> str:
         return str(self._url.with_password("***") if self._url.password else self._url)
+
+
+def _raise_failures(results: Sequence[object]) -> None:
+    """The first error of a batch's publishes, else one :class:`Unroutable` naming every
+    message no queue took."""
+    unroutable = [
+        key for result in results if isinstance(result, Unroutable) for key in result.routing_keys
+    ]
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, Unroutable):
+            raise result
+    if unroutable:
+        raise Unroutable(unroutable)
