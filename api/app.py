@@ -12,10 +12,11 @@ from api import errors
 from api.deps import ApiContext
 from api.hints import SubmitHints
 from api.metrics import Metrics
-from api.routes import batches, health, jobs, logs, metrics, retry, stream, workers
+from api.routes import admin_keys, batches, health, jobs, logs, metrics, retry, stream, workers
 from api.stream import StreamHub
 from smartq.broker import Broker, create_broker, declare_shared_queues
 from smartq.db import create_async
+from smartq.keystore import KeyVerifier
 from smartq.registry import Registry, load_job_modules, registry
 from smartq.settings import Settings, get_settings
 
@@ -50,6 +51,7 @@ def create_app(
         logs.router,
         batches.router,
         workers.router,
+        admin_keys.router,
     )
     for router in (*routers, metrics.router, health.router):
         app.include_router(router)
@@ -92,6 +94,7 @@ async def _running(
             metrics=figures,
             hub=hub,
             hints=hints,
+            keys=KeyVerifier(settings.auth_cache_seconds),
         )
     finally:
         await hints.stop()

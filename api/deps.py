@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from api.hints import SubmitHints
 from api.metrics import Metrics
 from api.stream import StreamHub
+from smartq.keystore import KeyVerifier
 from smartq.registry import Registry
 from smartq.settings import Settings
 
@@ -31,6 +32,7 @@ class ApiContext:
     metrics: Metrics
     hub: StreamHub
     hints: SubmitHints
+    keys: KeyVerifier
     extra: dict[str, object] = field(default_factory=dict)
 
 

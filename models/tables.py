@@ -211,4 +211,23 @@ class Worker(SQLModel, table=True):
     draining: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
 
 
+class ApiKey(SQLModel, table=True):
+    """An API key. Only a hash of its secret is kept: the key itself is shown once, at
+    creation (see :mod:`smartq.keys`)."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    tenant: str = Field(sa_column=Column(String(200), nullable=False))
+    scopes: list[str] = Field(sa_column=Column(JsonType, nullable=False))
+    admin: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    label: str | None = Field(default=None, sa_column=Column(String(200)))
+    secret_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    #: Refreshed at most once a minute per key, so verifying a key is not a write per request.
+    last_used_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+
+
 metadata = SQLModel.metadata

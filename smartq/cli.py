@@ -1,16 +1,28 @@
-"""The ``smartq`` command: one subcommand per process, plus ``dev`` (all in one) and
-``migrate``."""
+"""The ``smartq`` command: one subcommand per process, plus ``dev`` (all in one),
+``migrate`` and ``keys``."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from typing import Annotated
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from smartq.errors import ConfigurationError, SmartqError
+from smartq.errors import ConfigurationError, SmartqError, UnknownKey
 from smartq.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from smartq.keystore import KeyInfo
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="smartq: a dependency- and resource-aware job scheduler.",
@@ -128,6 +140,154 @@ def dev(
 
     m.upgrade(settings.resolved_database_url())
     _run(run_dev(settings, host, port, cpu_units, memory_mb))
+
+
+keys_app = typer.Typer(
+    help="API keys: create, list and revoke them, straight in the database "
+    "(SMARTQ_DATABASE_URL; default: the embedded SQLite file).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+class OutputFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="text or json.")]
+
+
+def _fail(exc: SmartqError, code: int) -> typer.Exit:
+    typer.secho(f"smartq: {exc}", err=True, fg="red")
+    return typer.Exit(code)
+
+
+def _on_database(action: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run ``action`` on a connection to the configured database, its schema brought up to
+    date first (as ``dev`` does). Exit codes: 1 for an unknown key, 2 for bad input.
+
+    Logging stays unconfigured: smartq logs to stdout, which here carries only the answer."""
+    from smartq import migrate as m
+    from smartq.db import create_async
+
+    url = get_settings().resolved_database_url()
+
+    async def run() -> T:
+        engine = create_async(url)
+        try:
+            async with engine.connect() as conn:
+                return await action(conn)
+        finally:
+            await engine.dispose()
+
+    try:
+        m.upgrade(url)
+        return asyncio.run(run())
+    except UnknownKey as exc:
+        raise _fail(exc, 1) from None
+    except SmartqError as exc:
+        raise _fail(exc, 2) from None
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
+    scope: Annotated[
+        str, typer.Option(help="What it may do, comma separated: submit, read, cancel, monitor.")
+    ] = "submit,read,cancel",
+    admin: Annotated[bool, typer.Option("--admin", help="Every right, on every tenant.")] = False,
+    expires: Annotated[
+        str | None, typer.Option(help="Lifetime, e.g. 90d, 12h, 30m (default: none).")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="A note for people, e.g. its owner.")] = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Create a key and print it: this once, it cannot be shown again."""
+    from smartq import keys, keystore
+
+    try:
+        scopes = keys.parse_scopes(scope)
+        expires_in = keys.parse_duration(expires) if expires is not None else None
+    except ConfigurationError as exc:
+        raise _fail(exc, 2) from None
+    new = _on_database(
+        lambda conn: keystore.create_key(
+            conn, tenant=tenant, scopes=scopes, admin=admin, label=label, expires_in=expires_in
+        )
+    )
+    if output is OutputFormat.JSON:
+        typer.echo(new.model_dump_json())
+        return
+    typer.echo(new.key)
+    if sys.stdout.isatty():
+        typer.echo(
+            f"key {new.id} for tenant {new.tenant}: save it now, it is not shown again", err=True
+        )
+
+
+@keys_app.command("ls")
+def keys_ls(output: Output = OutputFormat.TEXT) -> None:
+    """Every key (never its secret), oldest first."""
+    from smartq import keystore
+
+    infos = _on_database(keystore.list_keys)
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps([k.model_dump(mode="json") for k in infos]))
+        return
+    typer.echo(_table([_KEY_COLUMNS, *(_key_row(k) for k in infos)]))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id (see keys ls).")],
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Revoke a key; it stops working within SMARTQ_AUTH_CACHE_SECONDS. Revoking it again
+    changes nothing; an unknown id exits with 1."""
+    from smartq import keystore
+
+    info = _on_database(lambda conn: keystore.revoke_key(conn, key_id))
+    if output is OutputFormat.JSON:
+        typer.echo(info.model_dump_json())
+    else:
+        typer.echo(f"revoked {info.id} (since {_when(info.revoked_at)})")
+
+
+_KEY_COLUMNS = [
+    "ID",
+    "TENANT",
+    "SCOPES",
+    "ADMIN",
+    "LABEL",
+    "CREATED",
+    "EXPIRES",
+    "LAST USED",
+    "REVOKED",
+]
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ") if at is not None else "-"
+
+
+def _key_row(k: KeyInfo) -> list[str]:
+    return [
+        k.id,
+        k.tenant,
+        ",".join(k.scopes) or "-",
+        "yes" if k.admin else "no",
+        k.label or "-",
+        *(_when(t) for t in (k.created_at, k.expires_at, k.last_used_at, k.revoked_at)),
+    ]
+
+
+def _table(rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, as ``kubectl get`` prints them."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 if __name__ == "__main__":

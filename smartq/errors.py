@@ -23,6 +23,14 @@ class UnknownJobType(SmartqError):
         self.known = known
 
 
+class UnknownKey(SmartqError):
+    """No API key has this id."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no API key {key_id!r}")
+        self.key_id = key_id
+
+
 class RetryableError(SmartqError):
     """The attempt failed; retry with the job's backoff while attempts remain."""
 

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_batch_jobs: int = 10_000
     max_dependencies: int = 1_000
     page_limit_max: int = 500
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an API process trusts a key it verified before reading its row "
+        "again: a revoked key stops working within this time (0: read it on every request).",
+    )
 
     # Scheduler
     scheduler_poll_seconds: float = 2.0
