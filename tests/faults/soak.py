@@ -150,6 +150,7 @@ def soak(minutes: float, seed: int) -> dict[str, Any]:
             "over_budget": counts.details.get("over_budget"),
             "problems": counts.problems(allow_effects_unsuccessful=counts.lost_attempts),
             "log_problems": len(c.log_problems()),
+            "log_problems_first": c.log_problems()[:20],  # the logs go with the temp dir
         }
 
 
