@@ -6,30 +6,18 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from models.enums import FINAL_STATUSES, JobStatus, Outcome, WorkerState
 from models.messages import AttemptFinished, CancelJob, Dispatch, Heartbeat, JobStatusEvent
-from scheduler.rows import JobWrite, dt
+from scheduler.rows import AttemptWrites, JobWrite, dt
 from scheduler.state import JobRecord
 from scheduler.values import Placement, SendCancel, Transition
 from smartq import topology
 
 Message = tuple[str, bytes]
 AttemptKey = tuple[uuid.UUID, int]
-
-
-@dataclass(frozen=True)
-class AttemptWrites:
-    """Attempt rows a pass writes: ``closes`` (the ``b_``-prefixed rows of
-    :func:`scheduler.store.finish_attempts`), ``releases`` of capacity held after an attempt
-    ended, and ``drops`` of rows of dispatches that reached no worker."""
-
-    closes: list[dict[str, Any]]
-    releases: list[AttemptKey]
-    drops: list[AttemptKey]
 
 
 def attempt_writes(

@@ -34,7 +34,7 @@ from scheduler.rows import JOB_COLUMNS, JobWrite
 from scheduler.store import SPEC_COLUMNS, Loaded, Upstream, loaded_from
 
 if TYPE_CHECKING:
-    from scheduler.pass_store import PassWrite
+    from scheduler.rows import PassWrite
 
 _JOB_KEYS = ("id", "from_status", "from_attempts", *(c.field for c in JOB_COLUMNS))
 #: A job write as the statement's row: a dict display made from JOB_COLUMNS once, at import. A

@@ -9,9 +9,9 @@ conditions are the same on both: a job row moves only ``WHERE status = from AND 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,27 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.enums import WorkerState
 from scheduler import store
-from scheduler.encode import AttemptWrites
-from scheduler.rows import JobWrite
+from scheduler.rows import PassWrite
 from scheduler.store import Loaded
 from scheduler.values import Placement
+from smartq.db import is_retryable
+
+log = logging.getLogger(__name__)
 
 #: The rows that moved, by job id, with their dispatch fields.
 Won = Mapping[uuid.UUID, Any]
-
-
-@dataclass(frozen=True)
-class PassWrite:
-    """One pass's writes: job rows (in id order, the lock order of every writer), attempt rows
-    to open for the placements that win, attempt rows to close, release or delete, the
-    heartbeating workers' rows, and the workers past their lease."""
-
-    jobs: Sequence[JobWrite]
-    placements: Sequence[Placement]
-    attempts: AttemptWrites
-    workers: list[dict[str, Any]]
-    gone: list[str]
-    now: datetime
 
 
 class PassStore(Protocol):
@@ -53,6 +41,22 @@ class PassStore(Protocol):
         """Write the pass atomically; the job rows that moved."""
 
     async def close(self) -> None: ...
+
+
+async def write_retrying(store: PassStore, write: PassWrite, attempts: int = 3) -> Won:
+    """Write the pass; a deadlock or serialization failure is tried again (rows go in id
+    order, so concurrent writers mostly queue rather than deadlock)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await store.write(write)
+        except Exception as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            log.warning(
+                "pass transaction conflicted; retrying",
+                extra={"action": "scheduler.retry_write", "attempt": attempt},
+            )
+    raise AssertionError("unreachable")
 
 
 class SqlitePassStore:

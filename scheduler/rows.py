@@ -7,9 +7,14 @@ way; the core's decisions become :class:`JobWrite` values in :mod:`scheduler.wri
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from scheduler.values import Placement
+
+AttemptKey = tuple[uuid.UUID, int]
 
 
 def ts(value: datetime | None) -> float | None:
@@ -74,3 +79,28 @@ JOB_COLUMNS = (
 assert {c.field for c in JOB_COLUMNS} | {"id", "from_status", "from_attempts"} == set(
     JobWrite.__dataclass_fields__
 ), "JOB_COLUMNS must name every JobWrite field"
+
+
+@dataclass(frozen=True)
+class AttemptWrites:
+    """Attempt rows a pass writes: ``closes`` (the ``b_``-prefixed rows of
+    :func:`scheduler.store.finish_attempts`), ``releases`` of capacity held after an attempt
+    ended, and ``drops`` of rows of dispatches that reached no worker."""
+
+    closes: list[dict[str, Any]]
+    releases: list[AttemptKey]
+    drops: list[AttemptKey]
+
+
+@dataclass(frozen=True)
+class PassWrite:
+    """One pass's writes: job rows (in id order, the lock order of every writer), attempt rows
+    to open for the placements that win, attempt rows to close, release or delete, the
+    heartbeating workers' rows, and the workers past their lease."""
+
+    jobs: Sequence[JobWrite]
+    placements: Sequence[Placement]
+    attempts: AttemptWrites
+    workers: list[dict[str, Any]]
+    gone: list[str]
+    now: datetime

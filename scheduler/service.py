@@ -32,16 +32,16 @@ from scheduler.leader import Leadership
 from scheduler.liveness import Liveness
 from scheduler.monitoring import Monitor
 from scheduler.pass_sql import PassConnection
-from scheduler.pass_store import PassStore, PassWrite, SqlitePassStore, Won
+from scheduler.pass_store import PassStore, SqlitePassStore, Won, write_retrying
 from scheduler.publisher import Publisher
 from scheduler.reconcile import DispatchTracker
 from scheduler.rows import dt
 from scheduler.timings import PassTimings
 from scheduler.values import Placement, SendCancel, Transition
-from scheduler.writes import plan_writes
+from scheduler.writes import plan_pass
 from smartq import heap, topology
 from smartq.broker import Broker, IncomingMessage
-from smartq.db import is_retryable, psycopg_dsn
+from smartq.db import psycopg_dsn
 from smartq.failpoints import Failpoints
 from smartq.settings import Settings
 
@@ -310,54 +310,32 @@ class SchedulerService:
         placements: list[Placement],
         inbox: Inbox,
         gone: list[str],
-        now_f: float,
+        now: float,
     ) -> list[encode.Message]:
-        """Write the pass (retried on a deadlock), then its messages: dispatches of the
-        placements that won, a status event per job that moved."""
-        now = dt(now_f)
-        assert now is not None
-        writes = plan_writes(
+        """Write the pass, then its messages: dispatches of the placements that won, a status
+        event per job that moved."""
+        self.worker_rows.count(transitions)
+        writes, write = plan_pass(
             transitions,
             placements,
+            inbox.finished,
+            self.core.take_freed_lingering(),
+            self.worker_rows.rows(inbox.beats.values()),
+            gone,
             now,
-            {f.job_id: f.result for f in inbox.finished if f.outcome is Outcome.SUCCEEDED},
-        )
-        self.worker_rows.count(transitions)
-        freed = self.core.take_freed_lingering()
-        write = PassWrite(
-            jobs=sorted(writes.values(), key=lambda w: w.id),
-            placements=placements,
-            attempts=encode.attempt_writes(inbox.finished, transitions, freed, now_f),
-            workers=self.worker_rows.rows(inbox.beats.values()),
-            gone=gone,
-            now=now,
         )
         self.timings.mark("plan")
-        won = await self._write(write)
+        won = await write_retrying(self.store, write)
         self.timings.mark("write")
         started = [p for p in placements if p.job_id in won]
         for p in started:
-            self.feed.tracker.dispatched(p.job_id, p.attempt, p.worker_id, now_f)
+            self.feed.tracker.dispatched(p.job_id, p.attempt, p.worker_id, now)
         for p in placements:
             if p.job_id not in won:  # the API cancelled it first: release, do not dispatch
-                self.feed.lost.append(
-                    (p.job_id, p.attempt, "cancelled before dispatch", Outcome.LOST)
-                )
+                why = "cancelled before dispatch"
+                self.feed.lost.append((p.job_id, p.attempt, why, Outcome.LOST))
         ran = {(f.job_id, f.attempt): f.finished_at - f.started_at for f in inbox.finished}
-        return self._messages_for(writes, won, started, now_f, ran)
-
-    async def _write(self, write: PassWrite) -> Won:
-        for attempt in range(1, 4):
-            try:
-                return await self.store.write(write)
-            except Exception as exc:
-                if attempt == 3 or not is_retryable(exc):
-                    raise
-                log.warning(
-                    "pass transaction conflicted; retrying",
-                    extra={"action": "scheduler.retry_write", "attempt": attempt},
-                )
-        raise AssertionError("unreachable")
+        return self._messages_for(writes, won, started, now, ran)
 
     def _messages_for(
         self,

@@ -7,12 +7,14 @@ update from where it was to where it ends, conditional on where it was.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from models.enums import FINAL_STATUSES, JobStatus
-from scheduler.rows import JobWrite, dt
+from models.enums import FINAL_STATUSES, JobStatus, Outcome
+from models.messages import AttemptFinished
+from scheduler import encode
+from scheduler.rows import JobWrite, PassWrite, dt
 from scheduler.values import Placement, Transition
 
 
@@ -77,3 +79,29 @@ def plan_writes(
         before = out.get(step.id)
         out[step.id] = step if before is None else merge(before, step)
     return out
+
+
+def plan_pass(
+    transitions: list[Transition],
+    placements: list[Placement],
+    finished: Sequence[AttemptFinished],
+    freed: Iterable[tuple[uuid.UUID, int]],
+    workers: list[dict[str, Any]],
+    gone: list[str],
+    now: float,
+) -> tuple[dict[uuid.UUID, JobWrite], PassWrite]:
+    """A pass's decisions as its one write: the job writes (by job), and everything the store
+    writes atomically (job rows in id order, attempt rows, workers)."""
+    at = dt(now)
+    assert at is not None
+    results = {f.job_id: f.result for f in finished if f.outcome is Outcome.SUCCEEDED}
+    writes = plan_writes(transitions, placements, at, results)
+    write = PassWrite(
+        jobs=sorted(writes.values(), key=lambda w: w.id),
+        placements=placements,
+        attempts=encode.attempt_writes(finished, transitions, freed, now),
+        workers=workers,
+        gone=gone,
+        now=at,
+    )
+    return writes, write
