@@ -42,17 +42,19 @@ class Liveness:
     def restart(self, now: float) -> None:
         """Every lease starts afresh (a new leader: it heard nobody yet)."""
         self._last_probe = now
-        for worker_id in self._last_seen:
-            self._last_seen[worker_id] = max(self._last_seen[worker_id], now)
+        self._renew(now)
 
     def probe_back(self, now: float) -> bool:
         """A probe came back. True when it ends a deaf gap (leases then restart)."""
         gap = now - self._last_probe > self.deaf_after
         if gap:
-            for worker_id in self._last_seen:
-                self._last_seen[worker_id] = max(self._last_seen[worker_id], now)
+            self._renew(now)
         self._last_probe = now
         return gap
+
+    def _renew(self, now: float) -> None:
+        for worker_id, seen in self._last_seen.items():
+            self._last_seen[worker_id] = max(seen, now)
 
     def deaf(self, now: float) -> bool:
         """No probe came back for ``deaf_after``: nobody can be heard right now."""

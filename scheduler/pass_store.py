@@ -3,7 +3,7 @@
 :class:`PassWrite` is everything one pass writes; a store writes it atomically and says which
 job writes won (with their dispatch fields). PostgreSQL runs it as one statement on a
 connection of the scheduler's own (:class:`scheduler.pass_sql.PassConnection`); SQLite as the
-statements of :mod:`scheduler.store` in one transaction (:class:`SqlitePassStore`). The
+statements of one transaction (:class:`scheduler.sqlite_pass.SqlitePassStore`). The
 conditions are the same on both: a job row moves only ``WHERE status = from AND attempts = n``.
 """
 
@@ -12,16 +12,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Container, Mapping, Sequence
-from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from models.enums import WorkerState
-from scheduler import store
 from scheduler.rows import PassWrite
 from scheduler.store import Loaded
-from scheduler.values import Placement
 from smartq.db import is_retryable
 
 log = logging.getLogger(__name__)
@@ -57,43 +51,3 @@ async def write_retrying(store: PassStore, write: PassWrite, attempts: int = 3) 
                 extra={"action": "scheduler.retry_write", "attempt": attempt},
             )
     raise AssertionError("unreachable")
-
-
-class SqlitePassStore:
-    """The pass as statements of one transaction (the embedded default, and any database
-    without the PostgreSQL statement)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def read_pending(
-        self, ids: Sequence[uuid.UUID] | None, known: Container[uuid.UUID], limit: int
-    ) -> Loaded:
-        async with self.engine.connect() as conn:
-            return await store.load_pending(conn, ids, known, limit=limit)
-
-    async def write(self, w: PassWrite) -> Won:
-        async with self.engine.begin() as conn:
-            won = await store.apply(conn, w.jobs, w.now)
-            await store.drop_attempts(conn, w.attempts.drops)
-            opened = [p for p in w.placements if p.job_id in won]
-            await store.insert_attempts(conn, [_opened(p, w.now) for p in opened])
-            await store.finish_attempts(conn, w.attempts.closes)
-            await store.release_attempts(conn, w.attempts.releases, w.now)
-            await store.upsert_workers(conn, w.workers)
-            await store.mark_workers(conn, w.gone, WorkerState.OFFLINE.value)
-        return won
-
-    async def close(self) -> None:
-        return None
-
-
-def _opened(p: Placement, now: datetime) -> dict[str, Any]:
-    return {
-        "job_id": p.job_id,
-        "attempt": p.attempt,
-        "worker_id": p.worker_id,
-        "cpu_units": p.cpu_units,
-        "memory_mb": p.memory_mb,
-        "started_at": now,
-    }

@@ -84,7 +84,7 @@ assert {c.field for c in JOB_COLUMNS} | {"id", "from_status", "from_attempts"} =
 @dataclass(frozen=True)
 class AttemptWrites:
     """Attempt rows a pass writes: ``closes`` (the ``b_``-prefixed rows of
-    :func:`scheduler.store.finish_attempts`), ``releases`` of capacity held after an attempt
+    :func:`scheduler.sqlite_pass.finish_attempts`), ``releases`` of capacity held after an attempt
     ended, and ``drops`` of rows of dispatches that reached no worker."""
 
     closes: list[dict[str, Any]]

@@ -32,10 +32,11 @@ from scheduler.leader import Leadership
 from scheduler.liveness import Liveness
 from scheduler.monitoring import Monitor
 from scheduler.pass_sql import PassConnection
-from scheduler.pass_store import PassStore, SqlitePassStore, Won, write_retrying
+from scheduler.pass_store import PassStore, Won, write_retrying
 from scheduler.publisher import Publisher
 from scheduler.reconcile import DispatchTracker
 from scheduler.rows import dt
+from scheduler.sqlite_pass import SqlitePassStore
 from scheduler.timings import PassTimings
 from scheduler.values import Placement, SendCancel, Transition
 from scheduler.writes import plan_pass

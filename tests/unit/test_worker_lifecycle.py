@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from models.enums import JobStatus, Outcome
 from scheduler.core import Scheduler
 from scheduler.reasons import JobFacts, why_waiting
-from scheduler.store import dt
+from scheduler.rows import dt
 from scheduler.values import JobSpec, Placement
 from scheduler.writes import plan_writes
 
