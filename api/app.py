@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import errors
 from api.deps import ApiContext
 from api.hints import SubmitHints
+from api.keywatch import KeyWatch
 from api.metrics import Metrics
 from api.routes import admin_keys, batches, health, jobs, logs, metrics, retry, stream, workers
 from api.stream import StreamHub
@@ -84,6 +85,9 @@ async def _running(
     await hub.start()
     hints = SubmitHints(publish)
     hints.start()
+    verifier = KeyVerifier(settings.auth_cache_seconds)
+    watch = KeyWatch(eng, hub, verifier, settings.auth_stream_check_seconds)
+    watch.start()
     try:
         yield ApiContext(
             settings=settings,
@@ -94,9 +98,10 @@ async def _running(
             metrics=figures,
             hub=hub,
             hints=hints,
-            keys=KeyVerifier(settings.auth_cache_seconds),
+            keys=verifier,
         )
     finally:
+        await watch.stop()
         await hints.stop()
         await hub.stop()
         if broker is None:

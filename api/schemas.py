@@ -117,7 +117,11 @@ class JobCreate(_Strict):
     timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS, strict=True)
     run_at: AwareDatetime | None = None
     idempotency_key: Name | None = None
-    created_by: Name | None = None
+    created_by: Name | None = Field(
+        default=None,
+        description="Kept only when the API runs with auth off; with keys, a job's "
+        "created_by is the id of the key that submitted it.",
+    )
 
 
 class BatchJobCreate(JobCreate):
@@ -171,7 +175,8 @@ class JobPublic(BaseModel):
     error: str | None
     batch_id: uuid.UUID | None
     worker_id: str | None
-    created_by: str | None
+    tenant: str = Field(description="The tenant of the key that submitted it.")
+    created_by: str | None = Field(description="The id of the key that submitted it.")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -51,7 +51,18 @@ def _retry_fields(spec: JobCreate, job_type: JobType) -> dict[str, Any]:
     }
 
 
-def _fresh(spec: JobCreate, batch_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose a submission is: the caller's tenant, and who made it (the key's id; with auth
+    off, what the request says in ``created_by``)."""
+
+    tenant: str
+    created_by: str | None
+
+
+def _fresh(
+    spec: JobCreate, batch_id: uuid.UUID | None, now: datetime, owner: Owner
+) -> dict[str, Any]:
     """The state of a job nobody has taken in yet."""
     return {
         "idempotency_key": spec.idempotency_key,
@@ -66,7 +77,8 @@ def _fresh(spec: JobCreate, batch_id: uuid.UUID | None, now: datetime) -> dict[s
         "started_at": None,
         "finished_at": None,
         "batch_id": batch_id,
-        "created_by": spec.created_by,
+        "tenant": owner.tenant,
+        "created_by": owner.created_by,
         "created_at": now,
         "updated_at": now,
     }
@@ -77,6 +89,7 @@ def job_row(
     job_type: JobType,
     now: datetime,
     *,
+    owner: Owner,
     depends_on: list[uuid.UUID],
     batch_id: uuid.UUID | None = None,
     key: str | None = None,
@@ -105,7 +118,7 @@ def job_row(
         if spec.idempotency_key is not None
         else None
     )
-    values.update(_fresh(spec, batch_id, now))
+    values.update(_fresh(spec, batch_id, now, owner))
     return values
 
 
@@ -169,15 +182,16 @@ def resolve_batch(
     types: dict[str, JobType],
     now: datetime,
     batch_id: uuid.UUID,
+    owner: Owner,
 ) -> ResolvedBatch:
     """Resolve keys to ids, reject self-loops and cycles, and build every row."""
     keys = {job.key: i for i, job in enumerate(batch.jobs) if job.key is not None}
     deps: list[list[int | uuid.UUID]] = []
     for i, job in enumerate(batch.jobs):
-        owner = job.key or f"#{i}"
-        resolved = [_parse_ref(ref, keys, owner) for ref in dict.fromkeys(job.depends_on)]
+        name = job.key or f"#{i}"
+        resolved = [_parse_ref(ref, keys, name) for ref in dict.fromkeys(job.depends_on)]
         if i in resolved:
-            raise SubmissionRejected(f"job {owner!r} depends on itself", {"job": owner})
+            raise SubmissionRejected(f"job {name!r} depends on itself", {"job": name})
         deps.append(resolved)
     _check_acyclic(batch, deps)
     rows: list[dict[str, Any]] = []
@@ -186,7 +200,15 @@ def resolve_batch(
         # One microsecond apart: submission order is age order (FIFO within a priority).
         created = now + timedelta(microseconds=i)
         rows.append(
-            job_row(job, types[job.type], created, depends_on=ext, batch_id=batch_id, key=job.key)
+            job_row(
+                job,
+                types[job.type],
+                created,
+                owner=owner,
+                depends_on=ext,
+                batch_id=batch_id,
+                key=job.key,
+            )
         )
     edge_rows: list[dict[str, Any]] = []
     external: set[uuid.UUID] = set()

@@ -48,6 +48,7 @@ def job_doc(row: RowMapping | dict[str, Any], depends_on: list[uuid.UUID] | None
         "error": row["error"],
         "batch_id": row["batch_id"],
         "worker_id": row["worker_id"],
+        "tenant": row["tenant"],
         "created_by": row["created_by"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],

@@ -67,6 +67,8 @@ class Dispatch(_Message):
     memory_mb: int
     timeout_seconds: float | None = None
     dispatched_at: datetime
+    #: The job's tenant, which the worker puts on its log lines (for the stream's filters).
+    tenant: str | None = None
     #: The start of the worker process this attempt is meant for (see :func:`incarnation`):
     #: a worker restarted under the same id drops the dispatches of its earlier life. ``None``
     #: from a scheduler that does not know it yet.
@@ -164,6 +166,9 @@ class JobStatusEvent(_Message):
     error: str | None = None
     #: The job's type (for metrics by type).
     job_type: str | None = None
+    #: The job's tenant: a stream client of another tenant never sees the event. ``None``
+    #: (from an older sender) reaches only admin streams.
+    tenant: str | None = None
     #: On the first ``running`` event: seconds from submission to this start.
     queued_seconds: float | None = None
     #: On an event leaving ``running`` after a worker's report: how long the attempt ran.
@@ -182,6 +187,8 @@ class LogLine(_Message):
     level: StorableText
     message: StorableText
     ts: datetime
+    #: The job's tenant, as for :class:`JobStatusEvent`.
+    tenant: str | None = None
 
 
 class WorkerSnapshot(BaseModel):

@@ -40,6 +40,12 @@ def _partial(sql: str) -> dict[str, Any]:
     return {"postgresql_where": clause, "sqlite_where": clause}
 
 
+def _tenant_column() -> Column[str]:
+    """Whose a job or batch is: the tenant of the key that submitted it (``created_by`` holds
+    the key's id). Rows from before keys existed belong to ``default``."""
+    return Column(String(100), nullable=False, server_default=text("'default'"))
+
+
 class Batch(SQLModel, table=True):
     """A group of jobs submitted together (a DAG run)."""
 
@@ -47,6 +53,7 @@ class Batch(SQLModel, table=True):
     __table_args__ = (
         Index(
             "ux_batches_idempotency_key",
+            "tenant",
             "idempotency_key",
             unique=True,
             **_partial("idempotency_key IS NOT NULL"),
@@ -55,6 +62,7 @@ class Batch(SQLModel, table=True):
 
     id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
     name: str | None = Field(default=None, sa_column=Column(String(200)))
+    tenant: str = Field(sa_column=_tenant_column())
     created_by: str | None = Field(default=None, sa_column=Column(String(200)))
     job_count: int = Field(sa_column=Column(Integer, nullable=False))
     idempotency_key: str | None = Field(default=None, sa_column=Column(String(200)))
@@ -78,8 +86,12 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_batch", "batch_id", "created_at", "id", **_partial("batch_id IS NOT NULL")),
         # The scheduler rebuilds its state from active jobs only; finished rows stay out.
         Index("ix_jobs_active", "status", **_partial(_ACTIVE_SQL)),
+        # A tenant's own listing, newest first (all, and by status).
+        Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
+        Index("ix_jobs_tenant_status_created", "tenant", "status", "created_at", "id"),
         Index(
             "ux_jobs_idempotency_key",
+            "tenant",
             "idempotency_key",
             unique=True,
             **_partial("idempotency_key IS NOT NULL"),
@@ -119,6 +131,7 @@ class Job(SQLModel, table=True):
     batch_id: uuid.UUID | None = Field(
         default=None, sa_column=Column(Uuid, ForeignKey("batches.id", ondelete="SET NULL"))
     )
+    tenant: str = Field(sa_column=_tenant_column())
     created_by: str | None = Field(default=None, sa_column=Column(String(200)))
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))

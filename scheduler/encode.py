@@ -134,6 +134,7 @@ def dispatch(
         cpu_units=row["cpu_units"],
         memory_mb=row["memory_mb"],
         timeout_seconds=row["timeout_seconds"],
+        tenant=row["tenant"],
         dispatched_at=now,
         incarnation=incarnation,
     )
@@ -186,6 +187,7 @@ def status_events(
             reason=w.reason,
             error=w.error,
             job_type=won[job_id]["type"],
+            tenant=won[job_id]["tenant"],
             **_timings(jobs.get(job_id), w, now, ran),
         )
         out.append((topology.status_key(job_id), event.dumps()))

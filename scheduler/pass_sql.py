@@ -55,7 +55,7 @@ WITH v AS (
     FROM v
     WHERE j.id = v.id AND j.status = v.from_status AND j.attempts = v.from_attempts
     RETURNING j.id, j.type, j.name, j.payload, j.timeout_seconds, j.batch_id, j.cpu_units,
-              j.memory_mb, j.attempts, j.worker_id, v.opens
+              j.memory_mb, j.attempts, j.worker_id, j.tenant, v.opens
 ), opened AS (
     INSERT INTO job_attempts (job_id, attempt, worker_id, cpu_units, memory_mb, started_at)
     SELECT id, attempts, worker_id, cpu_units, memory_mb, %(now)s FROM moved WHERE opens
@@ -95,7 +95,8 @@ WITH v AS (
     USING jsonb_to_recordset(%(drops)s::jsonb) AS d(job_id uuid, attempt int)
     WHERE a.job_id = d.job_id AND a.attempt = d.attempt AND a.finished_at IS NULL
 )
-SELECT id, type, name, payload, timeout_seconds, batch_id, cpu_units, memory_mb FROM moved
+SELECT id, type, name, payload, timeout_seconds, batch_id, cpu_units, memory_mb, tenant
+FROM moved
 """
 
 

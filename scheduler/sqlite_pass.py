@@ -72,6 +72,7 @@ _RETURNING = (
     jobs.c.batch_id,
     jobs.c.cpu_units,
     jobs.c.memory_mb,
+    jobs.c.tenant,
 )
 
 

@@ -234,6 +234,7 @@ async def dispatch_fields(
             jobs.c.timeout_seconds,
             jobs.c.cpu_units,
             jobs.c.memory_mb,
+            jobs.c.tenant,
         ).where(jobs.c.id.in_(ids))
     )
     return {r["id"]: r for r in rows.mappings()}

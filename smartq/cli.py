@@ -37,6 +37,14 @@ Imports = Annotated[
     list[str] | None,
     typer.Option("--import", "-i", help="Module that registers job types (repeatable)."),
 ]
+Insecure = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="With SMARTQ_AUTH=off, serve an address other hosts can reach anyway "
+        "(anyone who reaches it can do anything).",
+    ),
+]
 CpuUnits = Annotated[
     int | None, typer.Option(help="Worker capacity in cpu_units (default: CPU count).", min=1)
 ]
@@ -53,6 +61,23 @@ def _settings(imports: list[str] | None = None) -> Settings:
 
     logs.configure(settings.log_level, settings.log_format)
     return settings
+
+
+def _with_auth(settings: Settings, host: str, *, dev: bool, insecure: bool) -> Settings:
+    """The settings with the auth mode decided for this process (see :mod:`smartq.authmode`);
+    says it at start, as a warning when the API is open. Exits 2 when it must not start."""
+    from smartq import authmode
+
+    try:
+        mode = authmode.decide(settings.auth, host, dev=dev, insecure=insecure)
+    except ConfigurationError as exc:
+        typer.secho(f"smartq: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    if mode.required:
+        log.info(mode.notice, extra={"action": "api.auth", "auth": "on"})
+    else:
+        log.warning(mode.notice, extra={"action": "api.auth", "auth": "off"})
+    return settings.model_copy(update={"auth": "on" if mode.required else "off"})
 
 
 def _run(coro: object) -> None:
@@ -81,9 +106,15 @@ def migrate() -> None:
 
 
 @app.command()
-def api(host: Host = "127.0.0.1", port: Port = 8000, imports: Imports = None) -> None:
-    """Serve the REST and WebSocket API."""
-    settings = _settings(imports)
+def api(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    imports: Imports = None,
+    insecure: Insecure = False,
+) -> None:
+    """Serve the REST and WebSocket API. Every request needs an API key (`smartq keys
+    create`) unless SMARTQ_AUTH=off."""
+    settings = _with_auth(_settings(imports), host, dev=False, insecure=insecure)
     from smartq.runner import run_api
 
     _run(run_api(settings, host, port))
@@ -128,13 +159,15 @@ def dev(
     imports: Imports = None,
     cpu_units: CpuUnits = None,
     memory_mb: MemoryMb = None,
+    insecure: Insecure = False,
 ) -> None:
     """Everything in one process: migrate, then API, scheduler, worker and logger.
 
     On the embedded default (SQLite file + in-process broker) unless SMARTQ_DATABASE_URL and
-    SMARTQ_BROKER_URL point at PostgreSQL and RabbitMQ.
+    SMARTQ_BROKER_URL point at PostgreSQL and RabbitMQ. Bound to loopback it runs open (no
+    API key needed) unless SMARTQ_AUTH=on; on any other address it needs keys.
     """
-    settings = _settings(imports)
+    settings = _with_auth(_settings(imports), host, dev=True, insecure=insecure)
     from smartq import migrate as m
     from smartq.runner import run_dev
 

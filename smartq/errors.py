@@ -49,10 +49,13 @@ class Retry(SmartqError):
 
 class StreamRequestError(SmartqError):
     """A live-stream request that cannot be served; ``kind`` says why: :attr:`INVALID`, a bad
-    filter or message, or :attr:`NOT_FOUND`, a job or batch that does not exist."""
+    filter or message; :attr:`NOT_FOUND`, a job or batch that does not exist (or is another
+    tenant's); :attr:`FORBIDDEN`, events the key may not see (monitoring without the
+    ``monitor`` scope)."""
 
     INVALID = "invalid"
     NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
 
     def __init__(self, message: str, kind: str = INVALID) -> None:
         super().__init__(message)

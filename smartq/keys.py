@@ -42,6 +42,9 @@ class Scope(StrEnum):
     MONITOR = "monitor"
 
 
+#: The tenant of rows made before keys existed, and of everything done with auth off.
+DEFAULT_TENANT = "default"
+
 #: What ``smartq keys create`` grants when no ``--scope`` is given: a client's everyday needs.
 DEFAULT_SCOPES = frozenset({Scope.SUBMIT, Scope.READ, Scope.CANCEL})
 
@@ -50,13 +53,18 @@ DEFAULT_SCOPES = frozenset({Scope.SUBMIT, Scope.READ, Scope.CANCEL})
 class Caller:
     """Who a request comes from: the verified key's id, tenant and rights."""
 
-    key_id: str
+    #: None for the caller of an API running with auth off (there is no key).
+    key_id: str | None
     tenant: str
     scopes: frozenset[Scope]
     admin: bool
 
     def can(self, scope: Scope) -> bool:
         return self.admin or scope in self.scopes
+
+
+#: Who every request is when the API runs with auth off: an admin of the default tenant.
+OPEN_CALLER = Caller(key_id=None, tenant=DEFAULT_TENANT, scopes=frozenset(Scope), admin=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,10 +135,32 @@ async def revoke_key(conn: AsyncConnection, key_id: str, now: datetime | None = 
     return _info(found)
 
 
+async def dead_keys(
+    conn: AsyncConnection, key_ids: Collection[str], now: datetime | None = None
+) -> set[str]:
+    """Which of ``key_ids`` no longer work: revoked, expired or gone. One query however many
+    (the API asks it about the keys of its open streams, every second)."""
+    now = now or utcnow()
+    wanted = sorted(key_ids)
+    live: set[str] = set()
+    async with conn.begin():
+        for start in range(0, len(wanted), 1000):
+            rows = await conn.execute(
+                select(api_keys.c.id).where(
+                    api_keys.c.id.in_(wanted[start : start + 1000]),
+                    api_keys.c.revoked_at.is_(None),
+                    or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+                )
+            )
+            live.update(r[0] for r in rows)
+    return set(wanted) - live
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     """A key's row as last read, and when it was read."""
 
+    key_id: str
     caller: Caller
     secret_hash: str
     expires_at: datetime | None
@@ -200,10 +222,10 @@ class KeyVerifier:
     def _keep(self, entry: _Entry) -> None:
         if self.cache_for <= timedelta(0):
             return
-        self._rows.pop(entry.caller.key_id, None)
+        self._rows.pop(entry.key_id, None)
         while len(self._rows) >= MAX_CACHED:
             del self._rows[next(iter(self._rows))]
-        self._rows[entry.caller.key_id] = entry
+        self._rows[entry.key_id] = entry
 
     async def _touch(self, conn: AsyncConnection, entry: _Entry, now: datetime) -> None:
         """Record the use; the condition keeps it to about once a minute across processes."""
@@ -212,13 +234,13 @@ class KeyVerifier:
             await conn.execute(
                 update(api_keys)
                 .where(
-                    table.id == entry.caller.key_id,
+                    table.id == entry.key_id,
                     or_(table.last_used_at.is_(None), table.last_used_at <= now - TOUCH_EVERY),
                 )
                 .values(last_used_at=now)
             )
-        if entry.caller.key_id in self._rows:
-            self._rows[entry.caller.key_id] = replace(entry, last_used_at=now)
+        if entry.key_id in self._rows:
+            self._rows[entry.key_id] = replace(entry, last_used_at=now)
 
 
 def _entry_of(row: RowMapping, now: datetime) -> _Entry:
@@ -229,6 +251,7 @@ def _entry_of(row: RowMapping, now: datetime) -> _Entry:
         admin=row["admin"],
     )
     return _Entry(
+        key_id=row["id"],
         caller=caller,
         secret_hash=row["secret_hash"],
         expires_at=row["expires_at"],

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     )
 
     # API
+    auth: Literal["on", "off"] | None = Field(
+        default=None,
+        description="on: every request needs an API key; off: no checks at all (trusted "
+        "networks only: a non-loopback bind then needs --insecure). Unset: on, except for "
+        "`smartq dev` bound to loopback, which runs open and says so.",
+    )
     api_keep_alive_seconds: float = Field(
         default=30.0, gt=0, description="How long an idle HTTP keep-alive connection stays open."
     )
@@ -48,6 +54,13 @@ class Settings(BaseSettings):
         ge=0,
         description="How long an API process trusts a key it verified before reading its row "
         "again: a revoked key stops working within this time (0: read it on every request).",
+    )
+    auth_stream_check_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=5,
+        description="How often an API process checks that the keys of its open streams still "
+        "work; a stream whose key was revoked or expired is closed (4401).",
     )
 
     # Scheduler
@@ -122,6 +135,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [m.strip() for m in value.split(",") if m.strip()]
         return value
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether the API checks keys: only an explicit ``off`` turns that off (fail closed)."""
+        return self.auth != "off"
 
     @property
     def embedded_broker(self) -> bool:

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from smartq import keys
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from smartq import keys, keystore
+from smartq.keys import Scope
+from smartq.keystore import NewKey
+
+
+async def suite_key(engine: AsyncEngine, tenant: str = "default") -> NewKey:
+    """The key the suite's clients present: a tenant's (not an admin's), with every scope, so
+    every test also runs the tenant checks of the routes it uses."""
+    async with engine.connect() as conn:
+        return await keystore.create_key(conn, tenant=tenant, scopes=set(Scope))
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
@@ -14,6 +15,7 @@ from smartq.brokers.memory import InMemoryBroker
 from smartq.db import create_async
 from smartq.registry import load_job_modules
 from smartq.settings import Settings
+from tests.apikeys import bearer, suite_key
 from tests.databases import PostgresDatabases, SqliteDatabases
 
 load_job_modules([])
@@ -56,6 +58,7 @@ def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         broker_url=None,
+        auth="on",
         max_payload_bytes=64 * 1024,
         max_batch_jobs=2_000,
         max_request_bytes=4 * 1024 * 1024,
@@ -71,15 +74,34 @@ async def memory_broker() -> AsyncIterator[InMemoryBroker]:
 
 
 @pytest.fixture
-async def client(
+async def api_app(
     settings: Settings, engine: AsyncEngine, memory_broker: InMemoryBroker
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the API app, with its lifespan run."""
+) -> AsyncIterator[FastAPI]:
+    """The API app (keys required), with its lifespan run."""
     app = create_app(settings, engine=engine, broker=memory_broker)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://smartq") as c:
-            yield c
+        yield app
+
+
+def asgi_client(app: FastAPI, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://smartq", headers=headers)
+
+
+@pytest.fixture
+async def client(api_app: FastAPI, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the API app that presents a key of the tenant ``default`` with every
+    scope."""
+    key = await suite_key(engine)
+    async with asgi_client(api_app, bearer(key.key)) as c:
+        yield c
+
+
+@pytest.fixture
+async def anonymous(api_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the same app that presents no key (a test adds its own)."""
+    async with asgi_client(api_app) as c:
+        yield c
 
 
 import tests.jobs  # noqa: E402,F401  (registers the test job types)

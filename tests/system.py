@@ -24,11 +24,12 @@ from api.stream import StreamHub
 from logger.service import LogStore
 from models.enums import FINAL_STATUSES
 from scheduler.service import SchedulerService
-from smartq import topology
+from smartq import keystore, topology
 from smartq.broker import Broker
 from smartq.brokers.memory import InMemoryBroker
 from smartq.brokers.rabbitmq import RabbitMQBroker
 from smartq.db import create_async
+from smartq.keys import Scope
 from smartq.registry import Registry, registry
 from smartq.settings import Settings
 from tests.wsclient import AsgiWebSocket
@@ -61,6 +62,8 @@ class System:
     scheduler: SchedulerService | None = None
     logger: LogStore | None = None
     app: FastAPI | None = None
+    #: The key ``client`` and ``stream`` present (tenant ``default``, every scope).
+    key: str = ""
 
     @property
     def hub(self) -> StreamHub:
@@ -71,7 +74,8 @@ class System:
     def stream(self, query: str = "", max_queue: int = 0) -> AsgiWebSocket:
         """A client of ``WS /jobs/stream`` (``async with system.stream("job_id=…") as ws``)."""
         assert self.app is not None
-        return AsgiWebSocket(self.app, "/jobs/stream", query, max_queue)
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else None
+        return AsgiWebSocket(self.app, "/jobs/stream", query, max_queue, headers=headers)
 
     def _start(self, name: str, run: Any) -> None:
         stop = asyncio.Event()
@@ -194,7 +198,7 @@ async def running_system(
         database_url=database_url,
         broker_url=rabbitmq_url if kind == "servers" else None,
         broker_exchange=exchange,
-        **{**FAST, **overrides},
+        **{"auth": "on", **FAST, **overrides},
     )
     engine = create_async(database_url)
     broker: Broker = (
@@ -206,10 +210,15 @@ async def running_system(
     app = create_app(settings, engine=engine, broker=broker, job_registry=registry)
     system: System | None = None
     try:
+        async with engine.connect() as conn:
+            key = (await keystore.create_key(conn, tenant="default", scopes=set(Scope))).key
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://smartq") as client:
-                system = System(settings, engine, broker, client, app=app)
+            headers = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://smartq", headers=headers
+            ) as client:
+                system = System(settings, engine, broker, client, app=app, key=key)
                 try:
                     yield system
                 finally:

@@ -23,10 +23,25 @@ class Closed(Exception):
 
 
 class AsgiWebSocket:
-    def __init__(self, app: ASGIApp, path: str, query: str = "", max_queue: int = 0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str,
+        query: str = "",
+        max_queue: int = 0,
+        *,
+        headers: dict[str, str] | None = None,
+        subprotocols: list[str] | None = None,
+    ) -> None:
         self.app = app
         self.path = path
         self.query = query
+        self.headers = [(b"host", b"smartq")] + [
+            (k.lower().encode(), v.encode()) for k, v in (headers or {}).items()
+        ]
+        self.subprotocols = subprotocols or []
+        #: The subprotocol the server chose when it accepted.
+        self.accepted_subprotocol: str | None = None
         self._to_app: asyncio.Queue[Message] = asyncio.Queue()
         self._from_app: asyncio.Queue[str] = asyncio.Queue(maxsize=max_queue)
         self._closed = asyncio.Event()
@@ -38,6 +53,7 @@ class AsgiWebSocket:
     async def _send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "websocket.accept":
+            self.accepted_subprotocol = message.get("subprotocol")
             self._accepted.set()
         elif kind == "websocket.send":
             await self._from_app.put(message.get("text") or message["bytes"].decode())
@@ -56,10 +72,10 @@ class AsgiWebSocket:
             "raw_path": self.path.encode(),
             "root_path": "",
             "query_string": self.query.encode(),
-            "headers": [(b"host", b"smartq")],
+            "headers": self.headers,
             "client": ("127.0.0.1", 50000),
             "server": ("smartq", 80),
-            "subprotocols": [],
+            "subprotocols": self.subprotocols,
             "state": {},
         }
         try:

@@ -35,9 +35,12 @@ def utcnow() -> datetime:
 class AttemptLog:
     """Numbers the log lines of one attempt and hands them to the sink, in order."""
 
-    def __init__(self, job_id: uuid.UUID, attempt: int, sink: LogSink) -> None:
+    def __init__(
+        self, job_id: uuid.UUID, attempt: int, sink: LogSink, tenant: str | None = None
+    ) -> None:
         self.job_id = job_id
         self.attempt = attempt
+        self.tenant = tenant
         self._sink = sink
         self._seq = 0
         # Held while calling the sink so lines reach it in seq order whatever thread logs.
@@ -53,6 +56,7 @@ class AttemptLog:
                 level=level,
                 message=message,
                 ts=ts or utcnow(),
+                tenant=self.tenant,
             )
             try:
                 self._sink(line)

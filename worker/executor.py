@@ -150,7 +150,7 @@ class Executor:
     # -- one attempt -------------------------------------------------------------------------
 
     def _new_attempt(self, dispatch: Dispatch) -> Attempt:
-        log = AttemptLog(dispatch.job_id, dispatch.attempt, self._log_sink)
+        log = AttemptLog(dispatch.job_id, dispatch.attempt, self._log_sink, dispatch.tenant)
         ctx = JobContext(
             job_id=dispatch.job_id,
             attempt=dispatch.attempt,

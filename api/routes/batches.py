@@ -8,18 +8,20 @@ from fastapi import APIRouter, HTTPException
 from sqlalchemy import RowMapping
 
 from api import paging, store
+from api.auth import AUTH_ERRORS, Read
 from api.deps import ConnDep, ContextDep
 from api.routes.jobs import ERRORS
 from api.schemas import BatchFailure, BatchReport
 from api.views import job_public
 from models.enums import FINAL_STATUSES, JobStatus
 
-router = APIRouter(prefix="/batches", tags=["batches"])
+router = APIRouter(prefix="/batches", tags=["batches"], responses=AUTH_ERRORS)
 
 
 @router.get("/{batch_id}", response_model=BatchReport, responses=ERRORS)
 async def get_batch(
     batch_id: uuid.UUID,
+    access: Read,
     conn: ConnDep,
     ctx: ContextDep,
     limit: paging.Limit = 100,
@@ -29,7 +31,7 @@ async def get_batch(
     and `limit` of its jobs in submission order; follow `next_cursor` for the rest."""
     paging.check_limit(limit, ctx.settings.page_limit_max)
     after = paging.decode_cursor(cursor)
-    batch = await store.get_batch(conn, batch_id)
+    batch = await store.get_batch(conn, batch_id, access.tenant)
     if batch is None:
         raise HTTPException(404, f"no batch {batch_id}")
     report = _summary(batch, await store.batch_totals(conn, batch_id))

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import paging, store
+from api.auth import AUTH_ERRORS, Access, Cancel, Read, Submit
 from api.deps import ApiContext, ConnDep, ContextDep
 from api.schemas import (
     BatchCreate,
@@ -29,7 +30,7 @@ from api.schemas import (
     no_nul,
     priority_value,
 )
-from api.submit import ResolvedBatch, job_row, resolve_batch
+from api.submit import Owner, ResolvedBatch, job_row, resolve_batch
 from api.views import job_doc, job_public, json_response
 from api.waiting import waiting_reason
 from models import storable
@@ -42,7 +43,7 @@ from smartq.errors import SubmissionRejected
 from smartq.registry import JobType
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=AUTH_ERRORS)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (404, 409, 413, 422)
@@ -101,12 +102,14 @@ async def _notify(ctx: ApiContext, routing_key: str, body: bytes) -> None:
 )
 async def submit_job(
     body: JobCreate,
+    access: Submit,
     ctx: ContextDep,
     conn: ConnDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
     """Submit one job. Replaying an idempotency key with the same body returns the original
-    job (200); with another body, 409."""
+    job (200); with another body, 409. Idempotency keys are the tenant's own: another
+    tenant's use of the same key is another job."""
     if idempotency_key is not None:
         if body.idempotency_key not in (None, idempotency_key):
             raise HTTPException(422, "Idempotency-Key header and idempotency_key field differ")
@@ -115,10 +118,10 @@ async def submit_job(
         job_type = _job_type(ctx, body.type)
         _check_payload(ctx, body.payload)
         deps = list(dict.fromkeys(body.depends_on))
-        values = job_row(body, job_type, utcnow(), depends_on=deps)
+        values = job_row(body, job_type, utcnow(), owner=_owner(access, body), depends_on=deps)
         if deps:
             async with conn.begin():
-                await _require_known(conn, deps)
+                await _require_known(conn, deps, access.home)
                 created = await store.insert_job(conn, values, deps)
         else:
             # One statement, atomic on its own: in autocommit it is one round trip to the
@@ -128,15 +131,23 @@ async def submit_job(
     except SubmissionRejected as exc:
         raise _fail(exc) from None
     if not created:
-        return await _replay(conn, values)
+        return await _replay(conn, values, access.home)
     ctx.metrics.submitted.labels(body.type).inc()
     ctx.hints.add([values["id"]])
     return json_response(job_doc(values, deps), 201)
 
 
-async def _require_known(conn: AsyncConnection, deps: list[uuid.UUID]) -> None:
-    """422 naming the dependencies that are not jobs (checked in the submit's transaction)."""
-    missing = set(deps) - await store.existing_ids(conn, deps)
+def _owner(access: Access, body: JobCreate | BatchCreate) -> Owner:
+    """With a key, ``created_by`` is the key's id whatever the body says; with auth off there
+    is no key, and the body's ``created_by`` is kept as before."""
+    created_by = access.caller.key_id or body.created_by
+    return Owner(tenant=access.home, created_by=created_by)
+
+
+async def _require_known(conn: AsyncConnection, deps: list[uuid.UUID], tenant: str) -> None:
+    """422 naming the dependencies that are not jobs of ``tenant`` (checked in the submit's
+    transaction): another tenant's job is as unknown as a random id."""
+    missing = set(deps) - await store.existing_ids(conn, deps, tenant)
     if missing:
         raise SubmissionRejected(
             "unknown dependencies: " + ", ".join(sorted(map(str, missing))),
@@ -144,8 +155,8 @@ async def _require_known(conn: AsyncConnection, deps: list[uuid.UUID]) -> None:
         )
 
 
-async def _replay(conn: AsyncConnection, values: dict[str, Any]) -> Response:
-    existing = await store.job_by_idempotency_key(conn, values["idempotency_key"])
+async def _replay(conn: AsyncConnection, values: dict[str, Any], tenant: str) -> Response:
+    existing = await store.job_by_idempotency_key(conn, values["idempotency_key"], tenant)
     if existing is None:  # the other submit rolled back; the client may simply retry
         raise HTTPException(409, "a concurrent request with this idempotency key failed; retry")
     if existing["request_hash"] != values["request_hash"]:
@@ -172,6 +183,7 @@ def _batch_hash(body: BatchCreate) -> str:
 )
 async def submit_batch(
     body: BatchCreate,
+    access: Submit,
     ctx: ContextDep,
     conn: ConnDep,
     idempotency_key: IdempotencyHeader = None,
@@ -188,18 +200,20 @@ async def submit_batch(
         for i, job in enumerate(body.jobs):
             types[job.type] = _job_type(ctx, job.type)
             _check_payload(ctx, job.payload, job.key or f"#{i}")
-        resolved = resolve_batch(body, types, now, batch_id)
+        owner = _owner(access, body)
+        resolved = resolve_batch(body, types, now, batch_id, owner)
         batch = {
             "id": batch_id,
             "name": body.name,
-            "created_by": body.created_by,
+            "tenant": owner.tenant,
+            "created_by": owner.created_by,
             "job_count": len(body.jobs),
             "created_at": now,
             "idempotency_key": idempotency_key,
             "request_hash": _batch_hash(body) if idempotency_key else None,
         }
         async with conn.begin():
-            await _require_known(conn, sorted(resolved.external))
+            await _require_known(conn, sorted(resolved.external), owner.tenant)
             created = await store.insert_batch(conn, batch, resolved.rows, resolved.edges)
     except SubmissionRejected as exc:
         raise _fail(exc) from None
@@ -208,7 +222,7 @@ async def submit_batch(
             409, "a job's idempotency key is already used; nothing was written"
         ) from exc
     if not created:
-        return await _replay_batch(conn, batch)
+        return await _replay_batch(conn, batch, owner.tenant)
     for type_name, n in Counter(job.type for job in body.jobs).items():
         ctx.metrics.submitted.labels(type_name).inc(n)
     ctx.hints.add([r["id"] for r in resolved.rows])
@@ -223,8 +237,8 @@ def _batch_docs(resolved: ResolvedBatch) -> list[dict[str, Any]]:
     return [job_doc(r, deps[r["id"]]) for r in resolved.rows]
 
 
-async def _replay_batch(conn: AsyncConnection, batch: dict[str, Any]) -> Response:
-    existing = await store.batch_by_idempotency_key(conn, batch["idempotency_key"])
+async def _replay_batch(conn: AsyncConnection, batch: dict[str, Any], tenant: str) -> Response:
+    existing = await store.batch_by_idempotency_key(conn, batch["idempotency_key"], tenant)
     if existing is None:
         raise HTTPException(409, "a concurrent request with this idempotency key failed; retry")
     if existing["request_hash"] != batch["request_hash"]:
@@ -237,6 +251,7 @@ async def _replay_batch(conn: AsyncConnection, batch: dict[str, Any]) -> Respons
 
 @router.get("", response_model=JobPage, responses=ERRORS)
 async def list_jobs(
+    access: Read,
     conn: ConnDep,
     ctx: ContextDep,
     status: Annotated[list[JobStatus] | None, Query()] = None,
@@ -251,6 +266,7 @@ async def list_jobs(
     """Newest first, filtered; follow ``next_cursor`` for the next page."""
     paging.check_limit(limit, ctx.settings.page_limit_max)
     flt = store.ListFilter(
+        tenant=access.tenant,
         statuses=[s.value for s in status or []],
         type=type,
         priority=priority_value(priority) if priority is not None else None,
@@ -265,9 +281,9 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=ERRORS)
-async def get_job(job_id: uuid.UUID, conn: ConnDep) -> JobDetail:
+async def get_job(job_id: uuid.UUID, access: Read, conn: ConnDep) -> JobDetail:
     """The job, its dependencies and dependents, and while it waits, why."""
-    row = await store.get_job(conn, job_id)
+    row = await store.get_job(conn, job_id, access.tenant)
     if row is None:
         raise HTTPException(404, f"no job {job_id}")
     deps = await store.dependencies_of(conn, [job_id])
@@ -289,26 +305,28 @@ async def get_job(job_id: uuid.UUID, conn: ConnDep) -> JobDetail:
     responses={202: {"model": CancelResult}, **ERRORS},
 )
 async def cancel_job(
-    job_id: uuid.UUID, ctx: ContextDep, conn: ConnDep, response: Response
+    job_id: uuid.UUID, access: Cancel, ctx: ContextDep, conn: ConnDep, response: Response
 ) -> CancelResult:
     """Cancel a waiting job at once with everything downstream of it (200), or ask a running
     job's worker to stop it (202). A finished job: 409."""
     for _ in range(5):  # the job may start between our read and our conditional update
         try:
-            outcome = await _try_cancel(conn, job_id)
+            outcome = await _try_cancel(conn, job_id, access.tenant)
         except DBAPIError as exc:  # a deadlock with the scheduler's pass: run it again
             if not is_retryable(exc):
                 raise
             continue
         if outcome is not None:
-            return await _cancel_result(ctx, conn, job_id, outcome, response)
+            return await _cancel_result(ctx, conn, job_id, outcome, response, access.tenant)
     raise HTTPException(409, "the job kept changing state; try again")
 
 
-async def _try_cancel(conn: AsyncConnection, job_id: uuid.UUID) -> list[store.Cancelled] | None:
+async def _try_cancel(
+    conn: AsyncConnection, job_id: uuid.UUID, tenant: str | None
+) -> list[store.Cancelled] | None:
     """One transaction of a cancel: what it cancelled, or None when the job moved meanwhile."""
     async with conn.begin():
-        row = await store.get_job(conn, job_id)
+        row = await store.get_job(conn, job_id, tenant)
         if row is None:
             raise HTTPException(404, f"no job {job_id}")
         now = utcnow()
@@ -332,8 +350,9 @@ async def _cancel_result(
     job_id: uuid.UUID,
     cancelled: list[store.Cancelled],
     response: Response,
+    tenant: str | None,
 ) -> CancelResult:
-    row = await store.get_job(conn, job_id)
+    row = await store.get_job(conn, job_id, tenant)
     assert row is not None
     await _notify(ctx, topology.JOB_CANCEL_REQUESTED, CancelRequested(job_id=job_id).dumps())
     now = utcnow()
@@ -346,6 +365,7 @@ async def _cancel_result(
             batch_id=c.batch_id,
             reason=c.reason,
             job_type=c.job_type,
+            tenant=c.tenant,
         )
         await _notify(ctx, topology.status_key(c.job_id), event.dumps())
     if not cancelled:

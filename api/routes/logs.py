@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from api import store
+from api.auth import AUTH_ERRORS, Read
 from api.deps import ConnDep
 from api.routes.jobs import ERRORS
 from api.schemas import AttemptOut, LogLineOut, LogsPage
 
-router = APIRouter(prefix="/jobs", tags=["logs"])
+router = APIRouter(prefix="/jobs", tags=["logs"], responses=AUTH_ERRORS)
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -37,6 +38,7 @@ def _parse_after(after: str | None, attempt: int | None) -> tuple[int, int] | No
 @router.get("/{job_id}/logs", response_model=LogsPage, responses=ERRORS)
 async def job_logs(
     job_id: uuid.UUID,
+    access: Read,
     conn: ConnDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
@@ -48,7 +50,7 @@ async def job_logs(
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad:
         raise HTTPException(422, f"unknown level {bad[0]!r}; use one of {', '.join(LEVELS)}")
-    if await store.get_job(conn, job_id) is None:
+    if await store.get_job(conn, job_id, access.tenant) is None:
         raise HTTPException(404, f"no job {job_id}")
     cursor = _parse_after(after, attempt)
     rows = await store.log_lines(

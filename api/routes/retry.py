@@ -8,6 +8,7 @@ import uuid
 from fastapi import APIRouter, HTTPException
 
 from api import store
+from api.auth import AUTH_ERRORS, Submit
 from api.deps import ConnDep, ContextDep
 from api.routes.jobs import ERRORS
 from api.schemas import ResubmitResult
@@ -16,19 +17,24 @@ from models.enums import JobStatus
 from models.types import utcnow
 from smartq.db import is_retryable
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=AUTH_ERRORS)
 
 
 @router.post("/{job_id}/retry", response_model=ResubmitResult, responses=ERRORS)
 async def retry_job(
-    job_id: uuid.UUID, ctx: ContextDep, conn: ConnDep, with_descendants: bool = False
+    job_id: uuid.UUID,
+    access: Submit,
+    ctx: ContextDep,
+    conn: ConnDep,
+    with_descendants: bool = False,
 ) -> ResubmitResult:
     """Run a failed job again with a fresh retry budget; with ``with_descendants=true`` the jobs
-    that were cancelled because of it run again too. Only ``failed`` jobs: others are 409."""
+    that were cancelled because of it run again too. Only ``failed`` jobs: others are 409.
+    It runs work again, so it needs the ``submit`` scope."""
     for attempt in range(1, 4):
         try:
             async with conn.begin():
-                row = await store.get_job(conn, job_id)
+                row = await store.get_job(conn, job_id, access.tenant)
                 if row is None:
                     raise HTTPException(404, f"no job {job_id}")
                 if row["status"] != JobStatus.FAILED.value:
@@ -49,7 +55,7 @@ async def retry_job(
     if not ids:
         raise HTTPException(409, "the job changed state meanwhile; try again")
     ctx.hints.add(ids)
-    fresh = await store.get_job(conn, job_id)
+    fresh = await store.get_job(conn, job_id, access.tenant)
     assert fresh is not None
     deps = await store.dependencies_of(conn, [job_id])
     return ResubmitResult(job=job_public(fresh, deps[job_id]), resubmitted=ids)

@@ -12,7 +12,15 @@ Protocol (documented in the README):
   "job_ids": [...], "batch_ids": [...], "statuses": [...], "types": [...]}``; each change is
   answered with ``stream.subscribed`` and snapshots of the newly watched jobs.
   ``{"action": "ping"}`` is answered with ``{"type": "stream.pong"}``.
-- Close codes: 4400 bad filter or message, 4404 unknown job or batch, 4408 too slow,
+- Authentication: ``Authorization: Bearer <key>`` on the handshake, or, for browsers (which
+  cannot set headers on a WebSocket), the subprotocols ``["smartq", "smartq.bearer.<key>"]``:
+  the server answers ``smartq`` and never echoes the key. Keys in the URL are refused. The key
+  is checked before anything is sent and needs the ``read`` scope; monitoring events need
+  ``monitor``. A key's stream sees its tenant's jobs only; an admin's sees every tenant's, or
+  ``?tenant=`` one.
+- Close codes: 4400 bad filter or message (or a key in the URL), 4401 no key, an invalid one,
+  or one revoked or expired while the stream is open (within a second or two), 4403 the key
+  lacks the right, 4404 unknown job or batch (or another tenant's), 4408 too slow,
   1001 server shutting down.
 """
 
@@ -24,16 +32,23 @@ import logging
 import uuid
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import store
+from api.auth import key_in_url, tenant_access, verified
 from api.deps import ApiContext
-from api.stream import Command, StreamClient, command_from_query, parse_command
+from api.stream import Command, StreamClient, StreamFilter, command_from_query, parse_command
+from api.stream.client import (
+    CLOSE_BAD_FILTER,
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHORIZED,
+)
 from models.enums import JobStatus
 from models.messages import JobStatusEvent
 from smartq.errors import StreamRequestError
+from smartq.keys import Caller, Scope
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["stream"])
@@ -50,6 +65,7 @@ def _snapshot_event(row: RowMapping) -> JobStatusEvent:
         reason=row["status_reason"],
         error=row["error"],
         job_type=row["type"],
+        tenant=row["tenant"],
         snapshot=True,
     )
 
@@ -60,19 +76,19 @@ def _ids(ids: set[uuid.UUID]) -> str:
 
 
 async def _statuses(
-    conn: AsyncConnection, jobs: list[uuid.UUID], batches: list[uuid.UUID]
+    conn: AsyncConnection, jobs: list[uuid.UUID], batches: list[uuid.UUID], tenant: str | None
 ) -> tuple[list[RowMapping], dict[uuid.UUID, list[uuid.UUID]]]:
     """The current status of ``jobs`` and of the jobs of ``batches``, and those jobs by batch;
-    raises :class:`StreamRequestError` for a job or batch that does not exist."""
+    raises :class:`StreamRequestError` for a job or batch that does not exist in ``tenant``."""
     rows: list[RowMapping] = []
     jobs_by_batch: dict[uuid.UUID, list[uuid.UUID]] = {}
     if jobs:
-        rows = await store.job_statuses(conn, jobs)
+        rows = await store.job_statuses(conn, jobs, tenant)
         missing = set(jobs) - {r["id"] for r in rows}
         if missing:
             raise StreamRequestError(f"no job {_ids(missing)}", StreamRequestError.NOT_FOUND)
     if batches:
-        known, batch_rows = await store.batch_statuses(conn, batches)
+        known, batch_rows = await store.batch_statuses(conn, batches, tenant)
         missing = set(batches) - known
         if missing:
             raise StreamRequestError(f"no batch {_ids(missing)}", StreamRequestError.NOT_FOUND)
@@ -102,7 +118,9 @@ class Session:
         change = self.client.filter.with_command(cmd)
         hub.refilter(self.client, change.filter)
         async with self.ctx.engine.connect() as conn:
-            rows, jobs_by_batch = await _statuses(conn, change.new_jobs, change.new_batches)
+            rows, jobs_by_batch = await _statuses(
+                conn, change.new_jobs, change.new_batches, self.client.filter.tenant
+            )
             if jobs_by_batch:
                 hub.refilter(self.client, self.client.filter.with_batches(jobs_by_batch))
         reply = {
@@ -162,16 +180,77 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
             await websocket.close(code, data)
 
 
+#: The subprotocol a browser offers beside its key, and the one the server answers with.
+SUBPROTOCOL = "smartq"
+_KEY_SUBPROTOCOL = "smartq.bearer."
+
+
+def presented_key(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """The key a handshake presents (header first, else subprotocol) and the subprotocol to
+    answer with (``smartq`` when offered; never the one carrying the key)."""
+    offered = websocket.scope.get("subprotocols") or []
+    answer = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    header = websocket.headers.get("authorization")
+    if header is not None:
+        scheme, _, credentials = header.partition(" ")
+        return (credentials.strip() if scheme.lower() == "bearer" else ""), answer
+    for protocol in offered:
+        if protocol.startswith(_KEY_SUBPROTOCOL):
+            return protocol[len(_KEY_SUBPROTOCOL) :], answer
+    return None, answer
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        self.code, self.reason = code, reason
+
+
+async def _admit(
+    ctx: ApiContext, websocket: WebSocket
+) -> tuple[Caller, StreamFilter, list[tuple[str, str]]]:
+    """Who connects and what they may see, before anything is sent; the query parameters
+    left for the filter. Raises :class:`_Refused` with the close code."""
+    params = websocket.query_params.multi_items()
+    if key_in_url(params) is not None:
+        raise _Refused(CLOSE_BAD_FILTER, "API keys are not accepted in the URL")
+    presented, _ = presented_key(websocket)
+    async with ctx.engine.connect() as conn:
+        caller = await verified(ctx, conn, presented)
+    if caller is None:
+        reason = "an API key is required" if presented is None else "invalid API key"
+        raise _Refused(CLOSE_UNAUTHORIZED, reason)
+    if not caller.can(Scope.READ):
+        raise _Refused(CLOSE_FORBIDDEN, "this key lacks the 'read' scope the stream needs")
+    tenants = [v for k, v in params if k == "tenant"]
+    try:
+        access = tenant_access(caller, tenants[-1] if tenants else None)
+    except HTTPException as exc:
+        code = CLOSE_FORBIDDEN if exc.status_code == 403 else CLOSE_BAD_FILTER
+        raise _Refused(
+            code, str(exc.detail["error"] if isinstance(exc.detail, dict) else exc.detail)
+        ) from None
+    start = StreamFilter(tenant=access.tenant, monitor=caller.can(Scope.MONITOR))
+    return caller, start, [(k, v) for k, v in params if k != "tenant"]
+
+
 @router.websocket("/jobs/stream")
 async def job_stream(websocket: WebSocket) -> None:
     """Live events; see the module docstring for the protocol."""
     ctx: ApiContext = websocket.app.state.ctx
-    await websocket.accept()
-    client = ctx.hub.connect()
+    _, subprotocol = presented_key(websocket)
+    try:
+        caller, start, params = await _admit(ctx, websocket)
+    except _Refused as refused:
+        # Accepted only to say why in a close code a browser can read; nothing else is sent.
+        await websocket.accept(subprotocol)
+        await _close(websocket, refused.code, refused.reason)
+        return
+    await websocket.accept(subprotocol)
+    client = ctx.hub.connect(start, caller.key_id)
     session = Session(ctx, websocket, client)
     try:
         try:
-            await session.apply(command_from_query(websocket.query_params.multi_items()))
+            await session.apply(command_from_query(params))
         except StreamRequestError as exc:
             client.reject(exc)
         if client.close_code is None:

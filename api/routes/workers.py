@@ -8,17 +8,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api import store
+from api.auth import AUTH_ERRORS, Monitor
 from api.capacity import Holding, holding
 from api.deps import ConnDep, ContextDep
 from api.schemas import LingeringOut, WorkerOut
 from models.enums import WorkerState
 from models.types import utcnow
 
-router = APIRouter(prefix="/workers", tags=["workers"])
+router = APIRouter(prefix="/workers", tags=["workers"], responses=AUTH_ERRORS)
 
 
 @router.get("", response_model=list[WorkerOut])
 async def list_workers(
+    caller: Monitor,
     conn: ConnDep,
     ctx: ContextDep,
     state: Annotated[list[WorkerState] | None, Query()] = None,
@@ -26,7 +28,8 @@ async def list_workers(
     """Workers by id. Use is what the attempts on each hold and have not released: running
     ones, and ended ones whose code still runs (``lingering``: a timed-out thread cannot be
     stopped, so its capacity stays taken until it returns). CPU % and memory come from the
-    scheduler's latest resource monitoring, when this API has seen one."""
+    scheduler's latest resource monitoring, when this API has seen one. The fleet is shared
+    by every tenant: this needs the ``monitor`` scope (or an admin key)."""
     now = utcnow()
     lease = timedelta(seconds=ctx.settings.worker_lease_seconds)
     rows = await store.list_workers(conn)

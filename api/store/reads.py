@@ -11,10 +11,12 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     RowMapping,
+    Table,
     and_,
     func,
     literal,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,8 +25,17 @@ from api.store.tables import attempts_t, batches, edges, jobs, logs_t, workers_t
 from models.enums import JobStatus
 
 
-async def get_job(conn: AsyncConnection, job_id: uuid.UUID) -> RowMapping | None:
-    row = await conn.execute(select(jobs).where(jobs.c.id == job_id))
+def of_tenant(table: Table, tenant: str | None) -> ColumnElement[bool]:
+    """Rows of ``table`` that belong to ``tenant`` (every row for None: an admin's view).
+    Every read of jobs and batches goes through it, so another tenant's row is as absent as
+    a row that does not exist."""
+    return true() if tenant is None else table.c.tenant == tenant
+
+
+async def get_job(
+    conn: AsyncConnection, job_id: uuid.UUID, tenant: str | None
+) -> RowMapping | None:
+    row = await conn.execute(select(jobs).where(jobs.c.id == job_id, of_tenant(jobs, tenant)))
     return row.mappings().first()
 
 
@@ -58,6 +69,7 @@ async def unfinished_dependencies(conn: AsyncConnection, job_id: uuid.UUID) -> l
 
 @dataclass(frozen=True)
 class ListFilter:
+    tenant: str | None
     statuses: list[str]
     type: str | None
     priority: int | None
@@ -74,6 +86,8 @@ async def list_jobs(
 ) -> list[RowMapping]:
     """Newest first, keyset-paginated on (created_at, id) so page N costs what page 1 does."""
     conds: list[ColumnElement[bool]] = []
+    if flt.tenant is not None:
+        conds.append(jobs.c.tenant == flt.tenant)
     if flt.statuses:
         conds.append(jobs.c.status.in_(flt.statuses))
     if flt.type is not None:
@@ -106,8 +120,12 @@ def _key_of(key: tuple[datetime, uuid.UUID]) -> Any:
     return tuple_(literal(key[0], jobs.c.created_at.type), literal(key[1], jobs.c.id.type))
 
 
-async def get_batch(conn: AsyncConnection, batch_id: uuid.UUID) -> RowMapping | None:
-    row = await conn.execute(select(batches).where(batches.c.id == batch_id))
+async def get_batch(
+    conn: AsyncConnection, batch_id: uuid.UUID, tenant: str | None
+) -> RowMapping | None:
+    row = await conn.execute(
+        select(batches).where(batches.c.id == batch_id, of_tenant(batches, tenant))
+    )
     return row.mappings().first()
 
 
@@ -202,28 +220,37 @@ _STATUS_COLUMNS = (
     jobs.c.worker_id,
     jobs.c.status_reason,
     jobs.c.error,
+    jobs.c.tenant,
 )
 
 
-async def job_statuses(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> list[RowMapping]:
+async def job_statuses(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID], tenant: str | None
+) -> list[RowMapping]:
     """The current status of the given jobs (what a stream subscriber sees first)."""
     out: list[RowMapping] = []
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
-        rows = await conn.execute(select(*_STATUS_COLUMNS).where(jobs.c.id.in_(chunk)))
+        rows = await conn.execute(
+            select(*_STATUS_COLUMNS).where(jobs.c.id.in_(chunk), of_tenant(jobs, tenant))
+        )
         out += rows.mappings()
     return out
 
 
 async def batch_statuses(
-    conn: AsyncConnection, batch_ids: Sequence[uuid.UUID]
+    conn: AsyncConnection, batch_ids: Sequence[uuid.UUID], tenant: str | None
 ) -> tuple[set[uuid.UUID], list[RowMapping]]:
-    """Which of the batches exist, and the current status of their jobs."""
-    found = await conn.execute(select(batches.c.id).where(batches.c.id.in_(batch_ids)))
+    """Which of the batches exist (for ``tenant``), and the current status of their jobs."""
+    found = await conn.execute(
+        select(batches.c.id).where(batches.c.id.in_(batch_ids), of_tenant(batches, tenant))
+    )
     known = {r[0] for r in found}
+    if not known:
+        return known, []
     rows = await conn.execute(
         select(*_STATUS_COLUMNS)
-        .where(jobs.c.batch_id.in_(batch_ids))
+        .where(jobs.c.batch_id.in_(known))
         .order_by(jobs.c.created_at, jobs.c.id)
     )
     return known, list(rows.mappings())

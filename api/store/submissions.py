@@ -50,11 +50,16 @@ def _insert(conn: AsyncConnection, table: Table) -> Any:
     return dialect.insert(table)
 
 
-async def existing_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+async def existing_ids(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID], tenant: str
+) -> set[uuid.UUID]:
+    """Which of ``ids`` are jobs of ``tenant`` (a dependency may name only those)."""
     found: set[uuid.UUID] = set()
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
-        rows = await conn.execute(select(jobs.c.id).where(jobs.c.id.in_(chunk)))
+        rows = await conn.execute(
+            select(jobs.c.id).where(jobs.c.id.in_(chunk), jobs.c.tenant == tenant)
+        )
         found.update(r[0] for r in rows)
     return found
 
@@ -63,10 +68,10 @@ _INSERT_ONCE: dict[tuple[str, str], Any] = {}
 
 
 async def _insert_once(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> bool:
-    """Insert a row of ``table``; False when its idempotency key is already taken (a concurrent
-    duplicate waits for the first to commit, then inserts nothing). The statement is built once
-    per table and dialect, its values passed as parameters: building it per request (values
-    inlined) was a fifth of the API's CPU per ``POST /jobs``. A row without a key can never
+    """Insert a row of ``table``; False when its tenant's idempotency key is already taken (a
+    concurrent duplicate waits for the first to commit, then inserts nothing). The statement is
+    built once per table and dialect, its values passed as parameters: building it per request
+    (values inlined) was a fifth of the API's CPU per ``POST /jobs``. A row without a key can never
     conflict (the unique index is partial), so one statement serves both."""
     cache_key = (conn.dialect.name, table.name)
     stmt = _INSERT_ONCE.get(cache_key)
@@ -74,7 +79,7 @@ async def _insert_once(conn: AsyncConnection, table: Table, values: dict[str, An
         stmt = (
             _insert(conn, table)
             .on_conflict_do_nothing(
-                index_elements=["idempotency_key"],
+                index_elements=["tenant", "idempotency_key"],
                 index_where=table.c.idempotency_key.isnot(None),
             )
             .returning(table.c.id)
@@ -97,8 +102,10 @@ async def insert_job(
     return True
 
 
-async def job_by_idempotency_key(conn: AsyncConnection, key: str) -> RowMapping | None:
-    row = await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))
+async def job_by_idempotency_key(conn: AsyncConnection, key: str, tenant: str) -> RowMapping | None:
+    row = await conn.execute(
+        select(jobs).where(jobs.c.idempotency_key == key, jobs.c.tenant == tenant)
+    )
     return row.mappings().first()
 
 
@@ -146,6 +153,10 @@ async def insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, 
         raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
-async def batch_by_idempotency_key(conn: AsyncConnection, key: str) -> RowMapping | None:
-    row = await conn.execute(select(batches).where(batches.c.idempotency_key == key))
+async def batch_by_idempotency_key(
+    conn: AsyncConnection, key: str, tenant: str
+) -> RowMapping | None:
+    row = await conn.execute(
+        select(batches).where(batches.c.idempotency_key == key, batches.c.tenant == tenant)
+    )
     return row.mappings().first()

@@ -34,6 +34,7 @@ class Cancelled:
     batch_id: uuid.UUID | None
     attempts: int
     reason: str
+    tenant: str
 
 
 async def cancel_waiting(
@@ -47,7 +48,10 @@ async def cancel_waiting(
         return []
     downstream = _descendants_cte(job["id"])
     why = upstream_reason(job["name"], job["id"], JobStatus.CANCELLED, None)
-    return won + await _cancel(conn, jobs.c.id.in_(select(downstream.c.id)), why, now)
+    # Edges never cross tenants (a dependency may name only the submitter's own jobs); the
+    # tenant condition keeps it so even for rows written some other way.
+    mine = jobs.c.tenant == job["tenant"]
+    return won + await _cancel(conn, jobs.c.id.in_(select(downstream.c.id)) & mine, why, now)
 
 
 async def _cancel(
@@ -59,9 +63,9 @@ async def _cancel(
         .values(
             status=JobStatus.CANCELLED.value, status_reason=reason, finished_at=now, updated_at=now
         )
-        .returning(jobs.c.id, jobs.c.type, jobs.c.batch_id, jobs.c.attempts)
+        .returning(jobs.c.id, jobs.c.type, jobs.c.batch_id, jobs.c.attempts, jobs.c.tenant)
     )
-    return [Cancelled(r.id, r.type, r.batch_id, r.attempts, reason) for r in rows]
+    return [Cancelled(r.id, r.type, r.batch_id, r.attempts, reason, r.tenant) for r in rows]
 
 
 async def request_stop(conn: AsyncConnection, job_id: uuid.UUID, now: datetime) -> bool:
@@ -110,7 +114,11 @@ async def resubmit(
     downstream = _descendants_cte(job["id"])
     rows = await conn.execute(
         update(jobs)
-        .where(jobs.c.id.in_(select(downstream.c.id)), jobs.c.status == JobStatus.CANCELLED.value)
+        .where(
+            jobs.c.id.in_(select(downstream.c.id)),
+            jobs.c.status == JobStatus.CANCELLED.value,
+            jobs.c.tenant == job["tenant"],
+        )
         .values(
             **_RESET,
             attempts_base=jobs.c.attempts,

@@ -19,6 +19,9 @@ from smartq.errors import StreamRequestError
 
 #: Close codes of the stream (the reason says more).
 CLOSE_BAD_FILTER = 4400
+#: No key, an invalid one, or one revoked or expired while the stream was open.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_SLOW = 4408
 CLOSE_GOING_AWAY = 1001
@@ -26,6 +29,7 @@ CLOSE_GOING_AWAY = 1001
 _CLOSE_CODES = {
     StreamRequestError.INVALID: CLOSE_BAD_FILTER,
     StreamRequestError.NOT_FOUND: CLOSE_NOT_FOUND,
+    StreamRequestError.FORBIDDEN: CLOSE_FORBIDDEN,
 }
 
 Order = tuple[int, int, int]
@@ -57,8 +61,16 @@ class StreamClient:
     ``filter`` is replaced, never changed, and only through :meth:`StreamHub.refilter
     <api.stream.hub.StreamHub.refilter>`, which re-indexes the client."""
 
-    def __init__(self, capacity: int, stall_seconds: float) -> None:
-        self.filter = StreamFilter()
+    def __init__(
+        self,
+        capacity: int,
+        stall_seconds: float,
+        start: StreamFilter | None = None,
+        key_id: str | None = None,
+    ) -> None:
+        self.filter = start or StreamFilter()
+        #: The key the client connected with (None with auth off), watched for revocation.
+        self.key_id = key_id
         self.capacity = capacity
         self.stall_seconds = stall_seconds
         self.buffer: deque[_Item] = deque()

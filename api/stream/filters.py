@@ -41,15 +41,21 @@ class EventKeys:
     Python code; its ``int`` hashes in C). ``job`` is None for monitoring events; ``batch`` is
     None when the job's batch is not known."""
 
-    __slots__ = ("batch", "channel", "job", "status", "type")
+    __slots__ = ("batch", "channel", "job", "status", "tenant", "type")
 
     def __init__(
-        self, type_: str, status: JobStatus | None, job: int | None, batch: int | None
+        self,
+        type_: str,
+        status: JobStatus | None,
+        job: int | None,
+        batch: int | None,
+        tenant: str | None = None,
     ) -> None:
         self.type = type_
         self.status = status
         self.job = job
         self.batch = batch
+        self.tenant = tenant
         self.channel: Channel = (type_, status)
 
     @classmethod
@@ -63,7 +69,7 @@ class EventKeys:
         else:
             return cls(event.type, None, None, None)
         batch = None if batch_id is None else batch_id.int
-        return cls(event.type, status, event.job_id.int, batch)
+        return cls(event.type, status, event.job_id.int, batch, event.tenant)
 
 
 class IndexKeys(NamedTuple):
@@ -89,8 +95,14 @@ class Change(NamedTuple):
 class StreamFilter:
     """What one client wants. No job or batch named: every job. ``types`` empty: every type
     when no job or batch is named, else ``job.status`` and ``job.log``. ``statuses`` applies to
-    status events only."""
+    status events only.
 
+    ``tenant`` and ``monitor`` are what the client's key allows, set when it connects and kept
+    by every command: job events of ``tenant`` only (every tenant's for None: an admin), and
+    monitoring events only with ``monitor``."""
+
+    tenant: str | None = None
+    monitor: bool = True
     job_ids: frozenset[uuid.UUID] = frozenset()
     batch_ids: frozenset[uuid.UUID] = frozenset()
     statuses: frozenset[JobStatus] = frozenset()
@@ -104,7 +116,7 @@ class StreamFilter:
 
     def __post_init__(self) -> None:
         every_job = not self.job_ids and not self.batch_ids
-        types = self.types or (EVENT_TYPES if every_job else JOB_TYPES)
+        types = self.types or (EVENT_TYPES if every_job and self.monitor else JOB_TYPES)
         object.__setattr__(self, "_all", every_job)
         object.__setattr__(self, "_types", types)
         object.__setattr__(self, "_keys", self._index_keys(types))
@@ -131,8 +143,10 @@ class StreamFilter:
         keys worked out once for all clients)."""
         if keys.type not in self._types:
             return False
-        if keys.job is None:  # monitoring
+        if keys.job is None:  # monitoring (in ``_types`` only with ``monitor``)
             return True
+        if self.tenant is not None and keys.tenant != self.tenant:
+            return False
         if keys.status is not None and self.statuses and keys.status not in self.statuses:
             return False
         return self._all or keys.job in self._keys.jobs or keys.batch in self._keys.batches
@@ -146,18 +160,23 @@ class StreamFilter:
         replaces); raises :class:`StreamRequestError` past the limits."""
         if cmd.action == "unsubscribe":
             return Change(self._without(cmd), [], [])
-        base = _EVERYTHING if cmd.action == "set" else self
+        base = StreamFilter(self.tenant, self.monitor) if cmd.action == "set" else self
         new_jobs = list(dict.fromkeys(j for j in cmd.job_ids or () if j not in base.job_ids))
         new_batches = list(dict.fromkeys(b for b in cmd.batch_ids or () if b not in base.batch_ids))
         job_ids, batch_ids = base.job_ids.union(new_jobs), base.batch_ids.union(new_batches)
         if len(job_ids) > MAX_JOB_IDS or len(batch_ids) > MAX_BATCH_IDS:
             raise StreamRequestError(f"at most {MAX_JOB_IDS} job ids and {MAX_BATCH_IDS} batch ids")
+        types = base.types if cmd.types is None else _expand(cmd.types)
+        if not self.monitor and types & MONITORING_TYPES:
+            raise StreamRequestError(
+                "monitoring events need the 'monitor' scope", StreamRequestError.FORBIDDEN
+            )
         changed = replace(
             base,
             job_ids=job_ids,
             batch_ids=batch_ids,
             statuses=base.statuses if cmd.statuses is None else frozenset(cmd.statuses),
-            types=base.types if cmd.types is None else _expand(cmd.types),
+            types=types,
         )
         return Change(changed, new_jobs, new_batches)
 
@@ -195,7 +214,3 @@ def _expand(types: Iterable[EventType]) -> frozenset[str]:
     for t in types:
         expanded |= TYPE_ALIASES.get(t, {t})
     return frozenset(expanded)
-
-
-#: The filter of a client that has not said what it wants, and where ``set`` starts from.
-_EVERYTHING = StreamFilter()

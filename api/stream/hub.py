@@ -95,8 +95,21 @@ class StreamHub:
         for client in list(self.clients):
             client.close(CLOSE_GOING_AWAY, "server shutting down")
 
-    def connect(self) -> StreamClient:
-        client = StreamClient(self.capacity, self.stall_seconds)
+    def key_ids(self) -> set[str]:
+        """The keys the connected clients came with."""
+        return {c.key_id for c in self.clients if c.key_id is not None}
+
+    def close_keys(self, dead: set[str], code: int, reason: str) -> int:
+        """Close every client connected with one of the ``dead`` keys; returns how many."""
+        closing = [c for c in self.clients if c.key_id in dead]
+        for client in closing:
+            client.close(code, reason)
+        return len(closing)
+
+    def connect(self, start: StreamFilter | None = None, key_id: str | None = None) -> StreamClient:
+        """A new client with the filter ``start`` (what its key may see: a tenant, and whether
+        monitoring), watched for revocation under ``key_id``."""
+        client = StreamClient(self.capacity, self.stall_seconds, start, key_id)
         if self._going_away:
             client.close(CLOSE_GOING_AWAY, "server shutting down")
         self.clients.add(client)

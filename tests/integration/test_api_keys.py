@@ -1,5 +1,5 @@
 """API keys on PostgreSQL and on SQLite: the store, the verifier's cache and expiry, and
-``/admin/keys`` with its 401/403 matrix. The job routes do not ask for keys yet."""
+``/admin/keys`` with its 401/403 matrix (the job routes' matrix: test_tenants.py)."""
 
 from __future__ import annotations
 
@@ -140,10 +140,10 @@ async def test_last_used_is_written_at_most_once_a_minute(engine: AsyncEngine) -
 
 
 async def test_admin_creates_lists_and_revokes_over_rest(
-    client: httpx.AsyncClient, engine: AsyncEngine
+    anonymous: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
     admin = await make_key(engine, admin=True)
-    r = await client.post(
+    r = await anonymous.post(
         "/admin/keys",
         json={"tenant": "team-b", "scopes": ["read"], "label": "dashboard", "expires": "90d"},
         headers=bearer(admin.key),
@@ -156,19 +156,19 @@ async def test_admin_creates_lists_and_revokes_over_rest(
         made["created_at"]
     )
     assert lifetime == timedelta(days=90)
-    listed = await client.get("/admin/keys", headers=bearer(admin.key))
+    listed = await anonymous.get("/admin/keys", headers=bearer(admin.key))
     assert listed.status_code == 200
     assert [k["id"] for k in listed.json()] == [admin.id, made["id"]]
     assert made["key"] not in listed.text and admin.key not in listed.text
     assert all(set(k) == set(keystore.KeyInfo.model_fields) for k in listed.json())
     # the new key is a key, and revoking it ends it at once in this process
-    assert (await client.get("/admin/keys", headers=bearer(made["key"]))).status_code == 403
-    gone = await client.delete(f"/admin/keys/{made['id']}", headers=bearer(admin.key))
+    assert (await anonymous.get("/admin/keys", headers=bearer(made["key"]))).status_code == 403
+    gone = await anonymous.delete(f"/admin/keys/{made['id']}", headers=bearer(admin.key))
     assert gone.status_code == 200 and gone.json()["revoked_at"] is not None
-    again = await client.delete(f"/admin/keys/{made['id']}", headers=bearer(admin.key))
+    again = await anonymous.delete(f"/admin/keys/{made['id']}", headers=bearer(admin.key))
     assert again.json()["revoked_at"] == gone.json()["revoked_at"]
-    assert (await client.get("/admin/keys", headers=bearer(made["key"]))).status_code == 401
-    unknown = await client.delete("/admin/keys/0123456789ab", headers=bearer(admin.key))
+    assert (await anonymous.get("/admin/keys", headers=bearer(made["key"]))).status_code == 401
+    unknown = await anonymous.delete("/admin/keys/0123456789ab", headers=bearer(admin.key))
     assert unknown.status_code == 404 and unknown.json()["error"] == "no API key '0123456789ab'"
 
 
@@ -185,10 +185,10 @@ async def test_admin_creates_lists_and_revokes_over_rest(
     ],
 )
 async def test_bad_create_requests_are_422_and_write_nothing(
-    client: httpx.AsyncClient, engine: AsyncEngine, body: dict[str, object], says: str
+    anonymous: httpx.AsyncClient, engine: AsyncEngine, body: dict[str, object], says: str
 ) -> None:
     admin = await make_key(engine, admin=True)
-    r = await client.post("/admin/keys", json=body, headers=bearer(admin.key))
+    r = await anonymous.post("/admin/keys", json=body, headers=bearer(admin.key))
     assert r.status_code == 422, r.text
     assert says in r.json()["error"] and set(r.json()) == {"error", "detail"}
     async with engine.connect() as conn:
@@ -217,11 +217,11 @@ async def _refused_keys(engine: AsyncEngine) -> dict[str, str]:
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
 async def test_every_bad_key_gets_the_same_401(
-    client: httpx.AsyncClient, engine: AsyncEngine, method: str, path: str
+    anonymous: httpx.AsyncClient, engine: AsyncEngine, method: str, path: str
 ) -> None:
     answers = []
     for why, presented in (await _refused_keys(engine)).items():
-        r = await client.request(method, path, json={"tenant": "x"}, headers=bearer(presented))
+        r = await anonymous.request(method, path, json={"tenant": "x"}, headers=bearer(presented))
         assert r.status_code == 401, (why, r.text)
         assert r.headers["www-authenticate"] == 'Bearer realm="smartq", error="invalid_token"'
         answers.append(r.json())
@@ -232,10 +232,10 @@ async def test_every_bad_key_gets_the_same_401(
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic YWRtaW46YWRtaW4="])
 async def test_no_bearer_key_gets_401_with_a_challenge(
-    client: httpx.AsyncClient, method: str, path: str, header: str | None
+    anonymous: httpx.AsyncClient, method: str, path: str, header: str | None
 ) -> None:
     headers = {} if header is None else {"Authorization": header}
-    r = await client.request(method, path, json={"tenant": "x"}, headers=headers)
+    r = await anonymous.request(method, path, json={"tenant": "x"}, headers=headers)
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Bearer realm="smartq"'
     assert r.json()["error"] == "an API key is required"
@@ -243,10 +243,10 @@ async def test_no_bearer_key_gets_401_with_a_challenge(
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
 async def test_a_valid_key_that_is_not_admin_gets_403(
-    client: httpx.AsyncClient, engine: AsyncEngine, method: str, path: str
+    anonymous: httpx.AsyncClient, engine: AsyncEngine, method: str, path: str
 ) -> None:
     everything = await make_key(engine, scopes=frozenset(Scope))
-    r = await client.request(method, path, json={"tenant": "x"}, headers=bearer(everything.key))
+    r = await anonymous.request(method, path, json={"tenant": "x"}, headers=bearer(everything.key))
     assert r.status_code == 403
     assert r.json() == {"error": "this needs an admin key", "detail": None}
     async with engine.connect() as conn:
@@ -256,7 +256,7 @@ async def test_a_valid_key_that_is_not_admin_gets_403(
 @pytest.mark.parametrize("param", ["api_key", "token", "access_token", "Authorization", "q"])
 @pytest.mark.parametrize("with_header", [True, False])
 async def test_a_key_in_the_query_string_is_refused_and_never_logged(
-    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
     engine: AsyncEngine,
     caplog: pytest.LogCaptureFixture,
     param: str,
@@ -265,7 +265,7 @@ async def test_a_key_in_the_query_string_is_refused_and_never_logged(
     caplog.set_level(logging.DEBUG)
     admin = await make_key(engine, admin=True)
     headers = bearer(admin.key) if with_header else {}
-    r = await client.get("/admin/keys", params={param: admin.key}, headers=headers)
+    r = await anonymous.get("/admin/keys", params={param: admin.key}, headers=headers)
     assert r.status_code == 400
     assert "not accepted in the URL" in r.json()["error"]
     assert admin.key not in r.text
@@ -277,15 +277,8 @@ async def test_a_key_in_the_query_string_is_refused_and_never_logged(
     assert any(getattr(rec, "action", None) == "api.key_in_url" for rec in caplog.records)
 
 
-async def test_job_routes_still_need_no_key(client: httpx.AsyncClient) -> None:
-    r = await client.post("/jobs", json={"type": "noop"})
-    assert r.status_code == 201, r.text
-    assert (await client.get(f"/jobs/{r.json()['id']}")).status_code == 200
-    assert (await client.get("/jobs")).status_code == 200
-
-
-async def test_admin_routes_are_documented_with_bearer_auth(client: httpx.AsyncClient) -> None:
-    spec = (await client.get("/openapi.json")).json()
+async def test_admin_routes_are_documented_with_bearer_auth(anonymous: httpx.AsyncClient) -> None:
+    spec = (await anonymous.get("/openapi.json")).json()
     assert spec["components"]["securitySchemes"]["ApiKey"] == {
         "type": "http",
         "scheme": "bearer",
@@ -293,4 +286,5 @@ async def test_admin_routes_are_documented_with_bearer_auth(client: httpx.AsyncC
     }
     for method in ("get", "post"):
         assert spec["paths"]["/admin/keys"][method]["security"] == [{"ApiKey": []}]
-    assert "security" not in spec["paths"]["/jobs"]["post"]
+    assert spec["paths"]["/jobs"]["post"]["security"] == [{"ApiKey": []}]
+    assert "security" not in spec["paths"]["/healthz"]["get"]

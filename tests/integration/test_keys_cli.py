@@ -42,15 +42,15 @@ async def smartq(database_url: str, *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-async def refused_within(client: httpx.AsyncClient, key: str, seconds: float) -> None:
+async def refused_within(anonymous: httpx.AsyncClient, key: str, seconds: float) -> None:
     since = time.monotonic()
-    while (await client.get("/admin/keys", headers=bearer(key))).status_code != 401:
+    while (await anonymous.get("/admin/keys", headers=bearer(key))).status_code != 401:
         assert time.monotonic() - since < seconds, "revoked key still accepted"
         await asyncio.sleep(0.05)
 
 
 async def test_create_list_authenticate_revoke(
-    client: httpx.AsyncClient, database_url: str
+    anonymous: httpx.AsyncClient, database_url: str
 ) -> None:
     made = await smartq(database_url, "keys", "create", "--tenant", "ops", "--admin", "-o", "json")
     assert made.returncode == 0, made.stderr
@@ -63,9 +63,9 @@ async def test_create_list_authenticate_revoke(
     reader_key = plain.stdout.strip()
     assert plain.stdout == reader_key + "\n" and reader_key.startswith("sq_")  # one plain line
 
-    r = await client.get("/admin/keys", headers=bearer(admin["key"]))
+    r = await anonymous.get("/admin/keys", headers=bearer(admin["key"]))
     assert r.status_code == 200, r.text
-    assert (await client.get("/admin/keys", headers=bearer(reader_key))).status_code == 403
+    assert (await anonymous.get("/admin/keys", headers=bearer(reader_key))).status_code == 403
 
     listed = await smartq(database_url, "keys", "ls")
     assert listed.returncode == 0, listed.stderr
@@ -85,7 +85,7 @@ async def test_create_list_authenticate_revoke(
 
     revoked = await smartq(database_url, "keys", "revoke", admin["id"])
     assert revoked.returncode == 0 and revoked.stdout.startswith(f"revoked {admin['id']}")
-    await refused_within(client, admin["key"], CACHE_SECONDS + 1.0)
+    await refused_within(anonymous, admin["key"], CACHE_SECONDS + 1.0)
     again = await smartq(database_url, "keys", "revoke", admin["id"], "-o", "json")
     assert again.returncode == 0 and json.loads(again.stdout)["revoked_at"] is not None
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from api.stream import status_order
 from models.enums import JobStatus
@@ -24,6 +25,7 @@ from smartq import topology
 from smartq.brokers.memory import InMemoryBroker
 from smartq.runner import api_server
 from smartq.settings import Settings
+from tests.apikeys import suite_key
 from tests.e2e.procs import free_port
 from tests.system import System
 from tests.wsclient import AsgiWebSocket, Closed
@@ -157,7 +159,15 @@ async def _publish_lines(system: System, job_id: uuid.UUID, first: int, count: i
     messages = [
         (
             topology.logs_key(job_id),
-            LogLine(job_id=job_id, attempt=1, seq=seq, level="info", message="x", ts=now).dumps(),
+            LogLine(
+                job_id=job_id,
+                attempt=1,
+                seq=seq,
+                level="info",
+                message="x",
+                ts=now,
+                tenant="default",  # the tenant of the system's key
+            ).dumps(),
         )
         for seq in range(first, first + count)
     ]
@@ -236,7 +246,9 @@ async def test_server_shutdown_closes_streams_with_1001(
     settings: Settings, engine: AsyncEngine, memory_broker: InMemoryBroker
 ) -> None:
     """Under the real server (uvicorn), which on its own closes WebSockets with 1012 before
-    the app's shutdown runs: the README promises 1001."""
+    the app's shutdown runs: the README promises 1001. The client authenticates the way a
+    browser must, with the key in a subprotocol, and the server answers ``smartq`` only."""
+    key = await suite_key(engine)
     port = free_port()
     server = api_server(settings, "127.0.0.1", port, engine, memory_broker)
     serving = asyncio.create_task(server.serve())
@@ -245,7 +257,9 @@ async def test_server_shutdown_closes_streams_with_1001(
         while not server.started:
             assert time.monotonic() < deadline and not serving.done(), "server did not start"
             await asyncio.sleep(0.02)
-        async with connect(f"ws://127.0.0.1:{port}/jobs/stream") as ws:
+        protocols = [Subprotocol("smartq"), Subprotocol(f"smartq.bearer.{key.key}")]
+        async with connect(f"ws://127.0.0.1:{port}/jobs/stream", subprotocols=protocols) as ws:
+            assert ws.subprotocol == "smartq"
             assert orjson.loads(await ws.recv())["type"] == "stream.subscribed"
             server.should_exit = True
             with pytest.raises(ConnectionClosed) as closed:
