@@ -278,6 +278,33 @@ def test_unkeyed_clients_get_everything_their_filter_matches() -> None:
     assert received(jobs_and_monitoring) == [j1_log, queue]
 
 
+def test_a_tenants_client_gets_its_tenants_events_whatever_its_filter_says() -> None:
+    hub = make_hub()
+    acme = hub.connect(StreamFilter(tenant="acme", monitor=False))
+    acme_logs = hub.connect(StreamFilter(tenant="acme", monitor=True))
+    admin = hub.connect()
+    watch(hub, acme_logs, types=["job.log", "monitoring"])
+    watch(hub, acme)  # a "set" keeps the tenant and the monitoring right of the connection
+    assert (acme.filter.tenant, acme.filter.monitor) == ("acme", False)
+    mine = send(hub, status(J1, JobStatus.RUNNING).model_copy(update={"tenant": "acme"}))
+    theirs = send(hub, status(J2, JobStatus.RUNNING).model_copy(update={"tenant": "bravo"}))
+    untold = send(hub, status(uuid.UUID(int=3), JobStatus.RUNNING))  # an older sender
+    my_line = send(hub, line(J1).model_copy(update={"tenant": "acme"}))
+    their_line = send(hub, line(J2).model_copy(update={"tenant": "bravo"}))
+    queue = send(hub, QUEUE)
+    assert received(acme) == [mine, my_line]  # no monitoring: it may not see it
+    assert received(acme_logs) == [my_line, queue]
+    assert received(admin) == [mine, theirs, untold, my_line, their_line, queue]
+    with pytest.raises(StreamRequestError) as refused:
+        acme.filter.with_command(Command(action="subscribe", types=["monitoring.queue"]))
+    assert refused.value.kind == StreamRequestError.FORBIDDEN
+    # naming another tenant's job changes nothing: the API refuses it first (4404), and the
+    # filter would not pass its events anyway
+    watch(hub, acme, job_ids=[J2])
+    send(hub, status(J2, JobStatus.COMPLETED).model_copy(update={"tenant": "bravo"}))
+    assert received(acme) == [mine, my_line]
+
+
 def test_disconnect_removes_the_client_from_the_index() -> None:
     hub = make_hub()
     clients = [hub.connect() for _ in range(3)]
