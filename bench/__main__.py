@@ -23,6 +23,7 @@ BENCHMARKS = {
     "packing": "bench.packing",
     "memory": "bench.memory",
     "ws": "bench.ws",
+    "auth": "bench.auth",
     "all": "bench.suite:main_all",
     "smoke": "bench.suite:main_smoke",
 }
