@@ -21,7 +21,7 @@ Protocol (documented in the README):
 - Close codes: 4400 bad filter or message (or a key in the URL), 4401 no key, an invalid one,
   or one revoked or expired while the stream is open (within a second or two), 4403 the key
   lacks the right, 4404 unknown job or batch (or another tenant's), 4408 too slow,
-  1001 server shutting down.
+  1013 the key cannot be checked now (database away; try again), 1001 server shutting down.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import uuid
 import orjson
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import store
@@ -43,6 +44,7 @@ from api.stream import Command, StreamClient, StreamFilter, command_from_query, 
 from api.stream.client import (
     CLOSE_BAD_FILTER,
     CLOSE_FORBIDDEN,
+    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
 )
 from models.enums import JobStatus
@@ -214,8 +216,16 @@ async def _admit(
     if key_in_url(params) is not None:
         raise _Refused(CLOSE_BAD_FILTER, "API keys are not accepted in the URL")
     presented, _ = presented_key(websocket)
-    async with ctx.engine.connect() as conn:
-        caller = await verified(ctx, conn, presented)
+    try:
+        async with ctx.engine.connect() as conn:
+            caller = await verified(ctx, conn, presented)
+    except (DBAPIError, OSError, TimeoutError):  # the database is away: the client may retry
+        log.warning(
+            "could not check a stream's key",
+            exc_info=True,
+            extra={"action": "stream.auth_unavailable"},
+        )
+        raise _Refused(CLOSE_TRY_AGAIN, "cannot check the key now; try again") from None
     if caller is None:
         reason = "an API key is required" if presented is None else "invalid API key"
         raise _Refused(CLOSE_UNAUTHORIZED, reason)

@@ -25,6 +25,8 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_SLOW = 4408
 CLOSE_GOING_AWAY = 1001
+#: RFC 6455 "try again later": the key could not be checked (the database is away).
+CLOSE_TRY_AGAIN = 1013
 
 _CLOSE_CODES = {
     StreamRequestError.INVALID: CLOSE_BAD_FILTER,
