@@ -9,8 +9,10 @@
 * ``batch``: ``POST /jobs/batch`` of 10,000 independent ``noop`` jobs, one at a time; jobs/s
   accepted = 10,000 / request time (target >= 10,000).
 
-No scheduler runs: the ``job.submitted`` hints the API publishes wait in the scheduler's queue
-(deleted with the rest at the end); they cost their publish like in production.
+Every request presents the stack's API key, checked as in production (issue 14: keys must keep
+these figures within 10 %). No scheduler runs: the ``job.submitted`` hints the API publishes
+wait in the scheduler's queue (deleted with the rest at the end); they cost their publish like
+in production.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 A :class:`Stack` owns, for one benchmark:
 
 * a fresh database ``smartq_bench_<token>`` (created, ``smartq migrate``-d, dropped at the end);
+* an API key of the tenant ``bench`` with every scope (``smartq keys create``), which every
+  request and WebSocket handshake presents (:attr:`Stack.headers`): keys are checked, as in
+  production, and a tenant's key (not an admin's) also runs the tenant checks;
 * a fresh exchange ``smartq_bench_<token>`` (so every queue smartq declares is named under it)
   and the queues deleted at the end;
 * the processes, started with the ``smartq`` command as subprocesses (``api``, ``scheduler``,
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -77,6 +81,7 @@ TAPS = {
     "monitoring": "job.monitoring.#",
 }
 ALL_PARTS = ("api", "scheduler", "worker", "logger")
+SCOPES = "submit,read,cancel,monitor"
 #: Fast enough shutdown for a benchmark; quiet logs.
 BASE_ENV = {
     "SMARTQ_LOG_LEVEL": "WARNING",
@@ -141,12 +146,25 @@ def smartq_env(db_url: str, exchange: str, extra: dict[str, str] | None = None) 
     return env
 
 
-def migrate(env: dict[str, str]) -> None:
+def run_smartq(env: dict[str, str], *args: str) -> str:
+    """Run ``smartq ARGS`` to its end; its standard output."""
     done = subprocess.run(
-        [SMARTQ, "migrate"], env=env, capture_output=True, text=True, timeout=120, check=False
+        [SMARTQ, *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     if done.returncode != 0:
-        raise HarnessError(f"smartq migrate failed: {done.stderr[-2000:]}")
+        raise HarnessError(f"smartq {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def migrate(env: dict[str, str]) -> None:
+    run_smartq(env, "migrate")
+
+
+def create_key(env: dict[str, str]) -> str:
+    """A key of the tenant ``bench`` with every scope, made as an operator makes one."""
+    made = run_smartq(env, "keys", "create", "--tenant", "bench", "--scope", SCOPES, "-o", "json")
+    key: str = json.loads(made)["key"]
+    return key
 
 
 def free_port() -> int:
@@ -233,6 +251,8 @@ class Stack:
         self.workdir = Path(tempfile.mkdtemp(prefix="smartq-bench-"))
         self.db_url = ""
         self.env: dict[str, str] = {}
+        #: What every request sends: ``Authorization: Bearer <the stack's key>``.
+        self.headers: dict[str, str] = {}
         self.procs: dict[str, Proc] = {}
         self.db: psycopg.AsyncConnection[TupleRow] | None = None
         self.queries = 0
@@ -262,6 +282,8 @@ class Stack:
         self.db_url = create_database(self.token)
         self.env = smartq_env(self.db_url, self.exchange, self.extra_env)
         await asyncio.to_thread(migrate, self.env)
+        key = await asyncio.to_thread(create_key, self.env)
+        self.headers = {"Authorization": f"Bearer {key}"}
         self.db = await psycopg.AsyncConnection.connect(psycopg_dsn(self.db_url), autocommit=True)
         self._amqp = await aio_pika.connect(AMQP_URL)
         if self.use_taps:
@@ -348,7 +370,7 @@ class Stack:
                 await channel.close()
 
     def http(self) -> Connection:
-        return Connection("127.0.0.1", self.port)
+        return Connection("127.0.0.1", self.port, self.headers)
 
     async def fetch(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run one query on the harness's connection (counted apart from smartq's)."""

@@ -20,9 +20,12 @@ class HttpError(Exception):
 
 
 class Connection:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, headers: dict[str, str] | None = None) -> None:
         self.host = host
         self.port = port
+        #: The header lines every request sends (Host, and the API key), formatted once.
+        fixed = {"Host": f"{host}:{port}", **(headers or {})}
+        self._fixed = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -37,7 +40,7 @@ class Connection:
         """Send one request; returns (status, body)."""
         async with asyncio.timeout(timeout):
             reader, writer = await self._open()
-            head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            head = f"{method} {path} HTTP/1.1\r\n{self._fixed}"
             if body is not None:
                 head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             writer.write(head.encode() + b"\r\n" + (body or b""))

@@ -101,8 +101,9 @@ class Clients:
     watching its batch (:meth:`subscribe`), as a dashboard page that opens its socket and then
     follows the batch the user picked."""
 
-    def __init__(self, url: str, count: int, batches: int) -> None:
+    def __init__(self, url: str, headers: dict[str, str], count: int, batches: int) -> None:
         self.url = url
+        self.headers = headers
         self.watchers = [Watcher(i % batches) for i in range(count)]
         self.window_end = float("inf")
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,7 +115,11 @@ class Clients:
     async def _open(self, w: Watcher, gate: asyncio.Semaphore) -> None:
         async with gate:
             w.ws = await connect(
-                self.url + IDLE_FILTER, ping_interval=None, open_timeout=120, close_timeout=2
+                self.url + IDLE_FILTER,
+                additional_headers=self.headers,
+                ping_interval=None,
+                open_timeout=120,
+                close_timeout=2,
             )
             first = orjson.loads(await w.ws.recv())
             if first.get("type") != "stream.subscribed":
@@ -212,7 +217,7 @@ def _cpu(stack: Stack) -> dict[str, float]:
 
 async def ws_run(stack: Stack, clients: int, seconds: float) -> dict[str, float]:
     batches, jobs = plan(clients, seconds)
-    group = Clients(f"ws://127.0.0.1:{stack.port}/jobs/stream", clients, batches)
+    group = Clients(f"ws://127.0.0.1:{stack.port}/jobs/stream", stack.headers, clients, batches)
     c0 = time.perf_counter()
     try:
         await group.open()

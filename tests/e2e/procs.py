@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -25,7 +26,9 @@ def free_port() -> int:
 
 class Procs:
     def __init__(self, env: dict[str, str], logdir: Path) -> None:
-        self.env = {**os.environ, **env, "SMARTQ_LOG_FORMAT": "json"}
+        # The caller's SMARTQ_AUTH would change what the tests check: each sets its own.
+        inherited = {k: v for k, v in os.environ.items() if k != "SMARTQ_AUTH"}
+        self.env = {**inherited, **env, "SMARTQ_LOG_FORMAT": "json"}
         self.logdir = logdir
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -39,6 +42,14 @@ class Procs:
             timeout=timeout,
             check=False,
         )
+
+    def create_key(self, tenant: str, *flags: str) -> str:
+        """A new key from ``smartq keys create --tenant TENANT FLAGS -o json``, as an operator
+        makes one (the command talks to ``SMARTQ_DATABASE_URL`` directly)."""
+        made = self.run("keys", "create", "--tenant", tenant, *flags, "-o", "json")
+        assert made.returncode == 0, made.stderr
+        key: str = json.loads(made.stdout)["key"]
+        return key
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         with (self.logdir / f"{name}.log").open("wb") as log:  # the child keeps its own fd
@@ -90,10 +101,12 @@ def processes(env: dict[str, str], logdir: Path) -> Iterator[Procs]:
         procs.stop_all()
 
 
-def wait_final(base: str, ids: list[str], timeout: float = 30) -> dict[str, dict[str, object]]:
+def wait_final(
+    base: str, ids: list[str], timeout: float = 30, headers: dict[str, str] | None = None
+) -> dict[str, dict[str, object]]:
     deadline = time.monotonic() + timeout
     while True:
-        jobs = {i: httpx.get(f"{base}/jobs/{i}").json() for i in ids}
+        jobs = {i: httpx.get(f"{base}/jobs/{i}", headers=headers).json() for i in ids}
         if all(j["status"] in ("completed", "failed", "cancelled") for j in jobs.values()):
             return jobs
         if time.monotonic() > deadline:

@@ -1,5 +1,6 @@
-"""The real processes, started as a user would: `smartq migrate`, `api`, `scheduler`, `worker
---import`, `logger` on PostgreSQL + RabbitMQ, and `smartq dev` on the embedded default."""
+"""The real processes, started as a user would: `smartq migrate`, `keys create`, `api`,
+`scheduler`, `worker --import`, `logger` on PostgreSQL + RabbitMQ, and `smartq dev` on the
+embedded default (open on loopback: no key)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.apikeys import bearer
 from tests.databases import PostgresDatabases
 from tests.e2e.procs import free_port, processes, wait_final, wait_ready
 from tests.services import require_rabbitmq
@@ -40,11 +42,11 @@ DAG = {
 }
 
 
-def check_dag_outcome(base: str) -> None:
-    r = httpx.post(f"{base}/jobs/batch", json=DAG)
+def check_dag_outcome(base: str, headers: dict[str, str] | None = None) -> None:
+    r = httpx.post(f"{base}/jobs/batch", json=DAG, headers=headers)
     assert r.status_code == 201, r.text
     ids = {j["key"]: j["id"] for j in r.json()["jobs"]}
-    final = wait_final(base, list(ids.values()))
+    final = wait_final(base, list(ids.values()), headers=headers)
     status = {k: final[i]["status"] for k, i in ids.items()}
     assert status == {
         "extract": "completed",
@@ -57,7 +59,7 @@ def check_dag_outcome(base: str) -> None:
     assert final[ids["greet"]]["result"] == {"greeting": "hello smartq"}
     assert final[ids["clean"]]["attempts"] == 2
     assert "upstream job broken" in str(final[ids["never"]]["status_reason"])
-    report = httpx.get(f"{base}/batches/{r.json()['batch_id']}").json()
+    report = httpx.get(f"{base}/batches/{r.json()['batch_id']}", headers=headers).json()
     assert report["done"] is True and report["totals"]["completed"] == 4
 
 
@@ -90,10 +92,12 @@ def test_split_processes_on_postgres_and_rabbitmq(pg_url: str, tmp_path: Path) -
             "worker", "worker", "--cpu-units", "4", "--memory-mb", "2048", "--worker-id", "e2e-w1"
         )
         procs.start("logger", "logger")
+        # One user's key (not an admin's): the tenant checks run on every request below.
+        auth = bearer(procs.create_key("e2e", "--scope", "submit,read,cancel,monitor"))
         wait_ready(base)
-        check_dag_outcome(base)
-        job = httpx.get(f"{base}/jobs", params={"type": "log"}).json()["items"][0]
-        logs = httpx.get(f"{base}/jobs/{job['id']}/logs").json()
+        check_dag_outcome(base, auth)
+        job = httpx.get(f"{base}/jobs", params={"type": "log"}, headers=auth).json()["items"][0]
+        logs = httpx.get(f"{base}/jobs/{job['id']}/logs", headers=auth).json()
         assert [ln["message"] for ln in logs["lines"]][1:4] == [
             "line 1 of 3",
             "line 2 of 3",
@@ -103,6 +107,43 @@ def test_split_processes_on_postgres_and_rabbitmq(pg_url: str, tmp_path: Path) -
         for name in ("api", "scheduler", "logger"):
             assert procs.stop(name) in (0, -signal.SIGTERM), procs.log(name)
         assert '"action": "worker.stop"' in procs.log("worker").replace('":"', '": "')
+
+
+@pytest.mark.slow
+def test_the_first_key_of_a_fresh_deployment(pg_url: str, tmp_path: Path) -> None:
+    """`smartq api` answers a request without a key with 401 and a challenge; the operator
+    makes the first key with `smartq keys create --admin` (no API needed for that one), and
+    the same request then succeeds. Keys turned off on an address other hosts can reach is
+    refused unless `--insecure` says so."""
+    env = {
+        "SMARTQ_DATABASE_URL": pg_url,
+        "SMARTQ_BROKER_URL": require_rabbitmq(),
+        "SMARTQ_BROKER_EXCHANGE": f"e2e{uuid.uuid4().hex[:8]}",
+    }
+    port, open_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    with processes(env, tmp_path) as procs:
+        procs.start("api", "api", "--port", str(port))
+        key = procs.create_key("ops", "--admin", "--label", "first key")
+        wait_ready(base)
+        anonymous = httpx.get(f"{base}/jobs")
+        assert anonymous.status_code == 401, anonymous.text
+        assert anonymous.headers["WWW-Authenticate"].startswith("Bearer"), anonymous.headers
+        assert key.startswith("sq_")
+        allowed = httpx.get(f"{base}/jobs", headers=bearer(key))
+        assert allowed.status_code == 200, allowed.text
+        assert procs.stop("api") in (0, -signal.SIGTERM), procs.log("api")
+
+        procs.env["SMARTQ_AUTH"] = "off"
+        everywhere = ("api", "--host", "0.0.0.0", "--port", str(open_port))
+        refused = procs.run(*everywhere)
+        assert refused.returncode != 0, refused.stdout
+        assert "--insecure" in refused.stderr and "Traceback" not in refused.stderr
+        procs.start("open", *everywhere, "--insecure")
+        wait_ready(f"http://127.0.0.1:{open_port}")
+        assert httpx.get(f"http://127.0.0.1:{open_port}/jobs").status_code == 200
+        assert procs.stop("open") in (0, -signal.SIGTERM), procs.log("open")
+        assert "authentication is OFF" in procs.log("open")
 
 
 @pytest.mark.slow

@@ -1,6 +1,9 @@
 """A smartq of real processes for fault injection: ``smartq api|scheduler|worker|logger`` as
 subprocesses (started as tests/e2e/procs.py does) on a database and an exchange of the test's
 own, with the knobs a fault test needs (short leases, per-process settings, kill -9).
+
+The API requires keys, as in production: the cluster makes one for the test to present
+(:attr:`Cluster.headers`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from typing import Any, TypeVar
 import httpx
 import psycopg
 
-from smartq import topology
+from smartq import keystore, topology
 from smartq.brokers.rabbitmq import RabbitMQBroker
+from smartq.db import create_async
+from smartq.keys import Scope
+from tests.apikeys import bearer
 from tests.databases import PostgresDatabases
 from tests.e2e.procs import ROOT, Procs, free_port, wait_ready
 from tests.faults.jobs import SIDE_EFFECTS_DDL, SIDE_EFFECTS_URL_ENV
@@ -45,6 +51,8 @@ FAST_ENV = {
     "SMARTQ_LOG_LEVEL": "INFO",
 }
 FINAL = ("completed", "failed", "cancelled")
+#: The tenant the cluster's key acts for.
+TENANT = "faults"
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
@@ -112,6 +120,9 @@ class Cluster:
     procs: FaultProcs
     port: int = field(default_factory=free_port)
     workers: list[str] = field(default_factory=list)
+    #: What every request of the test sends: a key of one tenant (not an admin's, so the
+    #: tenant checks run under every fault) with every scope.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -227,8 +238,35 @@ class Cluster:
         return time.monotonic() - began
 
     # -- the API --------------------------------------------------------------------------
+    def create_key(self, *, tenant: str = TENANT, admin: bool = False) -> str:
+        """A new key with every scope, written to the database as ``smartq keys create``
+        does."""
+
+        async def create() -> str:
+            engine = create_async(self.db_url, pool_size=1)
+            try:
+                async with engine.connect() as conn:
+                    new = await keystore.create_key(
+                        conn, tenant=tenant, scopes=set(Scope), admin=admin, label="faults"
+                    )
+                    return new.key
+            finally:
+                await engine.dispose()
+
+        return run_coroutine(create())
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An HTTP client on the API that presents the cluster's key."""
+        return httpx.Client(base_url=self.base, headers=self.headers, **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """The same, for asyncio."""
+        return httpx.AsyncClient(base_url=self.base, headers=self.headers, **kwargs)
+
     def submit_batch(self, jobs: list[dict[str, Any]]) -> list[str]:
-        r = httpx.post(f"{self.base}/jobs/batch", json={"jobs": jobs}, timeout=60)
+        r = httpx.post(
+            f"{self.base}/jobs/batch", json={"jobs": jobs}, headers=self.headers, timeout=60
+        )
         assert r.status_code == 201, r.text
         return [j["id"] for j in r.json()["jobs"]]
 
@@ -274,6 +312,7 @@ def cluster(dbs: PostgresDatabases, logdir: Path, **env: str) -> Iterator[Cluste
     procs = FaultProcs(base_env, logdir)
     c = Cluster(db_url=url, rabbit_url=rabbit, exchange=exchange, procs=procs)
     try:
+        c.headers = bearer(c.create_key())
         yield c
     finally:
         try:

@@ -55,7 +55,7 @@ def _jobs(n: int, seed: int) -> list[dict[str, Any]]:
 def _load(c: Cluster, stop: threading.Event, accepted: list[str], codes: Counter[int]) -> None:
     """About 40 jobs a second, in batches of 20, each batch retried under its idempotency key."""
     n = 0
-    with httpx.Client(base_url=c.base, timeout=60) as client:
+    with c.client(timeout=60) as client:
         while not stop.is_set():
             n += 1
             body = {"jobs": _jobs(20, n)}

@@ -28,7 +28,7 @@ async def test_1000_concurrent_submits_with_one_idempotency_key(faults: Cluster)
     t.mark("boot")
     body = {"type": "side_effect", "payload": {"seconds": 0}}
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-    async with httpx.AsyncClient(base_url=c.base, limits=limits, timeout=120) as client:
+    async with c.async_client(limits=limits, timeout=120) as client:
 
         async def submit() -> httpx.Response:
             # The key makes a retry after a dropped connection safe, as a real client would.
@@ -104,7 +104,7 @@ async def test_cancels_race_completions_and_retries_on_a_wide_dag(faults: Cluste
     await asyncio.to_thread(c.boot, {"w1": 100, "w2": 100})
     t.mark("boot")
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-    async with httpx.AsyncClient(base_url=c.base, limits=limits, timeout=60) as client:
+    async with c.async_client(limits=limits, timeout=60) as client:
         r = await client.post("/jobs/batch", json={"jobs": _dag()})
         assert r.status_code == 201, r.text
         batch_id = r.json()["batch_id"]

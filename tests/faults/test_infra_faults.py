@@ -7,7 +7,6 @@ import subprocess
 import threading
 import time
 
-import httpx
 import pytest
 
 from tests.faults.checker import check
@@ -90,7 +89,7 @@ def test_postgres_connections_killed_under_load(faults: Cluster) -> None:
 
     def submit_forever() -> None:
         n = 0
-        with httpx.Client(base_url=c.base, timeout=30) as client:
+        with c.client(timeout=30) as client:
             while not stop.is_set():
                 n += 1
                 body = {"jobs": _jobs(10, f"s{n}-")}

@@ -168,7 +168,7 @@ def test_a_stubborn_job_times_out_or_is_cancelled_but_holds_its_resources(
     cancelled = _one(c, STUBBORN)
 
     def cancel() -> None:
-        r = httpx.patch(f"{c.base}/jobs/{cancelled}/cancel")
+        r = httpx.patch(f"{c.base}/jobs/{cancelled}/cancel", headers=c.headers)
         assert r.status_code == 202, r.text
 
     _stubborn_then_waiting(c, cancelled, "cancelled", cancel)
