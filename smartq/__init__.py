@@ -8,17 +8,69 @@ User code registers job types with :func:`smartq.job`::
     async def resize(ctx):
         ctx.log.info("resizing %s", ctx.payload["path"])
         return {"ok": True}
+
+and submits them with the SDK, :class:`smartq.Client` or :class:`smartq.AsyncClient`::
+
+    with smartq.Client() as client:  # SMARTQ_URL, SMARTQ_API_KEY
+        print(client.submit(resize, {"path": "a.png"}).result(timeout=60))
 """
 
-from smartq.errors import NonRetryableError, Retry, RetryableError, SmartqError
+from typing import TYPE_CHECKING, Any
+
+from smartq.errors import (
+    APIError,
+    Conflict,
+    Forbidden,
+    JobCancelled,
+    JobFailed,
+    NonRetryableError,
+    NotFound,
+    RateLimited,
+    Retry,
+    RetryableError,
+    SmartqError,
+    Unauthorized,
+    Unavailable,
+    Unreachable,
+    WaitTimeout,
+)
 from smartq.registry import JobType, job, registry
 
+if TYPE_CHECKING:
+    from smartq.client import AsyncClient, Client
+
+#: Imported on first use: the SDK brings httpx and websockets (about a second of imports),
+#: which the processes that only ``import smartq`` for ``@smartq.job`` do not need.
+_CLIENT = frozenset({"AsyncClient", "Client"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT:
+        from smartq import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'smartq' has no attribute {name!r}")
+
+
 __all__ = [
+    "APIError",
+    "AsyncClient",
+    "Client",
+    "Conflict",
+    "Forbidden",
+    "JobCancelled",
+    "JobFailed",
     "JobType",
     "NonRetryableError",
+    "NotFound",
+    "RateLimited",
     "Retry",
     "RetryableError",
     "SmartqError",
+    "Unauthorized",
+    "Unavailable",
+    "Unreachable",
+    "WaitTimeout",
     "job",
     "registry",
 ]

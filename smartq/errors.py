@@ -1,11 +1,20 @@
 """One exception base for smartq, with a short hierarchy.
 
-Job code uses the last three to say how an attempt should end: ordinary exceptions and
+Job code says how an attempt should end with three of them: ordinary exceptions and
 :class:`RetryableError` retry with backoff while attempts remain, :class:`NonRetryableError` fails
 the job at once, :class:`Retry` asks for another attempt after a given delay.
+
+The SDK (:mod:`smartq.client`) raises those at the end: :class:`APIError` is an answer the server
+gave (its HTTP status, its ``error`` headline and its ``detail``), one subclass per status a
+caller may want to catch alone; :class:`Unreachable` is no answer at all. :class:`JobFailed`,
+:class:`JobCancelled` and :class:`WaitTimeout` are about a job's outcome, not about the request
+that read it.
 """
 
 from __future__ import annotations
+
+import uuid
+from typing import Any
 
 
 class SmartqError(Exception):
@@ -75,3 +84,80 @@ class SubmissionRejected(SmartqError):
         self.message = message
         self.detail = detail
         self.kind = kind
+
+
+# -- the SDK's errors ---------------------------------------------------------------------
+
+
+class APIError(SmartqError):
+    """The server refused or could not serve a request. ``status`` is the HTTP status (a
+    stream's close code 44xx is reported as 4xx), ``message`` the server's headline, ``detail``
+    its details (a list of problems, a dict, or None), ``retry_after`` the seconds its
+    ``Retry-After`` asked for (None without one)."""
+
+    def __init__(
+        self, status: int, message: str, detail: Any = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class NotFound(APIError):
+    """404: no such job or batch (or another tenant's)."""
+
+
+class Conflict(APIError):
+    """409: the job is not in a state that allows it (cancel a finished job, retry a running
+    one), or an idempotency key was used for another body."""
+
+
+class Unauthorized(APIError):
+    """401: no key, or one that is unknown, revoked, expired or malformed."""
+
+
+class Forbidden(APIError):
+    """403: a valid key without the scope this needs."""
+
+
+class RateLimited(APIError):
+    """429: too many requests; raised once the client's retries are used up."""
+
+
+class Unavailable(APIError):
+    """502, 503 or 504: the server (or the database behind it) cannot serve now; nothing was
+    written. Raised once the client's retries are used up."""
+
+
+class Unreachable(SmartqError):
+    """No answer: the connection failed or timed out on every try (the cause is chained)."""
+
+
+class JobFailed(SmartqError):
+    """The job ended ``failed``: ``error`` is its last error, ``attempts`` how many it made."""
+
+    def __init__(self, job_id: uuid.UUID, error: str | None, attempts: int) -> None:
+        super().__init__(f"job {job_id} failed after {attempts} attempt(s): {error}")
+        self.job_id = job_id
+        self.error = error
+        self.attempts = attempts
+
+
+class JobCancelled(SmartqError):
+    """The job ended ``cancelled``; ``reason`` says by whom or because of which job."""
+
+    def __init__(self, job_id: uuid.UUID, reason: str | None) -> None:
+        super().__init__(f"job {job_id} was cancelled: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+
+
+class WaitTimeout(SmartqError, TimeoutError):
+    """A wait ended before the job (or batch) finished; it goes on running."""
+
+    def __init__(self, what: str, timeout: float) -> None:
+        super().__init__(f"{what} did not finish within {timeout:g}s")
+        self.what = what
+        self.timeout = timeout

@@ -1,0 +1,378 @@
+"""What :class:`~smartq.client.Client` and :class:`~smartq.client.AsyncClient` share, with no
+I/O: where the server is and which key to present, every request as a value (:class:`Call`),
+answers parsed into documents or errors, and the retry policy. The two clients only send.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypedDict
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import orjson
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from smartq.errors import (
+    APIError,
+    ConfigurationError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    Unreachable,
+)
+from smartq.registry import Registry, registry
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: Statuses worth another try: the server asked to slow down or could not serve for now.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: The largest page the API serves (``SMARTQ_PAGE_LIMIT_MAX``'s default).
+PAGE_SIZE = 500
+#: The most jobs one ``POST /jobs/batch`` of ``submit_many`` carries (the server's default
+#: ``SMARTQ_MAX_BATCH_JOBS``).
+CHUNK = 10_000
+#: Log lines per page (the route's own maximum).
+LOG_PAGE_SIZE = 5_000
+
+
+class ClientSettings(BaseSettings):
+    """Where the API is and the key to present: ``SMARTQ_URL``, ``SMARTQ_API_KEY``."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTQ_", extra="ignore")
+
+    url: str = DEFAULT_URL
+    api_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """The API's base URL (no trailing slash) and the headers every request sends."""
+
+    url: str
+    headers: Mapping[str, str]
+
+    @property
+    def ws_url(self) -> str:
+        """The stream's URL: ``ws://`` for ``http://``, ``wss://`` for ``https://``."""
+        parts = urlsplit(self.url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urlunsplit((scheme, parts.netloc, parts.path + "/jobs/stream", "", ""))
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {k: v for k, v in self.headers.items() if k == "authorization"}
+
+
+def endpoint(url: str | None, api_key: str | None) -> Endpoint:
+    """The arguments, else ``SMARTQ_URL`` / ``SMARTQ_API_KEY``, else the local default."""
+    if url is None or api_key is None:
+        settings = ClientSettings()
+        url = settings.url if url is None else url
+        api_key = settings.api_key if api_key is None else api_key
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"the API's URL must be http(s)://host[:port], not {url!r}")
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return Endpoint(url.rstrip("/"), headers)
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request. ``repeatable``: sending it twice does no harm (a read, a cancel, a POST
+    with an idempotency key), so it may be retried."""
+
+    method: str
+    path: str
+    params: Sequence[tuple[str, str]] | None = None
+    body: bytes | None = None
+    repeatable: bool = True
+    headers: Mapping[str, str] | None = None
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+JobRef = str | uuid.UUID | HasId
+
+
+def ref_id(ref: JobRef) -> str:
+    """A job's id as text, from an id or anything with an ``id`` (a Job)."""
+    if isinstance(ref, str):
+        return ref
+    if isinstance(ref, uuid.UUID):
+        return str(ref)
+    return str(ref.id)
+
+
+def ref_ids(refs: JobRef | Iterable[JobRef] | None) -> list[str]:
+    """One id or many, as text."""
+    if refs is None:
+        return []
+    if isinstance(refs, str | uuid.UUID):
+        return [ref_id(refs)]
+    if isinstance(refs, Iterable):
+        return [ref_id(r) for r in refs]
+    return [ref_id(refs)]
+
+
+_names: dict[Callable[..., Any], str] = {}
+
+
+def type_name(target: str | Callable[..., Any], types: Registry = registry) -> str:
+    """The job type to submit: a name as it is, or the type a ``@smartq.job`` function was
+    registered as (the decorator returns the function itself, so the registry is asked)."""
+    if isinstance(target, str):
+        return target
+    name = _names.get(target)
+    if name is None:
+        found = [n for n in types.names() if types.get(n).func is target]
+        if not found:
+            raise ConfigurationError(
+                f"{target!r} is not a @smartq.job function; pass it decorated, or a type name"
+            )
+        name = _names[target] = found[0]
+    return name
+
+
+class JobOptions(TypedDict, total=False):
+    """A job's optional fields, as :meth:`Client.submit` and ``batch.add`` take them; those not
+    given (or None) are left to the job type's and the server's defaults. ``retry`` is
+    ``max_attempts``, or the whole policy (``{"max_attempts": 5, "initial_delay_seconds": 1}``);
+    ``run_at`` must carry a time zone."""
+
+    priority: str | int | None
+    cpu_units: int | None
+    memory_mb: int | None
+    retry: int | Mapping[str, float] | None
+    timeout_seconds: float | None
+    run_at: datetime | None
+    name: str | None
+
+
+def job_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a job's body from its options."""
+    fields = {k: v for k, v in options.items() if v is not None}
+    retry = fields.get("retry")
+    if isinstance(retry, int):
+        fields["retry"] = {"max_attempts": retry}
+    elif retry is not None:
+        fields["retry"] = dict(retry)
+    return fields
+
+
+def job_body(
+    target: str | Callable[..., Any],
+    payload: Mapping[str, Any] | None,
+    depends_on: Iterable[JobRef] | None,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A job as the API takes it: its type's name, payload, dependencies and options."""
+    body = job_fields(options)
+    body["type"] = type_name(target)
+    if payload:
+        body["payload"] = payload
+    if depends_on:
+        body["depends_on"] = [ref_id(d) for d in depends_on]
+    return body
+
+
+def submit_call(
+    target: str | Callable[..., Any],
+    payload: Mapping[str, Any] | None,
+    depends_on: Iterable[JobRef] | None,
+    idempotency_key: str | None,
+    options: Mapping[str, Any],
+) -> Call:
+    """``POST /jobs``, always with an idempotency key (a fresh one when none is given), so a
+    retried submit returns the job the first try made instead of making a second."""
+    body = job_body(target, payload, depends_on, options)
+    body["idempotency_key"] = idempotency_key or str(uuid.uuid4())
+    return Call("POST", "/jobs", body=orjson.dumps(body))
+
+
+def batch_call(jobs: list[dict[str, Any]], name: str | None, idempotency_key: str) -> Call:
+    """``POST /jobs/batch``: one atomic submission; the key makes its retry harmless."""
+    body: dict[str, Any] = {"jobs": jobs}
+    if name is not None:
+        body["name"] = name
+    headers = {"idempotency-key": idempotency_key}
+    return Call("POST", "/jobs/batch", body=orjson.dumps(body), headers=headers)
+
+
+def list_params(
+    status: str | Iterable[str] | None,
+    type: str | None,
+    batch_id: JobRef | None,
+    priority: str | int | None,
+    limit: int,
+) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = [("limit", str(limit))]
+    statuses = [status] if isinstance(status, str) else list(status or ())
+    params += [("status", s) for s in statuses]
+    if type is not None:
+        params.append(("type", type))
+    if batch_id is not None:
+        params.append(("batch_id", ref_id(batch_id)))
+    if priority is not None:
+        params.append(("priority", str(priority)))
+    return params
+
+
+def logs_params(after: str | None, attempt: int | None) -> list[tuple[str, str]]:
+    params = [("limit", str(LOG_PAGE_SIZE))]
+    if after is not None:
+        params.append(("after", after))
+    if attempt is not None:
+        params.append(("attempt", str(attempt)))
+    return params
+
+
+def stream_url(ws_url: str, params: Sequence[tuple[str, str]]) -> str:
+    return f"{ws_url}?{urlencode(params)}" if params else ws_url
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+#: An answer's HTTP status → the class of its error (others are a plain :class:`APIError`).
+BY_STATUS: dict[int, type[APIError]] = {
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    429: RateLimited,
+    502: Unavailable,
+    503: Unavailable,
+    504: Unavailable,
+}
+
+
+def api_error(
+    status: int, message: str, detail: Any = None, retry_after: float | None = None
+) -> APIError:
+    """The error of an answer of ``status``."""
+    return BY_STATUS.get(status, APIError)(status, message, detail, retry_after)
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: a number of seconds, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_of(status: int, content: bytes, retry_after_header: str | None) -> APIError:
+    """The error an answer of ``status`` means, with the server's ``error`` and ``detail``."""
+    message, detail = "", None
+    try:
+        body = orjson.loads(content) if content else None
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        message = str(body.get("error") or body.get("detail") or "")
+        detail = body.get("detail") if "error" in body else None
+    if not message:
+        message = content[:200].decode(errors="replace") or f"HTTP {status}"
+    return api_error(status, message, detail, retry_after(retry_after_header))
+
+
+def decode(content: bytes) -> Any:
+    return orjson.loads(content) if content else None
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to try a request again: after a connection error or a 429/502/503/504, up to
+    ``attempts`` tries in all, waiting ``Retry-After`` when the server sent one (up to
+    ``max_retry_after``: a longer wait is given back to the caller as the error), else
+    ``base_delay × 2^(n−1)`` up to ``max_delay``, less up to half of it at random so clients
+    that failed together do not come back together."""
+
+    attempts: int = 5
+    base_delay: float = 0.1
+    max_delay: float = 5.0
+    max_retry_after: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        delay: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return delay * (1 - random.random() / 2)
+
+    def after(self, attempt: int, error: APIError | None) -> float | None:
+        """Seconds to wait before try ``attempt + 1`` of a repeatable request whose try
+        ``attempt`` failed with ``error`` (None: no answer came); None to give up."""
+        if attempt >= self.attempts:
+            return None
+        if error is None:
+            return self.backoff(attempt)
+        if error.status not in RETRY_STATUSES:
+            return None
+        if error.retry_after is not None:
+            if error.retry_after > self.max_retry_after:
+                return None
+            return error.retry_after + random.random() * min(0.1, error.retry_after / 10)
+        return self.backoff(attempt)
+
+
+def retry_delay(
+    policy: RetryPolicy,
+    call: Call,
+    tries: int,
+    error: APIError | None,
+    cause: BaseException | None = None,
+) -> float:
+    """How long to wait before trying ``call`` again after try ``tries`` failed with
+    ``error`` (an answer) or ``cause`` (no answer); raises that error (:class:`Unreachable`
+    for no answer) when it is not to be tried again."""
+    delay = policy.after(tries, error) if call.repeatable else None
+    if delay is not None:
+        return delay
+    if error is not None:
+        raise error
+    raise Unreachable(f"{call.method} {call.path}: {cause!r}") from cause
+
+
+#: How the stream reconnects: for about half a minute, so an API restart is ridden out.
+STREAM_RECONNECT = RetryPolicy(attempts=20, base_delay=0.1, max_delay=2.0)
+#: How a wait polls when it has no stream: soon at first, then every second.
+POLL = RetryPolicy(attempts=1_000_000, base_delay=0.05, max_delay=1.0)
+
+
+def spec_body(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """One job of ``submit_many``: ``type`` (a name or a ``@smartq.job`` function), ``payload``,
+    ``depends_on`` (job ids), ``idempotency_key`` and :class:`JobOptions`."""
+    options = dict(spec)
+    try:
+        target = options.pop("type")
+    except KeyError:
+        raise ConfigurationError(f"a job to submit needs a 'type': {spec!r}") from None
+    return job_body(target, options.pop("payload", None), options.pop("depends_on", None), options)
+
+
+def page_call(path: str, params: list[tuple[str, str]], cursor: str | None) -> Call:
+    """A page of a list: the first (no ``cursor``) or the one after ``cursor``."""
+    return Call("GET", path, params=[*params, ("cursor", cursor)] if cursor else params)

@@ -1,0 +1,216 @@
+"""The async client: :class:`AsyncClient`, :class:`~smartq.client.Client`'s methods awaited,
+on one ``httpx.AsyncClient`` and websockets' asyncio client. It shares the requests, answers
+and retry policy of :mod:`smartq.client._core` with the sync client; neither runs the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+from typing_extensions import Unpack
+
+from smartq.client._core import (
+    CHUNK,
+    PAGE_SIZE,
+    POLL,
+    Call,
+    JobOptions,
+    JobRef,
+    RetryPolicy,
+    batch_call,
+    decode,
+    endpoint,
+    error_of,
+    list_params,
+    page_call,
+    ref_id,
+    ref_ids,
+    retry_delay,
+    spec_body,
+    submit_call,
+)
+from smartq.client.batch import AsyncBatch
+from smartq.client.events import StatusEvent, Subscription
+from smartq.client.job import AsyncJob
+from smartq.client.stream import AsyncStream
+from smartq.client.watch import CHECK_SECONDS, Deadline, Watch, Watched
+from smartq.errors import Unreachable
+
+
+class AsyncClient:
+    """:class:`~smartq.client.Client` for asyncio: the same arguments and methods, awaited
+    (``async with smartq.AsyncClient() as client``)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.endpoint = endpoint(url, api_key)
+        self.retry_policy = retry or RetryPolicy()
+        self._http = httpx.AsyncClient(
+            base_url=self.endpoint.url, headers=dict(self.endpoint.headers), timeout=timeout
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _send(self, call: Call) -> Any:
+        """Send ``call``, retried as :class:`RetryPolicy` says; its decoded answer."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=None if call.params is None else tuple(call.params),
+                    content=call.body,
+                    headers=call.headers,
+                )
+            except httpx.TransportError as exc:
+                delay = retry_delay(self.retry_policy, call, tries, None, exc)
+            else:
+                if response.status_code < 300:
+                    return decode(response.content)
+                retry_after = response.headers.get("retry-after")
+                error = error_of(response.status_code, response.content, retry_after)
+                delay = retry_delay(self.retry_policy, call, tries, error)
+            await asyncio.sleep(delay)
+
+    # -- jobs ---------------------------------------------------------------------------------
+    async def submit(
+        self,
+        target: str | Callable[..., Any],
+        payload: Mapping[str, Any] | None = None,
+        *,
+        depends_on: Iterable[JobRef] | None = None,
+        idempotency_key: str | None = None,
+        **options: Unpack[JobOptions],
+    ) -> AsyncJob:
+        """Submit one job of type ``target`` (a name or a ``@smartq.job`` function); returns
+        once it is stored. Without an ``idempotency_key`` one is made, so a retried request
+        never makes a second job. ``options``: :class:`~smartq.client._core.JobOptions`
+        (``priority``, ``cpu_units``, ``memory_mb``, ``retry``, ``timeout_seconds``, ``run_at``,
+        ``name``)."""
+        call = submit_call(target, payload, depends_on, idempotency_key, options)
+        return AsyncJob(self, await self._send(call))
+
+    async def submit_many(
+        self, jobs: Iterable[Mapping[str, Any]], *, chunk_size: int = CHUNK
+    ) -> list[AsyncJob]:
+        """Submit independent jobs in bulk: each a mapping of ``type`` and :meth:`submit`'s
+        keyword arguments. Each ``chunk_size`` of them is one atomic ``POST /jobs/batch``."""
+        bodies = [spec_body(spec) for spec in jobs]
+        out: list[AsyncJob] = []
+        for start in range(0, len(bodies), chunk_size):
+            call = batch_call(bodies[start : start + chunk_size], None, str(uuid.uuid4()))
+            out += [AsyncJob(self, doc) for doc in (await self._send(call))["jobs"]]
+        return out
+
+    def batch(self, name: str | None = None) -> AsyncBatch:
+        """A DAG to submit at once: ``async with client.batch() as b: a = b.add(...)``."""
+        return AsyncBatch(self, name)
+
+    async def job(self, job_id: JobRef) -> AsyncJob:
+        """The job with this id, read now (:class:`~smartq.client.errors.NotFound` if none)."""
+        return AsyncJob(self, await self._send(Call("GET", f"/jobs/{ref_id(job_id)}")))
+
+    async def jobs(
+        self,
+        status: str | Iterable[str] | None = None,
+        type: str | None = None,
+        batch_id: JobRef | None = None,
+        priority: str | int | None = None,
+        *,
+        page_size: int = PAGE_SIZE,
+    ) -> AsyncIterator[AsyncJob]:
+        """Every job matching, newest first, a page at a time."""
+        params = list_params(status, type, batch_id, priority, page_size)
+        cursor: str | None = None
+        while True:
+            page = await self._send(page_call("/jobs", params, cursor))
+            for doc in page["items"]:
+                yield AsyncJob(self, doc)
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+    # -- the stream ---------------------------------------------------------------------------
+    def stream(
+        self,
+        job_id: JobRef | Iterable[JobRef] | None = None,
+        batch_id: JobRef | Iterable[JobRef] | None = None,
+        types: Iterable[str] = (),
+        statuses: Iterable[str] = (),
+    ) -> AsyncStream:
+        """Live events of these jobs and batches (none named: every job of the key's
+        tenant); reconnects by itself, losing no status. Connects on the first read."""
+        subscription = Subscription(ref_ids(job_id), ref_ids(batch_id), types, statuses)
+        return AsyncStream(self.endpoint.ws_url, self.endpoint.auth_headers, subscription)
+
+    async def _watch(
+        self,
+        watch: Watch,
+        deadline: Deadline,
+        check: Callable[[], Awaitable[list[dict[str, Any]]]],
+        *,
+        job_ids: Iterable[JobRef] = (),
+        batch_id: JobRef | None = None,
+    ) -> AsyncIterator[Watched]:
+        """:meth:`Client._watch <smartq.client.Client._watch>`, awaited."""
+        for job in watch.take():
+            yield job
+        if watch.done:
+            return
+        try:
+            async with self.stream(job_ids, batch_id, types=["job.status"]) as stream:
+                while not watch.done:
+                    try:
+                        event = await stream.next(timeout=deadline.left(CHECK_SECONDS))
+                    except TimeoutError:
+                        if deadline.passed:
+                            raise deadline.expired() from None
+                        watch.read(await check())
+                    else:
+                        if isinstance(event, StatusEvent):
+                            watch.saw(event)
+                    for job in watch.take():
+                        yield job
+        except Unreachable:
+            async for job in self._poll(watch, deadline, check):
+                yield job
+
+    async def _poll(
+        self,
+        watch: Watch,
+        deadline: Deadline,
+        check: Callable[[], Awaitable[list[dict[str, Any]]]],
+    ) -> AsyncIterator[Watched]:
+        tries = 0
+        while True:
+            watch.read(await check())
+            for job in watch.take():
+                yield job
+            if watch.done:
+                return
+            if deadline.passed:
+                raise deadline.expired()
+            tries += 1
+            await asyncio.sleep(deadline.left(POLL.backoff(tries)) or 0.0)

@@ -1,0 +1,211 @@
+"""The sync client: :class:`Client`, on one ``httpx.Client`` (keep-alive connections, reused
+by every call) and websockets' sync client for the stream. Requests are built and answers
+parsed in :mod:`smartq.client._core`; this module sends them and sleeps between retries.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+from typing_extensions import Unpack
+
+from smartq.client._core import (
+    CHUNK,
+    PAGE_SIZE,
+    POLL,
+    Call,
+    JobOptions,
+    JobRef,
+    RetryPolicy,
+    batch_call,
+    decode,
+    endpoint,
+    error_of,
+    list_params,
+    page_call,
+    ref_id,
+    ref_ids,
+    retry_delay,
+    spec_body,
+    submit_call,
+)
+from smartq.client.batch import Batch
+from smartq.client.events import StatusEvent, Subscription
+from smartq.client.job import Job
+from smartq.client.stream import Stream
+from smartq.client.watch import CHECK_SECONDS, Deadline, Watch, Watched
+from smartq.errors import Unreachable
+
+
+class Client:
+    """smartq's API from Python. ``url`` and ``api_key`` default to ``SMARTQ_URL`` (else
+    http://127.0.0.1:8000) and ``SMARTQ_API_KEY``; the key is sent as ``Authorization: Bearer``
+    on every request and on the stream's handshake. Use it in a ``with`` block, or close it."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.endpoint = endpoint(url, api_key)
+        self.retry_policy = retry or RetryPolicy()
+        self._http = httpx.Client(
+            base_url=self.endpoint.url, headers=dict(self.endpoint.headers), timeout=timeout
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _send(self, call: Call) -> Any:
+        """Send ``call``, retried as :class:`RetryPolicy` says; its decoded answer."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                response = self._http.request(
+                    call.method,
+                    call.path,
+                    params=None if call.params is None else tuple(call.params),
+                    content=call.body,
+                    headers=call.headers,
+                )
+            except httpx.TransportError as exc:
+                delay = retry_delay(self.retry_policy, call, tries, None, exc)
+            else:
+                if response.status_code < 300:
+                    return decode(response.content)
+                retry_after = response.headers.get("retry-after")
+                error = error_of(response.status_code, response.content, retry_after)
+                delay = retry_delay(self.retry_policy, call, tries, error)
+            time.sleep(delay)
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def submit(
+        self,
+        target: str | Callable[..., Any],
+        payload: Mapping[str, Any] | None = None,
+        *,
+        depends_on: Iterable[JobRef] | None = None,
+        idempotency_key: str | None = None,
+        **options: Unpack[JobOptions],
+    ) -> Job:
+        """Submit one job of type ``target`` (a name or a ``@smartq.job`` function); returns
+        once it is stored. Without an ``idempotency_key`` one is made, so a retried request
+        never makes a second job. ``options``: :class:`~smartq.client._core.JobOptions`
+        (``priority``, ``cpu_units``, ``memory_mb``, ``retry``, ``timeout_seconds``, ``run_at``,
+        ``name``)."""
+        call = submit_call(target, payload, depends_on, idempotency_key, options)
+        return Job(self, self._send(call))
+
+    def submit_many(
+        self, jobs: Iterable[Mapping[str, Any]], *, chunk_size: int = CHUNK
+    ) -> list[Job]:
+        """Submit independent jobs in bulk: each a mapping of ``type`` and :meth:`submit`'s
+        keyword arguments. Each ``chunk_size`` of them is one atomic ``POST /jobs/batch``."""
+        bodies = [spec_body(spec) for spec in jobs]
+        out: list[Job] = []
+        for start in range(0, len(bodies), chunk_size):
+            call = batch_call(bodies[start : start + chunk_size], None, str(uuid.uuid4()))
+            out += [Job(self, doc) for doc in self._send(call)["jobs"]]
+        return out
+
+    def batch(self, name: str | None = None) -> Batch:
+        """A DAG to submit at once: ``with client.batch() as b: a = b.add(...)``."""
+        return Batch(self, name)
+
+    def job(self, job_id: JobRef) -> Job:
+        """The job with this id, read now (:class:`~smartq.client.errors.NotFound` if none)."""
+        return Job(self, self._send(Call("GET", f"/jobs/{ref_id(job_id)}")))
+
+    def jobs(
+        self,
+        status: str | Iterable[str] | None = None,
+        type: str | None = None,
+        batch_id: JobRef | None = None,
+        priority: str | int | None = None,
+        *,
+        page_size: int = PAGE_SIZE,
+    ) -> Iterator[Job]:
+        """Every job matching, newest first, a page at a time."""
+        params = list_params(status, type, batch_id, priority, page_size)
+        cursor: str | None = None
+        while True:
+            page = self._send(page_call("/jobs", params, cursor))
+            for doc in page["items"]:
+                yield Job(self, doc)
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+    # -- the stream ---------------------------------------------------------------------------
+    def stream(
+        self,
+        job_id: JobRef | Iterable[JobRef] | None = None,
+        batch_id: JobRef | Iterable[JobRef] | None = None,
+        types: Iterable[str] = (),
+        statuses: Iterable[str] = (),
+    ) -> Stream:
+        """Live events of these jobs and batches (none named: every job of the key's
+        tenant); reconnects by itself, losing no status. Connects on the first read."""
+        subscription = Subscription(ref_ids(job_id), ref_ids(batch_id), types, statuses)
+        return Stream(self.endpoint.ws_url, self.endpoint.auth_headers, subscription)
+
+    def _watch(
+        self,
+        watch: Watch,
+        deadline: Deadline,
+        check: Callable[[], list[dict[str, Any]]],
+        *,
+        job_ids: Iterable[JobRef] = (),
+        batch_id: JobRef | None = None,
+    ) -> Iterator[Watched]:
+        """The watched jobs as each becomes final, from the stream (``check`` reads them when
+        it is silent), or by polling ``check`` when there is no stream."""
+        yield from watch.take()
+        if watch.done:
+            return
+        try:
+            with self.stream(job_ids, batch_id, types=["job.status"]) as stream:
+                while not watch.done:
+                    try:
+                        event = stream.next(timeout=deadline.left(CHECK_SECONDS))
+                    except TimeoutError:
+                        if deadline.passed:
+                            raise deadline.expired() from None
+                        watch.read(check())
+                    else:
+                        if isinstance(event, StatusEvent):
+                            watch.saw(event)
+                    yield from watch.take()
+        except Unreachable:
+            yield from self._poll(watch, deadline, check)
+
+    def _poll(
+        self, watch: Watch, deadline: Deadline, check: Callable[[], list[dict[str, Any]]]
+    ) -> Iterator[Watched]:
+        tries = 0
+        while True:
+            watch.read(check())
+            yield from watch.take()
+            if watch.done:
+                return
+            if deadline.passed:
+                raise deadline.expired()
+            tries += 1
+            time.sleep(deadline.left(POLL.backoff(tries)) or 0.0)
