@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypedDict
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import httpx
 import orjson
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -69,6 +70,34 @@ class Endpoint:
     @property
     def auth_headers(self) -> dict[str, str]:
         return {k: v for k, v in self.headers.items() if k == "authorization"}
+
+
+class Wire:
+    """Calls as ``httpx.Request`` s, for the client to hand to its httpx transport directly:
+    ``httpx.Client``'s layers above the transport (URL merging, auth, cookies, redirects, event
+    hooks), which the SDK uses none of, were a third of a submit's client CPU."""
+
+    def __init__(self, api: Endpoint, timeout: float) -> None:
+        self._base = api.url
+        self._headers = list(api.headers.items())
+        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self._urls: dict[str, httpx.URL] = {}
+
+    def request(self, call: Call) -> httpx.Request:
+        url = self._urls.get(call.path)
+        if url is None:
+            url = httpx.URL(self._base + call.path)
+            if len(self._urls) < 64:  # the fixed paths (/jobs, /jobs/batch) stay parsed
+                self._urls[call.path] = url
+        headers = self._headers if call.headers is None else [*self._headers, *call.headers.items()]
+        return httpx.Request(
+            call.method,
+            url,
+            params=None if call.params is None else tuple(call.params),
+            headers=headers,
+            content=call.body,
+            extensions=self._extensions,
+        )
 
 
 def endpoint(url: str | None, api_key: str | None) -> Endpoint:

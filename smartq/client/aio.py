@@ -22,6 +22,7 @@ from smartq.client._core import (
     JobOptions,
     JobRef,
     RetryPolicy,
+    Wire,
     batch_call,
     decode,
     endpoint,
@@ -56,12 +57,19 @@ class AsyncClient:
     ) -> None:
         self.endpoint = endpoint(url, api_key)
         self.retry_policy = retry or RetryPolicy()
-        self._http = httpx.AsyncClient(
-            base_url=self.endpoint.url, headers=dict(self.endpoint.headers), timeout=timeout
+        self._transport = httpx.AsyncHTTPTransport()
+        self._wire = Wire(self.endpoint, timeout)
+        #: An ``httpx.AsyncClient`` on the same connections, with the URL and the key, for
+        #: what the SDK has no method for (``client.http.get("/workers")``).
+        self.http = httpx.AsyncClient(
+            base_url=self.endpoint.url,
+            headers=dict(self.endpoint.headers),
+            timeout=timeout,
+            transport=self._transport,
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self.http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -77,20 +85,18 @@ class AsyncClient:
         while True:
             tries += 1
             try:
-                response = await self._http.request(
-                    call.method,
-                    call.path,
-                    params=None if call.params is None else tuple(call.params),
-                    content=call.body,
-                    headers=call.headers,
-                )
+                response = await self._transport.handle_async_request(self._wire.request(call))
+                try:
+                    content = await response.aread()
+                finally:
+                    await response.aclose()
             except httpx.TransportError as exc:
                 delay = retry_delay(self.retry_policy, call, tries, None, exc)
             else:
                 if response.status_code < 300:
-                    return decode(response.content)
+                    return decode(content)
                 retry_after = response.headers.get("retry-after")
-                error = error_of(response.status_code, response.content, retry_after)
+                error = error_of(response.status_code, content, retry_after)
                 delay = retry_delay(self.retry_policy, call, tries, error)
             await asyncio.sleep(delay)
 

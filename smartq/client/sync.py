@@ -22,6 +22,7 @@ from smartq.client._core import (
     JobOptions,
     JobRef,
     RetryPolicy,
+    Wire,
     batch_call,
     decode,
     endpoint,
@@ -57,12 +58,19 @@ class Client:
     ) -> None:
         self.endpoint = endpoint(url, api_key)
         self.retry_policy = retry or RetryPolicy()
-        self._http = httpx.Client(
-            base_url=self.endpoint.url, headers=dict(self.endpoint.headers), timeout=timeout
+        self._transport = httpx.HTTPTransport()
+        self._wire = Wire(self.endpoint, timeout)
+        #: An ``httpx.Client`` on the same connections, with the URL and the key, for
+        #: what the SDK has no method for (``client.http.get("/workers")``).
+        self.http = httpx.Client(
+            base_url=self.endpoint.url,
+            headers=dict(self.endpoint.headers),
+            timeout=timeout,
+            transport=self._transport,
         )
 
     def close(self) -> None:
-        self._http.close()
+        self.http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -78,20 +86,18 @@ class Client:
         while True:
             tries += 1
             try:
-                response = self._http.request(
-                    call.method,
-                    call.path,
-                    params=None if call.params is None else tuple(call.params),
-                    content=call.body,
-                    headers=call.headers,
-                )
+                response = self._transport.handle_request(self._wire.request(call))
+                try:
+                    content = response.read()
+                finally:
+                    response.close()
             except httpx.TransportError as exc:
                 delay = retry_delay(self.retry_policy, call, tries, None, exc)
             else:
                 if response.status_code < 300:
-                    return decode(response.content)
+                    return decode(content)
                 retry_after = response.headers.get("retry-after")
-                error = error_of(response.status_code, response.content, retry_after)
+                error = error_of(response.status_code, content, retry_after)
                 delay = retry_delay(self.retry_policy, call, tries, error)
             time.sleep(delay)
 
