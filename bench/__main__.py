@@ -24,6 +24,7 @@ BENCHMARKS = {
     "memory": "bench.memory",
     "ws": "bench.ws",
     "auth": "bench.auth",
+    "sdk": "bench.sdk",
     "all": "bench.suite:main_all",
     "smoke": "bench.suite:main_smoke",
 }

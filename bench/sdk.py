@@ -1,0 +1,84 @@
+"""The SDK's submit loop: ``python -m bench sdk [--quick] [--runs N]``.
+
+One thread calls ``client.submit("noop")`` 5,000 times in a row against ``smartq api`` on
+PostgreSQL and RabbitMQ, presenting the stack's key; each call returns once the job is stored
+(``POST /jobs`` answered 201). Target: at least 585 jobs/s, what a Celery 5.7 ``.delay()`` loop
+did on this machine (issue 15). Beside it, for the same stack and count:
+
+* ``httpx_loop``: the plain loop the issue measured (``httpx.Client().post("/jobs", json=…)``,
+  one keep-alive client), to show what the SDK adds or saves;
+* ``client_cpu_ms``: the CPU the submitting thread spent per job (building, sending, parsing),
+  and ``per_job``: what the stack spent per job (the API's CPU, PostgreSQL's transactions).
+
+No scheduler runs (as in ``bench api``): the ``job.submitted`` hints wait in its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from bench import figures
+from bench.harness import Stack
+from smartq.client import Client
+
+TARGET = ">= 585"
+
+
+def _sdk_loop(client: Client, count: int) -> tuple[float, float]:
+    """Jobs/s and the thread's CPU ms per job of ``count`` submits."""
+    cpu0, t0 = time.thread_time(), time.perf_counter()
+    for _ in range(count):
+        client.submit("noop")
+    elapsed = time.perf_counter() - t0
+    return count / elapsed, (time.thread_time() - cpu0) * 1000 / count
+
+
+def _httpx_loop(url: str, headers: dict[str, str], count: int) -> tuple[float, float]:
+    with httpx.Client(base_url=url, headers=headers) as http:
+        http.get("/healthz")
+        cpu0, t0 = time.thread_time(), time.perf_counter()
+        for _ in range(count):
+            response = http.post("/jobs", json={"type": "noop"})
+            if response.status_code != 201:
+                raise RuntimeError(f"POST /jobs: {response.status_code} {response.text[:300]}")
+        elapsed = time.perf_counter() - t0
+    return count / elapsed, (time.thread_time() - cpu0) * 1000 / count
+
+
+async def run_sdk(options: figures.Options) -> dict[str, Any]:
+    runs = options.pick(3, 1)
+    count = 300 if options.quick else 5_000
+    async with Stack(parts=("api",)) as stack:
+        url = f"http://127.0.0.1:{stack.port}"
+        key = stack.headers["Authorization"].removeprefix("Bearer ")
+        with Client(url, key) as client:
+            await asyncio.to_thread(_sdk_loop, client, 200)  # warm-up: pool, caches
+            await stack.mark()
+            sdk = [await asyncio.to_thread(_sdk_loop, client, count) for _ in range(runs)]
+        plain = [
+            await asyncio.to_thread(_httpx_loop, url, stack.headers, count) for _ in range(runs)
+        ]
+    return {
+        "runs": runs,
+        "jobs": count,
+        "jobs_per_s": figures.figure([r for r, _ in sdk], TARGET, 1),
+        "client_cpu_ms": figures.figure([c for _, c in sdk], digits=3),
+        "httpx_loop": {
+            "jobs_per_s": figures.figure([r for r, _ in plain], digits=1),
+            "client_cpu_ms": figures.figure([c for _, c in plain], digits=3),
+        },
+        "per_job": stack.costs.per_job(2 * count * runs),
+    }
+
+
+def main(argv: list[str]) -> int:
+    return figures.run_main("sdk", argv, run_sdk)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
