@@ -91,6 +91,11 @@ class JobBase:
         return self._status in FINAL_STATUSES
 
     @property
+    def attempts(self) -> int:
+        """Attempts made, as newly as known (the stream says it before a read does)."""
+        return max(self._attempt, int(self._doc.get("attempts") or 0))
+
+    @property
     def type(self) -> str:
         return str(self._doc["type"])
 
