@@ -10,7 +10,13 @@ did on this machine (issue 15). Beside it, for the same stack and count:
 * ``client_cpu_ms``: the CPU the submitting thread spent per job (building, sending, parsing),
   and ``per_job``: what the stack spent per job (the API's CPU, PostgreSQL's transactions).
 
-No scheduler runs (as in ``bench api``): the ``job.submitted`` hints wait in its queue.
+No scheduler runs for the loop (as in ``bench api``): the ``job.submitted`` hints wait in its
+queue. Then, on a whole stack (scheduler, worker, logger), the issue's other two SDK figures:
+
+* ``wait_ms``: how long after a no-op job's ``finished_at`` its ``job.wait()`` returned (one job
+  at a time; target p50 <= 5 ms). Same machine, same clock;
+* ``batch_10k_s``: ``with client.batch() as b`` of 10,000 independent no-op jobs, from the first
+  ``add`` until the batch is accepted (target <= 0.5 s).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -50,6 +57,52 @@ def _httpx_loop(url: str, headers: dict[str, str], count: int) -> tuple[float, f
     return count / elapsed, (time.thread_time() - cpu0) * 1000 / count
 
 
+def _wait_latencies(client: Client, count: int) -> list[float]:
+    """ms from each job's ``finished_at`` to its ``wait()`` returning."""
+    out = []
+    for _ in range(count):
+        job = client.submit("noop")
+        job.wait(timeout=30)
+        returned = time.time()
+        job.refresh()
+        finished = datetime.fromisoformat(job.doc["finished_at"]).timestamp()
+        out.append((returned - finished) * 1000)
+    return out
+
+
+def _batch_seconds(client: Client, size: int) -> float:
+    t0 = time.perf_counter()
+    with client.batch(name="bench") as b:
+        for _ in range(size):
+            b.add("noop")
+    return time.perf_counter() - t0
+
+
+async def run_waits(options: figures.Options) -> dict[str, Any]:
+    count = 30 if options.quick else 300
+    size = 1_000 if options.quick else 10_000
+    runs = options.pick(3, 1)
+    async with Stack(worker_units=64) as stack:
+        key = stack.headers["Authorization"].removeprefix("Bearer ")
+        with Client(f"http://127.0.0.1:{stack.port}", key) as client:
+            await asyncio.to_thread(_wait_latencies, client, 10)  # warm-up
+            waits = await asyncio.to_thread(_wait_latencies, client, count)
+            batches = [await asyncio.to_thread(_batch_seconds, client, size) for _ in range(runs)]
+            if not await stack.wait_idle(120):
+                raise RuntimeError("the batches did not finish")
+    return {
+        "wait_ms": {
+            "jobs": count,
+            "p50": figures.figure([figures.percentile(waits, 0.5)], "<= 5", 2),
+            "p99": round(figures.percentile(waits, 0.99), 2),
+        },
+        "batch_10k_s": {
+            "jobs": size,
+            **figures.figure(batches, "<= 0.5", 3),
+        },
+    }
+
+
 async def run_sdk(options: figures.Options) -> dict[str, Any]:
     runs = options.pick(3, 1)
     count = 300 if options.quick else 5_000
@@ -66,6 +119,7 @@ async def run_sdk(options: figures.Options) -> dict[str, Any]:
     return {
         "runs": runs,
         "jobs": count,
+        **await run_waits(options),
         "jobs_per_s": figures.figure([r for r, _ in sdk], TARGET, 1),
         "client_cpu_ms": figures.figure([c for _, c in sdk], digits=3),
         "httpx_loop": {

@@ -165,15 +165,15 @@ class Job(JobBase):
         return self
 
     def wait(self, timeout: float | None = None) -> Job:
-        """Until the job is final (its document then read again); :class:`WaitTimeout` after
-        ``timeout`` seconds. Watches the stream, falling back to polling."""
-        if self._doc["status"] in FINAL_STATUSES:
+        """Until the job's status is final (:attr:`status`; :meth:`result` then reads the rest,
+        :meth:`refresh` the whole job); :class:`WaitTimeout` after ``timeout`` seconds. Watches
+        the stream, falling back to polling. It does not read the job again itself: that read
+        (GET /jobs/{id}) took as long as the final status took to arrive."""
+        if self.done:
             return self
         deadline = Deadline(timeout, f"job {self.id}")
         for _ in self._client._watch(Watch([self]), deadline, self._check, job_ids=[self.id]):
             pass
-        if self._stale():
-            self.refresh()
         return self
 
     def _check(self) -> list[dict[str, Any]]:
@@ -182,6 +182,8 @@ class Job(JobBase):
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the job, then its result, or :class:`JobFailed` / :class:`JobCancelled`."""
         self.wait(timeout)
+        if self._stale():
+            self.refresh()
         return self.outcome()
 
     def cancel(self) -> Job:
@@ -259,14 +261,12 @@ class AsyncJob(JobBase):
         return self
 
     async def wait(self, timeout: float | None = None) -> AsyncJob:
-        if self._doc["status"] in FINAL_STATUSES:
+        if self.done:
             return self
         deadline = Deadline(timeout, f"job {self.id}")
         watching = self._client._watch(Watch([self]), deadline, self._check, job_ids=[self.id])
         async for _ in watching:
             pass
-        if self._stale():
-            await self.refresh()
         return self
 
     async def _check(self) -> list[dict[str, Any]]:
@@ -274,6 +274,8 @@ class AsyncJob(JobBase):
 
     async def result(self, timeout: float | None = None) -> Any:
         await self.wait(timeout)
+        if self._stale():
+            await self.refresh()
         return self.outcome()
 
     async def cancel(self) -> AsyncJob:
