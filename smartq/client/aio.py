@@ -193,7 +193,10 @@ class AsyncClient:
                     except TimeoutError:
                         if deadline.passed:
                             raise deadline.expired() from None
-                        watch.read(await check())
+                        try:
+                            watch.read(await check())
+                        except Unreachable as exc:  # the stream says when it cannot reconnect
+                            watch.unanswered(exc)
                     else:
                         if isinstance(event, StatusEvent):
                             watch.saw(event)
@@ -211,7 +214,10 @@ class AsyncClient:
     ) -> AsyncIterator[Watched]:
         tries = 0
         while True:
-            watch.read(await check())
+            try:
+                watch.read(await check())
+            except Unreachable as exc:
+                watch.unanswered(exc)
             for job in watch.take():
                 yield job
             if watch.done:

@@ -97,6 +97,7 @@ class BatchBase(Generic[J]):
         self.id: uuid.UUID | None = None
         self._specs: list[dict[str, Any]] = []
         self._keys: set[str] = set()
+        self._numbered: dict[str, int] = {}
         self._jobs: list[J] = []
         self._by_key: dict[str, J] = {}
         #: One key for the batch: a retried POST returns the batch the first try made.
@@ -133,12 +134,15 @@ class BatchBase(Generic[J]):
         return Ref(key)
 
     def _free_key(self, job_type: str) -> str:
-        if job_type not in self._keys:
-            return job_type
-        n = 2
-        while f"{job_type}.{n}" in self._keys:
+        """The type's name, or the next ``type.n`` not taken (counted per type: a scan from 2
+        on each add made a 10,000-job batch quadratic)."""
+        n = self._numbered.get(job_type, 1)
+        key = job_type
+        while key in self._keys:
             n += 1
-        return f"{job_type}.{n}"
+            key = f"{job_type}.{n}"
+        self._numbered[job_type] = n
+        return key
 
     def _call(self) -> Call:
         if not self._specs:

@@ -236,7 +236,7 @@ class Job(JobBase):
                         yield event
                     elif isinstance(event, StatusEvent) and event.job_id == self.id:
                         self._saw(event)
-        except Unreachable:  # no stream: read the stored lines until the job is final
+        except (Unreachable, TimeoutError):  # no stream: read the stored lines until final
             tries = 0
             while not self.done:
                 yield from self._stored(cursor)
@@ -325,7 +325,7 @@ class AsyncJob(JobBase):
                         yield event
                     elif isinstance(event, StatusEvent) and event.job_id == self.id:
                         self._saw(event)
-        except Unreachable:
+        except (Unreachable, TimeoutError):
             tries = 0
             while not self.done:
                 async for line in self._stored(cursor):

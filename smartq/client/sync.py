@@ -194,7 +194,10 @@ class Client:
                     except TimeoutError:
                         if deadline.passed:
                             raise deadline.expired() from None
-                        watch.read(check())
+                        try:
+                            watch.read(check())
+                        except Unreachable as exc:  # the stream says when it cannot reconnect
+                            watch.unanswered(exc)
                     else:
                         if isinstance(event, StatusEvent):
                             watch.saw(event)
@@ -207,7 +210,10 @@ class Client:
     ) -> Iterator[Watched]:
         tries = 0
         while True:
-            watch.read(check())
+            try:
+                watch.read(check())
+            except Unreachable as exc:
+                watch.unanswered(exc)
             yield from watch.take()
             if watch.done:
                 return

@@ -18,10 +18,13 @@ from typing import Any, Protocol
 
 from models.enums import FINAL_STATUSES, JobStatus
 from smartq.client.events import LogLine, StatusEvent
-from smartq.errors import WaitTimeout
+from smartq.errors import Unreachable, WaitTimeout
 
 #: How long a wait trusts a silent stream before reading the jobs itself.
 CHECK_SECONDS = 2.0
+#: Reads of the jobs that got no answer in a row (each already retried) before a wait gives up:
+#: about as long as a stream keeps reconnecting.
+MAX_CHECK_FAILURES = 20
 
 
 class Deadline:
@@ -69,6 +72,7 @@ class Watch:
     def __init__(self, jobs: Iterable[Watched]) -> None:
         self.pending: dict[uuid.UUID, Watched] = {}
         self.finished: list[Watched] = []
+        self._check_failures = 0
         for job in jobs:
             if job.status in FINAL_STATUSES:
                 self.finished.append(job)
@@ -94,6 +98,7 @@ class Watch:
 
     def read(self, docs: Iterable[dict[str, Any]]) -> None:
         """Job documents read with ``GET``."""
+        self._check_failures = 0
         for doc in docs:
             job = self.pending.get(uuid.UUID(doc["id"]))
             if job is None:
@@ -101,6 +106,13 @@ class Watch:
             job._update(doc)
             if job.status in FINAL_STATUSES:
                 self.finished.append(self.pending.pop(job.id))
+
+    def unanswered(self, error: Unreachable) -> None:
+        """A read of the jobs got no answer (the API restarts?): raises ``error`` once too many
+        did in a row, else the wait goes on."""
+        self._check_failures += 1
+        if self._check_failures >= MAX_CHECK_FAILURES:
+            raise error
 
 
 class LogCursor:

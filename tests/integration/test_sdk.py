@@ -240,6 +240,19 @@ async def test_stream_reconnects_after_a_server_restart_and_loses_no_status(
         assert orders == sorted(set(orders)), [e.status for e in seen]  # no repeat, no step back
 
 
+async def test_a_wait_rides_out_a_server_restart(served: Served) -> None:
+    async with served.aclient() as client:
+        job = await client.submit(hold, {"seconds": 0.5})
+        waiting = asyncio.ensure_future(job.wait(timeout=60))
+        await asyncio.sleep(0.2)
+        await served.stop_server()
+        await served.system.wait_final([str(job.id)])
+        await asyncio.sleep(2.5)  # past a silent stream's check: the read finds no server
+        await served.start_server()
+        assert (await waiting).status is JobStatus.COMPLETED
+        assert await job.result() == {"held": 0.5}
+
+
 def _sync_stream(s: Served) -> list[str]:
     with s.client() as client:
         with client.batch() as b:
