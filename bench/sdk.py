@@ -109,13 +109,13 @@ async def run_sdk(options: figures.Options) -> dict[str, Any]:
     async with Stack(parts=("api",)) as stack:
         url = f"http://127.0.0.1:{stack.port}"
         key = stack.headers["Authorization"].removeprefix("Bearer ")
+        sdk, plain = [], []
         with Client(url, key) as client:
             await asyncio.to_thread(_sdk_loop, client, 200)  # warm-up: pool, caches
             await stack.mark()
-            sdk = [await asyncio.to_thread(_sdk_loop, client, count) for _ in range(runs)]
-        plain = [
-            await asyncio.to_thread(_httpx_loop, url, stack.headers, count) for _ in range(runs)
-        ]
+            for _ in range(runs):  # alternated: this machine's speed drifts within minutes
+                sdk.append(await asyncio.to_thread(_sdk_loop, client, count))
+                plain.append(await asyncio.to_thread(_httpx_loop, url, stack.headers, count))
     return {
         "runs": runs,
         "jobs": count,

@@ -9,8 +9,8 @@
         print(job.result(timeout=30))
 """
 
-from smartq.client._core import RetryPolicy
 from smartq.client.aio import AsyncClient
+from smartq.client.answers import RetryPolicy
 from smartq.client.batch import AsyncBatch, Batch, BatchReport, Ref
 from smartq.client.events import Event, LogLine, StatusEvent, StreamEvent
 from smartq.client.job import AsyncJob, Explanation, Job

@@ -1,6 +1,7 @@
 """The async client: :class:`AsyncClient`, :class:`~smartq.client.Client`'s methods awaited,
-on one ``httpx.AsyncClient`` and websockets' asyncio client. It shares the requests, answers
-and retry policy of :mod:`smartq.client._core` with the sync client; neither runs the other.
+on one async httpx transport and websockets' asyncio client. It shares requests
+(:mod:`smartq.client._core`), answers and retries (:mod:`smartq.client.answers`) with the sync
+client; neither runs the other's event loop.
 """
 
 from __future__ import annotations
@@ -17,24 +18,20 @@ from typing_extensions import Unpack
 from smartq.client._core import (
     CHUNK,
     PAGE_SIZE,
-    POLL,
     Call,
     JobOptions,
     JobRef,
-    RetryPolicy,
     Wire,
     batch_call,
-    decode,
     endpoint,
-    error_of,
     list_params,
     page_call,
     ref_id,
     ref_ids,
-    retry_delay,
     spec_body,
     submit_call,
 )
+from smartq.client.answers import POLL, RetryPolicy, decode, error_of, retry_delay
 from smartq.client.batch import AsyncBatch
 from smartq.client.events import StatusEvent, Subscription
 from smartq.client.job import AsyncJob

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from models.enums import FINAL_STATUSES, JobStatus
-from smartq.client._core import api_error
+from smartq.client.answers import api_error
 from smartq.errors import APIError
 
 Order = tuple[int, int, int]

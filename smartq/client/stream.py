@@ -25,7 +25,8 @@ from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from smartq.client._core import RETRY_STATUSES, STREAM_RECONNECT, RetryPolicy, error_of, stream_url
+from smartq.client._core import stream_url
+from smartq.client.answers import RETRY_STATUSES, STREAM_RECONNECT, RetryPolicy, error_of
 from smartq.client.events import StreamEvent, Subscription, close_error
 from smartq.errors import Unreachable
 

@@ -1,6 +1,7 @@
-"""The sync client: :class:`Client`, on one ``httpx.Client`` (keep-alive connections, reused
-by every call) and websockets' sync client for the stream. Requests are built and answers
-parsed in :mod:`smartq.client._core`; this module sends them and sleeps between retries.
+"""The sync client: :class:`Client`, on one httpx transport (keep-alive connections, shared by
+every call and by ``client.http``) and websockets' sync client for the stream. Requests are
+built in :mod:`smartq.client._core` and answers read in :mod:`smartq.client.answers`; this
+module sends them and sleeps between retries.
 """
 
 from __future__ import annotations
@@ -17,24 +18,20 @@ from typing_extensions import Unpack
 from smartq.client._core import (
     CHUNK,
     PAGE_SIZE,
-    POLL,
     Call,
     JobOptions,
     JobRef,
-    RetryPolicy,
     Wire,
     batch_call,
-    decode,
     endpoint,
-    error_of,
     list_params,
     page_call,
     ref_id,
     ref_ids,
-    retry_delay,
     spec_body,
     submit_call,
 )
+from smartq.client.answers import POLL, RetryPolicy, decode, error_of, retry_delay
 from smartq.client.batch import Batch
 from smartq.client.events import StatusEvent, Subscription
 from smartq.client.job import Job
