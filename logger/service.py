@@ -19,12 +19,13 @@ import os
 import socket
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logger import store
-from models.messages import LoggerMonitor, LogLine, unpack
+from models.messages import LoggerMonitor, LogLine, LogsStored, StoredUpTo, unpack
 from models.types import utcnow
 from smartq import topology
 from smartq.broker import Broker, IncomingMessage
@@ -46,6 +47,9 @@ class LogStore:
         self._pending_lines = 0
         self._wake = asyncio.Event()
         self.stored = 0
+        #: Attempts' last lines whose worker waits for a confirmation: (worker, line) with
+        #: the time to give up (lines of the attempt may still be with another logger).
+        self._finals: list[tuple[LogLine, float]] = []
         self.logger_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.started_at = utcnow()
 
@@ -58,13 +62,20 @@ class LogStore:
             return
         self._pending.append((lines, message))
         self._pending_lines += len(lines)
-        if self._pending_lines >= self.settings.log_batch_size:
+        # An attempt's last line: its worker holds the report until this is stored, so the
+        # flush does not wait for the batch window (jobs finish later by only a commit).
+        if self._pending_lines >= self.settings.log_batch_size or any(
+            ln.reply_to is not None for ln in lines
+        ):
             self._wake.set()
 
     async def flush(self) -> int:
         """Commit everything buffered, a transaction of about ``log_batch_size`` lines at a
-        time (whole messages), acking each message after its lines are committed."""
+        time (whole messages), acking each message after its lines are committed; then
+        confirm the attempts that became complete."""
         new = 0
+        if not self._pending and self._finals:
+            new += await self._flush_some()  # only the check of last lines still waiting
         while self._pending:
             new += await self._flush_some()
         return new
@@ -76,9 +87,13 @@ class LogStore:
             take += 1
         batch, self._pending = self._pending[:take], self._pending[take:]
         self._pending_lines -= lines
+        batch_lines = [ln for lines, _ in batch for ln in lines]
+        deadline = asyncio.get_running_loop().time() + self.settings.worker_log_wait_seconds
+        finals = self._finals + [(ln, deadline) for ln in batch_lines if ln.reply_to is not None]
         try:
             async with self.engine.begin() as conn:
-                new = await store.insert_lines(conn, [ln for lines, _ in batch for ln in lines])
+                new = await store.insert_lines(conn, batch_lines)
+                confirmed, self._finals = await self._complete(conn, finals)
         except Exception:
             # Give back everything buffered. Take it all first: messages that arrive while the
             # nacks below await belong to the next flush. (Clearing the buffer after the loop
@@ -95,7 +110,47 @@ class LogStore:
         for _, message in batch:
             await message.ack()
         self.stored += new
+        await self._confirm(confirmed)
         return new
+
+    async def _complete(
+        self, conn: Any, finals: list[tuple[LogLine, float]]
+    ) -> tuple[list[LogLine], list[tuple[LogLine, float]]]:
+        """Which last lines have all their attempt's lines stored (1..seq), and which are still
+        waiting (another logger may hold the rest). Lines of a job that no longer exists are
+        confirmed: nothing will store them, and its worker's report is fenced off anyway."""
+        if not finals:
+            return [], []
+        keys = [(ln.job_id, ln.attempt) for ln, _ in finals]
+        counts = await store.stored_counts(conn, keys)
+        missing = {k[0] for k in keys if k not in counts}
+        gone = missing - await store.existing_jobs(conn, list(missing)) if missing else set()
+        now = asyncio.get_running_loop().time()
+        done, waiting = [], []
+        for ln, deadline in finals:
+            if ln.job_id in gone or counts.get((ln.job_id, ln.attempt), 0) >= ln.seq:
+                done.append(ln)
+            elif now < deadline:
+                waiting.append((ln, deadline))
+        return done, waiting
+
+    async def _confirm(self, finals: list[LogLine]) -> None:
+        """Tell each worker which of its attempts have every line stored."""
+        by_worker: dict[str, list[StoredUpTo]] = {}
+        for ln in finals:
+            assert ln.reply_to is not None
+            item = StoredUpTo(job_id=ln.job_id, attempt=ln.attempt, seq=ln.seq)
+            by_worker.setdefault(ln.reply_to, []).append(item)
+        for worker, attempts in by_worker.items():
+            try:
+                body = LogsStored(attempts=attempts).dumps()
+                await self.broker.publish(topology.stored_key(worker), body)
+            except Exception:  # the worker reports anyway at the end of its wait
+                log.warning(
+                    "could not confirm stored lines to a worker",
+                    exc_info=True,
+                    extra={"action": "logger.confirm_failed", "worker": worker},
+                )
 
     async def retention(self) -> int:
         """Delete lines older than the retention age, batch by batch; returns how many."""

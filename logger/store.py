@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, select, tuple_
+from sqlalchemy import Table, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,6 +43,28 @@ async def insert_lines(conn: AsyncConnection, lines: Sequence[LogLine]) -> int:
     )
     result = await conn.execute(stmt, rows)
     return len(result.all())
+
+
+async def stored_counts(
+    conn: AsyncConnection, attempts: Sequence[tuple[Any, int]]
+) -> dict[tuple[Any, int], int]:
+    """How many lines each of these (job, attempt) has stored (committed by anyone, or in this
+    transaction); attempts of jobs that do not exist are absent."""
+    if not attempts:
+        return {}
+    job_ids = list({job for job, _ in attempts})
+    rows = await conn.execute(
+        select(logs_t.c.job_id, logs_t.c.attempt, func.count())
+        .where(logs_t.c.job_id.in_(job_ids))
+        .group_by(logs_t.c.job_id, logs_t.c.attempt)
+    )
+    wanted = set(attempts)
+    return {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in wanted}
+
+
+async def existing_jobs(conn: AsyncConnection, job_ids: Sequence[Any]) -> set[Any]:
+    rows = await conn.execute(select(jobs_t.c.id).where(jobs_t.c.id.in_(list(job_ids))))
+    return {r[0] for r in rows}
 
 
 async def delete_older_than(conn: AsyncConnection, cutoff: datetime, limit: int) -> int:

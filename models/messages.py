@@ -114,6 +114,10 @@ class AttemptFinished(_Message):
     error: OptionalStorableText = None
     retry_after: float | None = None
     released: bool = True
+    #: The seq of the attempt's last log line when it ended (its end line). The worker sends
+    #: this report only once the logger confirmed lines 1..log_seq stored (:class:`LogsStored`),
+    #: or after ``worker_log_wait_seconds`` without a confirmation.
+    log_seq: int = 0
 
 
 class ResourcesReleased(_Message):
@@ -189,6 +193,25 @@ class LogLine(_Message):
     ts: datetime
     #: The job's tenant, as for :class:`JobStatusEvent`.
     tenant: str | None = None
+    #: On an attempt's last line (the one that says how it ended): the worker waiting for the
+    #: logger to confirm the attempt's lines are stored, before it reports the attempt.
+    reply_to: str | None = None
+
+
+class StoredUpTo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    job_id: uuid.UUID
+    attempt: int
+    seq: int
+
+
+class LogsStored(_Message):
+    """logger → one worker: every line of these attempts, up to ``seq``, is committed. The
+    worker holds an attempt's report until then, so an attempt's end is never visible (on the
+    stream or in the database) before its logs are."""
+
+    type: Literal["job.logs_stored"] = "job.logs_stored"
+    attempts: list[StoredUpTo]
 
 
 class WorkerSnapshot(BaseModel):
@@ -250,7 +273,7 @@ SchedulerInbound = Annotated[
     Field(discriminator="type"),
 ]
 #: Messages a worker consumes.
-WorkerInbound = Annotated[Dispatch | CancelJob, Field(discriminator="type")]
+WorkerInbound = Annotated[Dispatch | CancelJob | LogsStored, Field(discriminator="type")]
 
 #: Events on the API's stream queue (``job.status.#``, ``job.logs.#``, ``job.monitoring.#``).
 StreamEvent = Annotated[

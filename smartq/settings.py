@@ -97,6 +97,15 @@ class Settings(BaseSettings):
         description="RabbitMQ deletes a worker's queue after it had no consumer this long "
         "(0: never); it must outlast the lease, and a returning worker declares it again.",
     )
+    worker_log_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a worker holds an attempt's report for the logger to confirm "
+        "the attempt's log lines are stored (so its end is never visible before its logs). "
+        "A logger with a backlog confirms late, and the jobs wait for it; after this long the "
+        "worker reports anyway, with a warning, and stops waiting until the logger confirms "
+        "again, so a missing logger costs this once, not on every job (0: never wait).",
+    )
     worker_log_flush_seconds: float = Field(
         default=0.02,
         ge=0,

@@ -14,6 +14,7 @@ routing key                        published by      consumed from
 ``worker.heartbeat.<worker>``      worker            ``smartq.scheduler``
 ``job.status.<job>``               scheduler         the api stream queues
 ``job.logs.<job>``                 worker            ``smartq.logger``, api stream queues
+``job.stored.<worker>.batch``      logger            ``smartq.worker.<worker>``
 ``job.monitoring.queue``           scheduler         the api stream queues
 ``job.monitoring.resource``        scheduler         the api stream queues
 ``job.monitoring.logger``          logger            the api stream queues
@@ -97,6 +98,11 @@ def cancel_key(worker_id: str, job_id: uuid.UUID | str) -> str:
     return f"job.cancel.{worker_key(worker_id)}.{job_id}"
 
 
+def stored_key(worker_id: str) -> str:
+    """Where the logger confirms to one worker that its attempts' lines are stored."""
+    return f"job.stored.{worker_key(worker_id)}.batch"
+
+
 def report_key(job_id: uuid.UUID | str) -> str:
     """Where a worker reports an attempt started, finished or released its resources."""
     return f"job.report.{job_id}"
@@ -143,8 +149,9 @@ def logger_queue(exchange: str = EXCHANGE) -> QueueSpec:
 def worker_queue(
     worker_id: str, exchange: str = EXCHANGE, expires_seconds: float = 0.0
 ) -> QueueSpec:
-    """One worker's dispatches and cancels. Durable and named after the worker so that what
-    was sent while it restarted waits for it; prefetch it with the worker's job slots.
+    """One worker's dispatches, cancels and the logger's confirmations. Durable and named
+    after the worker so that what was sent while it restarted waits for it; prefetch it with
+    the worker's job slots.
 
     With ``expires_seconds`` > 0, RabbitMQ deletes the queue once it has had no consumer for
     that long (``x-expires``): by then the worker's lease has long expired and everything in
@@ -153,7 +160,7 @@ def worker_queue(
     arguments = {"x-expires": int(expires_seconds * 1000)} if expires_seconds > 0 else {}
     return QueueSpec(
         name=_named(exchange, WORKER_QUEUE_PREFIX) + key,
-        bindings=(f"job.dispatch.{key}.#", f"job.cancel.{key}.#"),
+        bindings=(f"job.dispatch.{key}.#", f"job.cancel.{key}.#", f"job.stored.{key}.#"),
         arguments=arguments,
     )
 

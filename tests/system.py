@@ -42,6 +42,9 @@ FAST = {
     "shutdown_grace_seconds": 2.0,
     "log_batch_seconds": 0.02,
     "monitor_seconds": 0.2,
+    # Most tests run no logger: workers then report at once, as they did before they waited
+    # for the logger's confirmation. start_logger() puts the production wait back.
+    "worker_log_wait_seconds": 0.0,
 }
 
 
@@ -92,6 +95,10 @@ class System:
         return self.scheduler
 
     def start_logger(self) -> LogStore:
+        """The logger; from now on workers hold each attempt's report until it confirms the
+        attempt's lines stored, as in production (the setting is read at each report)."""
+        default = Settings.model_fields["worker_log_wait_seconds"].default
+        self.settings.worker_log_wait_seconds = default
         self.logger = LogStore(self.settings, self.engine, self.broker)
         self._start("logger", self.logger.run)
         return self.logger

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 #: the event loop, a child process's reader thread), so it must be thread-safe and must not block.
 LogSink = Callable[[LogLine], None]
 #: ``(level, message, ts)``: where a job logger's handler writes a formatted record.
-LineWriter = Callable[[str, str, datetime], None]
+LineWriter = Callable[[str, str, datetime], object]
 
 
 def utcnow() -> datetime:
@@ -36,17 +36,27 @@ class AttemptLog:
     """Numbers the log lines of one attempt and hands them to the sink, in order."""
 
     def __init__(
-        self, job_id: uuid.UUID, attempt: int, sink: LogSink, tenant: str | None = None
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        sink: LogSink,
+        tenant: str | None = None,
+        worker_id: str | None = None,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self.tenant = tenant
+        self.worker_id = worker_id
         self._sink = sink
         self._seq = 0
         # Held while calling the sink so lines reach it in seq order whatever thread logs.
         self._lock = threading.Lock()
 
-    def write(self, level: str, message: str, ts: datetime | None = None) -> None:
+    def write(
+        self, level: str, message: str, ts: datetime | None = None, *, final: bool = False
+    ) -> int:
+        """Number and hand on one line; returns its seq. ``final`` marks the attempt's last
+        line, whose storing the logger confirms to this worker."""
         with self._lock:
             self._seq += 1
             line = LogLine(
@@ -57,6 +67,7 @@ class AttemptLog:
                 message=message,
                 ts=ts or utcnow(),
                 tenant=self.tenant,
+                reply_to=self.worker_id if final else None,
             )
             try:
                 self._sink(line)
@@ -65,6 +76,7 @@ class AttemptLog:
                     "log sink failed; line dropped",
                     extra={"action": "log_sink_failed", "job_id": str(self.job_id)},
                 )
+            return self._seq
 
     @property
     def lines_written(self) -> int:

@@ -150,7 +150,9 @@ class Executor:
     # -- one attempt -------------------------------------------------------------------------
 
     def _new_attempt(self, dispatch: Dispatch) -> Attempt:
-        log = AttemptLog(dispatch.job_id, dispatch.attempt, self._log_sink, dispatch.tenant)
+        log = AttemptLog(
+            dispatch.job_id, dispatch.attempt, self._log_sink, dispatch.tenant, self.worker_id
+        )
         ctx = JobContext(
             job_id=dispatch.job_id,
             attempt=dispatch.attempt,
@@ -197,7 +199,7 @@ class Executor:
 
     def _finish(self, attempt: Attempt, ending: Ending) -> AttemptFinished:
         level, text = end_line(ending, attempt.elapsed())
-        attempt.log.write(level, text)
+        last = attempt.log.write(level, text, final=True)
         d = attempt.dispatch
         now = utcnow()
         finished = AttemptFinished(
@@ -211,6 +213,7 @@ class Executor:
             error=ending.error,
             retry_after=ending.retry_after,
             released=ending.released,
+            log_seq=last,
         )
         attempt.reported = True
         if ending.released:

@@ -238,10 +238,11 @@ async def test_each_process_sets_up_publishes_and_consumes_as_its_own_user(vhost
         lines = [topology.logs_key(job), topology.LOGS_BATCH]
         await worker.publish_many([(key, b"") for key in [*reports, *lines]])
         await logger.publish(topology.MONITORING_LOGGER, b"")
+        await logger.publish(topology.stored_key(worker_id), b"")  # its lines are stored
 
         expected = {
             "scheduler": [*hints, *reports, topology.SCHEDULER_PROBE],
-            "worker": orders,
+            "worker": [*orders, topology.stored_key(worker_id)],
             "logger": lines,
             # job.status.<job> twice: from the api and from the scheduler
             "api": [topology.status_key(job), *events, *lines, topology.MONITORING_LOGGER],
@@ -286,6 +287,7 @@ A_LOG_LINE = publish(topology.logs_key(JOB))
 
 REFUSED: dict[str, dict[str, Action]] = {
     "api": {
+        "confirm stored log lines": publish(topology.stored_key("w1")),
         "consume the scheduler inbox": SCHEDULER_INBOX,
         "consume a worker queue": A_WORKER_QUEUE,
         "consume the logger queue": LOGGER_QUEUE,
@@ -309,6 +311,7 @@ REFUSED: dict[str, dict[str, Action]] = {
         "publish a dispatch": A_DISPATCH,
         "publish a status event": A_STATUS,
         "publish a submission hint": A_HINT,
+        "confirm stored log lines": publish(topology.stored_key("w1")),
         "bind its queue to status events": bind(
             QueueSpec(topology.worker_queue("w1").name, ("job.status.#",))
         ),
