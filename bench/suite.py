@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import api, dags, e2e, figures, latency, memory, packing, sched_pass, ws
+from bench import api, auth, dags, e2e, figures, latency, memory, packing, sched_pass, ws
 from bench.harness import Stack
 
 ORDER = (
@@ -33,6 +33,7 @@ ORDER = (
     "pass",
     "memory",
     "ws",
+    "auth",
 )
 
 
@@ -96,7 +97,13 @@ async def _smoke() -> int:
                 failed += 1
                 _line(name, started, {"error": repr(exc)})
     quick = figures.Options(quick=True, runs=1)
-    for name, go in (("packing", packing.run), ("pass", sched_pass.run), ("memory", memory.run)):
+    offline = (
+        ("packing", packing.run),
+        ("pass", sched_pass.run),
+        ("memory", memory.run),
+        ("auth", auth.run),
+    )
+    for name, go in offline:
         started = time.perf_counter()
         try:
             _line(name, started, await go(quick))
