@@ -183,9 +183,19 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
 
 
+class ProgressOut(BaseModel):
+    """The latest ``ctx.progress`` of the job: how far (0-1), a note, of which attempt."""
+
+    attempt: int
+    fraction: float
+    message: str | None
+    updated_at: datetime
+
+
 class JobDetail(JobPublic):
     dependents: list[uuid.UUID]
     waiting_reason: str | None = None
+    progress: ProgressOut | None = None
 
 
 class JobPage(BaseModel):

@@ -25,7 +25,15 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from logger import store
-from models.messages import LoggerMonitor, LogLine, LogsStored, StoredUpTo, unpack
+from models.messages import (
+    JobProgress,
+    LoggerMonitor,
+    LogLine,
+    LogsStored,
+    StoredUpTo,
+    logger_inbound,
+    unpack,
+)
 from models.types import utcnow
 from smartq import topology
 from smartq.broker import Broker, IncomingMessage
@@ -42,8 +50,8 @@ class LogStore:
         self.settings = settings
         self.engine = engine
         self.broker = broker
-        #: Messages (a line, or a batch of lines) waiting for the next commit.
-        self._pending: list[tuple[list[LogLine], IncomingMessage]] = []
+        #: Messages (a line, or a batch of lines, or progress) waiting for the next commit.
+        self._pending: list[tuple[list[LogLine], list[JobProgress], IncomingMessage]] = []
         self._pending_lines = 0
         self._wake = asyncio.Event()
         self.stored = 0
@@ -55,13 +63,15 @@ class LogStore:
 
     async def _on_message(self, message: IncomingMessage) -> None:
         try:
-            lines = [LogLine.model_validate(item) for item in unpack(message.body)]
+            items = [logger_inbound.validate_python(item) for item in unpack(message.body)]
         except (ValidationError, ValueError):
             log.warning("dropping a malformed log message", extra={"action": "logger.malformed"})
             await message.ack()
             return
-        self._pending.append((lines, message))
-        self._pending_lines += len(lines)
+        lines = [i for i in items if isinstance(i, LogLine)]
+        progress = [i for i in items if isinstance(i, JobProgress)]
+        self._pending.append((lines, progress, message))
+        self._pending_lines += len(lines) + len(progress)
         # An attempt's last line: its worker holds the report until this is stored, so the
         # flush does not wait for the batch window (jobs finish later by only a commit).
         if self._pending_lines >= self.settings.log_batch_size or any(
@@ -83,16 +93,18 @@ class LogStore:
     async def _flush_some(self) -> int:
         take, lines = 0, 0
         while take < len(self._pending) and (take == 0 or lines < self.settings.log_batch_size):
-            lines += len(self._pending[take][0])
+            lines += len(self._pending[take][0]) + len(self._pending[take][1])
             take += 1
         batch, self._pending = self._pending[:take], self._pending[take:]
         self._pending_lines -= lines
-        batch_lines = [ln for lines, _ in batch for ln in lines]
+        batch_lines = [ln for lines, _, _ in batch for ln in lines]
+        batch_progress = [p for _, progress, _ in batch for p in progress]
         deadline = asyncio.get_running_loop().time() + self.settings.worker_log_wait_seconds
         finals = self._finals + [(ln, deadline) for ln in batch_lines if ln.reply_to is not None]
         try:
             async with self.engine.begin() as conn:
                 new = await store.insert_lines(conn, batch_lines)
+                await store.keep_progress(conn, batch_progress)
                 confirmed, self._finals = await self._complete(conn, finals)
         except Exception:
             # Give back everything buffered. Take it all first: messages that arrive while the
@@ -104,10 +116,10 @@ class LogStore:
                 "could not store log lines; they will be redelivered",
                 extra={"action": "logger.store_failed", "messages": len(failed)},
             )
-            for _, message in failed:
+            for _, _, message in failed:
                 await message.nack(requeue=True)
             return 0
-        for _, message in batch:
+        for _, _, message in batch:
             await message.ack()
         self.stored += new
         await self._confirm(confirmed)

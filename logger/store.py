@@ -10,11 +10,12 @@ from sqlalchemy import Table, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from models.messages import LogLine
-from models.tables import Job, JobLog
+from models.messages import JobProgress, LogLine
+from models.tables import Job, JobLog, JobProgressRow
 
 logs_t: Table = JobLog.__table__  # type: ignore[attr-defined]
 jobs_t: Table = Job.__table__  # type: ignore[attr-defined]
+progress_t: Table = JobProgressRow.__table__  # type: ignore[attr-defined]
 
 
 async def insert_lines(conn: AsyncConnection, lines: Sequence[LogLine]) -> int:
@@ -43,6 +44,43 @@ async def insert_lines(conn: AsyncConnection, lines: Sequence[LogLine]) -> int:
     )
     result = await conn.execute(stmt, rows)
     return len(result.all())
+
+
+async def keep_progress(conn: AsyncConnection, reports: Sequence[JobProgress]) -> int:
+    """Keep the latest progress of each job, of jobs that exist: a report replaces the row
+    only if it is newer (a later attempt, or later in the same one). Returns how many rows
+    were written."""
+    latest: dict[Any, JobProgress] = {}
+    for p in reports:
+        have = latest.get(p.job_id)
+        if have is None or (p.attempt, p.ts) >= (have.attempt, have.ts):
+            latest[p.job_id] = p
+    if not latest:
+        return 0
+    known = await existing_jobs(conn, list(latest))
+    rows = [
+        {
+            "job_id": p.job_id,
+            "attempt": p.attempt,
+            "fraction": p.fraction,
+            "message": p.message,
+            "updated_at": p.ts,
+        }
+        for p in latest.values()
+        if p.job_id in known
+    ]
+    if not rows:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(progress_t)
+    new, old = insert.excluded, progress_t.c
+    stmt = insert.on_conflict_do_update(
+        index_elements=["job_id"],
+        set_={c: new[c] for c in ("attempt", "fraction", "message", "updated_at")},
+        where=tuple_(new.attempt, new.updated_at) >= tuple_(old.attempt, old.updated_at),
+    )
+    await conn.execute(stmt, rows)
+    return len(rows)
 
 
 async def stored_counts(

@@ -198,6 +198,20 @@ class LogLine(_Message):
     reply_to: str | None = None
 
 
+class JobProgress(_Message):
+    """worker → WebSocket and logger: how far a running attempt says it is
+    (``ctx.progress(0.4, "resized 40 of 100")``). The logger keeps the latest per job for
+    ``GET /jobs/{id}``."""
+
+    type: Literal["job.progress"] = "job.progress"
+    job_id: uuid.UUID
+    attempt: int
+    fraction: float = Field(ge=0, le=1)
+    message: OptionalStorableText = None
+    ts: datetime
+    tenant: str | None = None
+
+
 class StoredUpTo(BaseModel):
     model_config = ConfigDict(frozen=True)
     job_id: uuid.UUID
@@ -277,13 +291,16 @@ WorkerInbound = Annotated[Dispatch | CancelJob | LogsStored, Field(discriminator
 
 #: Events on the API's stream queue (``job.status.#``, ``job.logs.#``, ``job.monitoring.#``).
 StreamEvent = Annotated[
-    JobStatusEvent | LogLine | QueueMonitor | ResourceMonitor | LoggerMonitor,
+    JobStatusEvent | LogLine | JobProgress | QueueMonitor | ResourceMonitor | LoggerMonitor,
     Field(discriminator="type"),
 ]
+#: What the logger consumes: log lines, and progress to keep the latest of.
+LoggerInbound = Annotated[LogLine | JobProgress, Field(discriminator="type")]
 
 scheduler_inbound: TypeAdapter[SchedulerInbound] = TypeAdapter(SchedulerInbound)
 worker_inbound: TypeAdapter[WorkerInbound] = TypeAdapter(WorkerInbound)
 stream_event: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)
+logger_inbound: TypeAdapter[LoggerInbound] = TypeAdapter(LoggerInbound)
 
 
 BATCH_TYPE = "batch"

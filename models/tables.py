@@ -206,6 +206,21 @@ class JobLog(SQLModel, table=True):
     message: str = Field(sa_column=Column(Text, nullable=False))
 
 
+class JobProgressRow(SQLModel, table=True):
+    """The latest progress a job reported (``ctx.progress``), kept by the logger: one row per
+    job, replaced by newer reports only (a later attempt, or a later time in the same one)."""
+
+    __tablename__ = "job_progress"
+
+    job_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    )
+    attempt: int = Field(sa_column=Column(Integer, nullable=False))
+    fraction: float = Field(sa_column=Column(Float, nullable=False))
+    message: str | None = Field(default=None, sa_column=Column(Text))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
 class Worker(SQLModel, table=True):
     """A worker process as last seen by the scheduler."""
 

@@ -14,6 +14,7 @@ routing key                        published by      consumed from
 ``worker.heartbeat.<worker>``      worker            ``smartq.scheduler``
 ``job.status.<job>``               scheduler         the api stream queues
 ``job.logs.<job>``                 worker            ``smartq.logger``, api stream queues
+``job.progress.<job>``             worker            ``smartq.logger``, api stream queues
 ``job.stored.<worker>.batch``      logger            ``smartq.worker.<worker>``
 ``job.monitoring.queue``           scheduler         the api stream queues
 ``job.monitoring.resource``        scheduler         the api stream queues
@@ -52,6 +53,7 @@ JOB_CANCEL_REQUESTED = "job.cancel_requested"
 STATUS_BATCH = "job.status.batch"
 LOGS_BATCH = "job.logs.batch"
 REPORT_BATCH = "job.report.batch"
+PROGRESS_BATCH = "job.progress.batch"
 #: The scheduler's probe of its own inbox: it proves the broker path from workers is open.
 SCHEDULER_PROBE = "scheduler.probe"
 MONITORING_QUEUE = "job.monitoring.queue"
@@ -117,6 +119,10 @@ def logs_key(job_id: uuid.UUID | str) -> str:
     return f"job.logs.{job_id}"
 
 
+def progress_key(job_id: uuid.UUID | str) -> str:
+    return f"job.progress.{job_id}"
+
+
 def heartbeat_key(worker_id: str) -> str:
     return f"worker.heartbeat.{worker_key(worker_id)}"
 
@@ -142,8 +148,8 @@ def scheduler_queue(exchange: str = EXCHANGE) -> QueueSpec:
 
 
 def logger_queue(exchange: str = EXCHANGE) -> QueueSpec:
-    """Every log line, stored in batches by the logger (acked after commit)."""
-    return QueueSpec(name=_named(exchange, LOGGER_QUEUE), bindings=("job.logs.#",))
+    """Every log line, stored in batches by the logger (acked after commit), and progress."""
+    return QueueSpec(name=_named(exchange, LOGGER_QUEUE), bindings=("job.logs.#", "job.progress.#"))
 
 
 def worker_queue(
@@ -174,7 +180,7 @@ def stream_queue(process_id: str | None = None, exchange: str = EXCHANGE) -> Que
     suffix = worker_key(process_id) if process_id else uuid.uuid4().hex
     return QueueSpec(
         name=_named(exchange, STREAM_QUEUE_PREFIX) + suffix,
-        bindings=("job.status.#", "job.logs.#", "job.monitoring.#"),
+        bindings=("job.status.#", "job.logs.#", "job.progress.#", "job.monitoring.#"),
         durable=False,
         exclusive=True,
         auto_delete=True,

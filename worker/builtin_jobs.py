@@ -24,6 +24,17 @@ async def sleep(ctx: JobContext) -> dict[str, float]:
     return {"slept": seconds}
 
 
+@job("steps")
+async def steps(ctx: JobContext) -> dict[str, int]:
+    """``{"steps": n, "every": s}``: n steps of s seconds, reporting progress after each."""
+    count = int(ctx.payload.get("steps", 5))
+    every = float(ctx.payload.get("every", 0.2))
+    for i in range(1, count + 1):
+        await asyncio.sleep(every)
+        ctx.progress(i / count, f"step {i} of {count}")
+    return {"steps": count}
+
+
 @job("flaky")
 def flaky(ctx: JobContext) -> dict[str, int]:
     """``{"fail_times": n, "retryable": bool}``: fails the first n attempts (n = -1: always)."""

@@ -17,13 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from models.messages import LogLine
+from models.messages import JobProgress, LogLine
 
 logger = logging.getLogger(__name__)
 
 #: Receives every log line of every attempt. Called from whichever thread logged (job threads,
 #: the event loop, a child process's reader thread), so it must be thread-safe and must not block.
 LogSink = Callable[[LogLine], None]
+#: Receives an attempt's progress reports, under the same rules as :data:`LogSink`.
+ProgressSink = Callable[[JobProgress], None]
+#: What ``ctx.progress`` calls: ``(fraction, message)``.
+ProgressWriter = Callable[[float, str | None], None]
 #: ``(level, message, ts)``: where a job logger's handler writes a formatted record.
 LineWriter = Callable[[str, str, datetime], object]
 
@@ -42,11 +46,13 @@ class AttemptLog:
         sink: LogSink,
         tenant: str | None = None,
         worker_id: str | None = None,
+        progress_sink: ProgressSink | None = None,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self.tenant = tenant
         self.worker_id = worker_id
+        self._progress_sink = progress_sink
         self._sink = sink
         self._seq = 0
         # Held while calling the sink so lines reach it in seq order whatever thread logs.
@@ -77,6 +83,23 @@ class AttemptLog:
                     extra={"action": "log_sink_failed", "job_id": str(self.job_id)},
                 )
             return self._seq
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Hand on how far the attempt is (checked by :meth:`JobContext.progress`)."""
+        if self._progress_sink is None:
+            return
+        report = JobProgress(
+            job_id=self.job_id,
+            attempt=self.attempt,
+            fraction=fraction,
+            message=message,
+            ts=utcnow(),
+            tenant=self.tenant,
+        )
+        try:
+            self._progress_sink(report)
+        except Exception:
+            logger.exception("progress sink failed", extra={"action": "progress_sink_failed"})
 
     @property
     def lines_written(self) -> int:
@@ -165,6 +188,21 @@ class JobContext:
     payload: dict[str, Any]
     log: logging.Logger
     cancel_flag: CancelFlag = field(default_factory=CancelFlag, repr=False)
+    report_progress: ProgressWriter | None = field(default=None, repr=False)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Say how far the job is, from 0.0 to 1.0, with an optional note ("resized 40 of
+        100"). It reaches ``WS /jobs/stream`` as a ``job.progress`` event and ``GET /jobs/{id}``
+        as ``progress``; calls close together are sent as the latest one (about 4 a second),
+        and the last before the attempt ends always arrives first."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise TypeError(f"progress is a number from 0 to 1, not {fraction!r}")
+        if not 0.0 <= fraction <= 1.0:  # NaN fails this too
+            raise ValueError(f"progress is a number from 0 to 1, not {fraction!r}")
+        if message is not None and not isinstance(message, str):
+            raise TypeError("a progress message is text")
+        if self.report_progress is not None:
+            self.report_progress(float(fraction), None if message is None else message[:500])
 
     def cancelled(self) -> bool:
         """True once the attempt was cancelled, timed out or handed back: stop soon."""

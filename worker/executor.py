@@ -32,7 +32,14 @@ from models.messages import (
 from smartq.errors import UnknownJobType
 from smartq.outbox import LoopHandoff
 from smartq.registry import Registry
-from worker.context import AttemptLog, JobContext, LogSink, make_job_logger, utcnow
+from worker.context import (
+    AttemptLog,
+    JobContext,
+    LogSink,
+    ProgressSink,
+    make_job_logger,
+    utcnow,
+)
 from worker.isolation import mp_context
 from worker.outcomes import Ending, describe
 from worker.runners import Attempt, Setup, runner_for
@@ -65,6 +72,7 @@ class Executor:
         report: ReportSink,
         log_sink: LogSink,
         max_threads: int,
+        progress_sink: ProgressSink | None = None,
         cancel_grace: float = 1.0,
         kill_grace: float = 0.5,
         start_method: str | None = None,
@@ -73,6 +81,7 @@ class Executor:
         self._registry = registry
         self._report = report
         self._log_sink = log_sink
+        self._progress_sink = progress_sink
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix=f"smartq-{worker_id}")
         self._handoff = LoopHandoff()
         self._setup = Setup(
@@ -151,7 +160,12 @@ class Executor:
 
     def _new_attempt(self, dispatch: Dispatch) -> Attempt:
         log = AttemptLog(
-            dispatch.job_id, dispatch.attempt, self._log_sink, dispatch.tenant, self.worker_id
+            dispatch.job_id,
+            dispatch.attempt,
+            self._log_sink,
+            dispatch.tenant,
+            self.worker_id,
+            self._progress_sink,
         )
         ctx = JobContext(
             job_id=dispatch.job_id,
@@ -161,6 +175,7 @@ class Executor:
             worker_id=self.worker_id,
             payload=dispatch.payload,
             log=make_job_logger(f"{dispatch.job_id}.{dispatch.attempt}", log.write),
+            report_progress=log.progress,
         )
         return Attempt(dispatch=dispatch, log=log, ctx=ctx)
 

@@ -109,6 +109,8 @@ class ChildRun:
                 message = self._receiver.recv()
                 if message[0] == "log":
                     self._log.write(message[1], message[2], message[3])
+                elif message[0] == "progress":
+                    self._log.progress(message[1], message[2])
                 elif message[0] == "end":
                     ending = message[1]
         except (EOFError, OSError):
@@ -150,6 +152,7 @@ def child_main(conn: Connection, module: str, qualname: str, job: dict[str, Any]
         payload=job["payload"],
         log=make_job_logger(f"{job['job_id']}.{job['attempt']}", write),
         cancel_flag=CancelFlag(),
+        report_progress=lambda fraction, message: send(("progress", fraction, message)),
     )
     signal.signal(signal.SIGTERM, lambda _signum, _frame: ctx.cancel_flag.set())
     try:

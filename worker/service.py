@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from models.messages import (
     CancelJob,
     Dispatch,
     Heartbeat,
+    JobProgress,
     LogLine,
     LogsStored,
     ResourcesReleased,
@@ -49,6 +51,8 @@ _SEEN = 20_000
 #: the confirms of the log lines its job wrote just before (a few ms on every job). Within a
 #: lane, order is kept.
 _URGENT, _BULK = 0, 1
+#: Progress of an attempt goes out at most this often: its latest value then.
+PROGRESS_EVERY = 0.25
 
 
 def default_capacity() -> tuple[int, int]:
@@ -109,8 +113,12 @@ class WorkerService:
             worker_id=self.worker_id,
             report=self._report,
             log_sink=self._log_line,
+            progress_sink=self._progress,
             max_threads=max_threads or max(4, self.cpu_units * 2),
         )
+        #: The latest progress of each attempt not sent yet (put from job threads).
+        self._latest: dict[tuple[uuid.UUID, int], JobProgress] = {}
+        self._latest_lock = threading.Lock()
 
     # -- outgoing -------------------------------------------------------------------------
     def _send(self, routing_key: str, body: bytes, lane: int = _URGENT) -> None:
@@ -121,6 +129,8 @@ class WorkerService:
         if isinstance(report, AttemptStarted):
             return  # the scheduler marks a job running when it dispatches; spare the message
         if isinstance(report, AttemptFinished):
+            # Its last progress goes with its lines, ahead of the report.
+            self._send_progress((report.job_id, report.attempt))
             log.info(
                 "attempt finished: %s",
                 report.outcome.value,
@@ -199,6 +209,27 @@ class WorkerService:
 
     def _log_line(self, line: LogLine) -> None:
         self._send(topology.logs_key(line.job_id), line.dumps(), _BULK)
+
+    def _progress(self, report: JobProgress) -> None:
+        """Keep the latest; :meth:`_send_progress` sends it (any thread)."""
+        with self._latest_lock:
+            self._latest[(report.job_id, report.attempt)] = report
+
+    def _send_progress(self, key: tuple[uuid.UUID, int] | None = None) -> None:
+        """Send the latest progress of every attempt (or of one, before its report)."""
+        with self._latest_lock:
+            if key is None:
+                reports, self._latest = list(self._latest.values()), {}
+            else:
+                one = self._latest.pop(key, None)
+                reports = [one] if one is not None else []
+        for report in reports:
+            self._send(topology.progress_key(report.job_id), report.dumps(), _BULK)
+
+    async def _progress_sender(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY)
+            self._send_progress()
 
     async def _publish(self, batch: list[tuple[str, bytes]]) -> None:
         """One lane's batch as few confirmed broker messages; the outbox retries a failure."""
@@ -306,6 +337,7 @@ class WorkerService:
         # The queue exists before the first heartbeat: the scheduler may dispatch at once.
         consumer = await self._consume(prefetch)
         beats = asyncio.create_task(self._heartbeats(), name="worker-heartbeats")
+        progress = asyncio.create_task(self._progress_sender(), name="worker-progress")
         log.info(
             "worker started",
             extra={
@@ -318,6 +350,7 @@ class WorkerService:
         try:
             await stop.wait()
         finally:
+            progress.cancel()
             await self._drain(consumer, beats)
             for lane in self._lanes:
                 lane.cancel()
@@ -357,6 +390,7 @@ class WorkerService:
             )
         for key in list(self._held):
             self._unheld(key, timed_out=True)
+        self._send_progress()
         beats.cancel()  # the goodbye below is the last heartbeat
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat(stopped=True).dumps())
         with contextlib.suppress(TimeoutError):
@@ -370,9 +404,12 @@ def _envelopes(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     hand-backs must not trail its goodbye."""
     reports = [m for m in messages if m[0].startswith("job.report.")]
     lines = [m for m in messages if m[0].startswith("job.logs.")]
-    others = [m for m in messages if not m[0].startswith(("job.report.", "job.logs."))]
+    progress = [m for m in messages if m[0].startswith("job.progress.")]
+    kinds = ("job.report.", "job.logs.", "job.progress.")
+    others = [m for m in messages if not m[0].startswith(kinds)]
     return (
         topology.batched(topology.REPORT_BATCH, reports)
         + others
         + topology.batched(topology.LOGS_BATCH, lines)
+        + topology.batched(topology.PROGRESS_BATCH, progress)
     )

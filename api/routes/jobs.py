@@ -27,6 +27,7 @@ from api.schemas import (
     JobPage,
     JobPublic,
     PriorityParam,
+    ProgressOut,
     no_nul,
     priority_value,
 )
@@ -292,10 +293,12 @@ async def get_job(job_id: uuid.UUID, access: Read, conn: ConnDep) -> JobDetail:
         # The row names a worker only while the job runs; once it has finished, show the
         # worker of its last attempt.
         public.worker_id = await store.last_worker(conn, job_id)
+    progress = await store.progress_of(conn, job_id)
     return JobDetail(
         **public.model_dump(),
         dependents=await store.dependents_of(conn, job_id),
         waiting_reason=await waiting_reason(conn, row),
+        progress=ProgressOut.model_validate(dict(progress)) if progress is not None else None,
     )
 
 

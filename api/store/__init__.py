@@ -18,6 +18,7 @@ from api.store.reads import (
     list_jobs,
     list_workers,
     log_lines,
+    progress_of,
     unfinished_dependencies,
 )
 from api.store.submissions import (
@@ -63,6 +64,7 @@ __all__ = [
     "list_workers",
     "log_lines",
     "logs_t",
+    "progress_of",
     "request_hash",
     "request_stop",
     "resubmit",

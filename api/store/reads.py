@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.tables import attempts_t, batches, edges, jobs, logs_t, workers_t
+from api.store.tables import attempts_t, batches, edges, jobs, logs_t, progress_t, workers_t
 from models.enums import JobStatus
 
 
@@ -174,6 +174,12 @@ async def last_worker(conn: AsyncConnection, job_id: uuid.UUID) -> str | None:
     )
     worker: str | None = row.scalar()
     return worker
+
+
+async def progress_of(conn: AsyncConnection, job_id: uuid.UUID) -> RowMapping | None:
+    """The latest progress the job reported, if any (read after the job's own, scoped row)."""
+    row = await conn.execute(select(progress_t).where(progress_t.c.job_id == job_id))
+    return row.mappings().first()
 
 
 async def job_attempts(conn: AsyncConnection, job_id: uuid.UUID) -> list[RowMapping]:

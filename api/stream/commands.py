@@ -15,6 +15,7 @@ from smartq.errors import StreamRequestError
 EventType = Literal[
     "job.status",
     "job.log",
+    "job.progress",
     "monitoring",
     "monitoring.queue",
     "monitoring.resource",

@@ -16,10 +16,10 @@ from typing import NamedTuple
 
 from api.stream.commands import Command, EventType
 from models.enums import JobStatus
-from models.messages import JobStatusEvent, LogLine, StreamEvent
+from models.messages import JobProgress, JobStatusEvent, LogLine, StreamEvent
 from smartq.errors import StreamRequestError
 
-JOB_TYPES = frozenset({"job.status", "job.log"})
+JOB_TYPES = frozenset({"job.status", "job.log", "job.progress"})
 MONITORING_TYPES = frozenset({"monitoring.queue", "monitoring.resource", "monitoring.logger"})
 EVENT_TYPES = JOB_TYPES | MONITORING_TYPES
 #: Accepted in ``types`` besides the event types: every monitoring event.
@@ -64,7 +64,7 @@ class EventKeys:
         if isinstance(event, JobStatusEvent):
             batch_id = event.batch_id
             status: JobStatus | None = event.status
-        elif isinstance(event, LogLine):
+        elif isinstance(event, LogLine | JobProgress):
             batch_id, status = batch_of.get(event.job_id), None
         else:
             return cls(event.type, None, None, None)
@@ -94,7 +94,8 @@ class Change(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class StreamFilter:
     """What one client wants. No job or batch named: every job. ``types`` empty: every type
-    when no job or batch is named, else ``job.status`` and ``job.log``. ``statuses`` applies to
+    when no job or batch is named, else the job events (``job.status``, ``job.log``,
+    ``job.progress``). ``statuses`` applies to
     status events only.
 
     ``tenant`` and ``monitor`` are what the client's key allows, set when it connects and kept
@@ -126,8 +127,7 @@ class StreamFilter:
         if self._all:
             if "job.status" in types:
                 channels |= {("job.status", s) for s in self.statuses or JobStatus}
-            if "job.log" in types:
-                channels.add(("job.log", None))
+            channels |= {(t, None) for t in types & {"job.log", "job.progress"}}
             return IndexKeys(channels=frozenset(channels))
         jobs = {j.int for j in self.job_ids}
         for batch_jobs in self.batch_jobs.values():

@@ -236,6 +236,7 @@ async def test_each_process_sets_up_publishes_and_consumes_as_its_own_user(vhost
         reports = [topology.report_key(job), topology.REPORT_BATCH]
         reports.append(topology.heartbeat_key(worker_id))
         lines = [topology.logs_key(job), topology.LOGS_BATCH]
+        lines += [topology.progress_key(job), topology.PROGRESS_BATCH]
         await worker.publish_many([(key, b"") for key in [*reports, *lines]])
         await logger.publish(topology.MONITORING_LOGGER, b"")
         await logger.publish(topology.stored_key(worker_id), b"")  # its lines are stored
@@ -295,6 +296,7 @@ REFUSED: dict[str, dict[str, Action]] = {
         "publish a worker report": A_REPORT,
         "publish a heartbeat": A_HEARTBEAT,
         "publish a log line": A_LOG_LINE,
+        "publish progress": publish(topology.progress_key(JOB)),
     },
     "scheduler": {
         "consume a worker queue": A_WORKER_QUEUE,

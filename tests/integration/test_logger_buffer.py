@@ -68,7 +68,7 @@ async def test_messages_arriving_during_a_failed_flush_are_kept(
     late = Delivery(line(job_id, 3))
 
     async def arrive() -> None:
-        if late.outcome == "" and late not in [m for _, m in store._pending]:
+        if late.outcome == "" and late not in [m for _, _, m in store._pending]:
             await store._on_message(late)
 
     first = [Delivery(line(job_id, 1), during_nack=arrive), Delivery(line(job_id, 2))]
