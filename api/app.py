@@ -13,7 +13,18 @@ from api.deps import ApiContext
 from api.hints import SubmitHints
 from api.keywatch import KeyWatch
 from api.metrics import Metrics
-from api.routes import admin_keys, batches, health, jobs, logs, metrics, retry, stream, workers
+from api.routes import (
+    admin_keys,
+    batches,
+    health,
+    jobs,
+    logs,
+    metrics,
+    retry,
+    stream,
+    types,
+    workers,
+)
 from api.stream import StreamHub
 from smartq.broker import Broker, create_broker, declare_shared_queues
 from smartq.db import create_async
@@ -52,6 +63,7 @@ def create_app(
         logs.router,
         batches.router,
         workers.router,
+        types.router,
         admin_keys.router,
     )
     for router in (*routers, metrics.router, health.router):

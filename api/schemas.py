@@ -220,8 +220,8 @@ class BatchFailure(BaseModel):
     finished_at: datetime | None
 
 
-class BatchReport(BaseModel):
-    """A batch's totals (on every page), its failures (on the first) and a page of its jobs."""
+class BatchSummary(BaseModel):
+    """A batch in brief: its totals by status, whether all its jobs ended, start and end."""
 
     batch_id: uuid.UUID
     name: str | None
@@ -232,12 +232,34 @@ class BatchReport(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_seconds: float | None
+
+
+class BatchPage(BaseModel):
+    items: list[BatchSummary]
+    next_cursor: str | None
+
+
+class BatchReport(BatchSummary):
+    """A batch's totals (on every page), its failures (on the first) and a page of its jobs."""
+
     failures: list[BatchFailure] | None = Field(
         description="First page only (null on the others): its first `limit` failed jobs, "
         "oldest first; `totals.failed` counts them all."
     )
     jobs: list[JobPublic] = Field(description="This page of the jobs, in submission order.")
     next_cursor: str | None = Field(description="The cursor of the next page; null on the last.")
+
+
+class TypeOut(BaseModel):
+    """A job type: its defaults where this API knows it, and the live workers that run it."""
+
+    name: str
+    known_to_api: bool = Field(description="Registered in this API process (it can be submitted).")
+    cpu_units: int | None
+    memory_mb: int | None
+    max_attempts: int | None
+    timeout_seconds: float | None
+    workers: int = Field(description="Live workers that run it.")
 
 
 class CancelResult(BaseModel):

@@ -51,6 +51,8 @@ class Batch(SQLModel, table=True):
 
     __tablename__ = "batches"
     __table_args__ = (
+        # GET /batches: a tenant's batches, newest first.
+        Index("ix_batches_tenant_created", "tenant", "created_at", "id"),
         Index(
             "ux_batches_idempotency_key",
             "tenant",

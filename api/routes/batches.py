@@ -1,4 +1,5 @@
-"""``GET /batches/{id}``: a DAG run's report, its jobs a page at a time."""
+"""``GET /batches``: the caller's batches, newest first; ``GET /batches/{id}``: a DAG run's
+report, its jobs a page at a time."""
 
 from __future__ import annotations
 
@@ -11,11 +12,29 @@ from api import paging, store
 from api.auth import AUTH_ERRORS, Read
 from api.deps import ConnDep, ContextDep
 from api.routes.jobs import ERRORS
-from api.schemas import BatchFailure, BatchReport
+from api.schemas import BatchFailure, BatchPage, BatchReport, BatchSummary
 from api.views import job_public
 from models.enums import FINAL_STATUSES, JobStatus
 
 router = APIRouter(prefix="/batches", tags=["batches"], responses=AUTH_ERRORS)
+
+
+@router.get("", response_model=BatchPage, responses=ERRORS)
+async def list_batches(
+    access: Read,
+    conn: ConnDep,
+    ctx: ContextDep,
+    limit: paging.Limit = 50,
+    cursor: paging.Cursor = None,
+) -> BatchPage:
+    """Newest first, each with its totals by status, start and end; follow ``next_cursor``."""
+    paging.check_limit(limit, ctx.settings.page_limit_max)
+    after = paging.decode_cursor(cursor)
+    found = await store.list_batches(conn, access.tenant, after, limit + 1)
+    rows, next_cursor = paging.page(found, limit)
+    totals = await store.batches_totals(conn, [r["id"] for r in rows])
+    items = [_brief(r, totals[r["id"]]) for r in rows]
+    return BatchPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{batch_id}", response_model=BatchReport, responses=ERRORS)
@@ -46,15 +65,15 @@ async def get_batch(
     return report
 
 
-def _summary(batch: RowMapping, totals: list[RowMapping]) -> BatchReport:
-    """The report without its jobs: counts by status, start, end, duration."""
+def _brief(batch: RowMapping, totals: list[RowMapping]) -> BatchSummary:
+    """Counts by status, start, end, duration."""
     done = all(t["status"] in FINAL_STATUSES for t in totals)
     starts = [t["started_at"] for t in totals if t["started_at"] is not None]
     ends = [t["finished_at"] for t in totals if t["finished_at"] is not None]
     started = min(starts) if starts else None
     finished = max(ends) if done and ends else None
     counts = {t["status"]: t["count"] for t in totals}
-    return BatchReport(
+    return BatchSummary(
         batch_id=batch["id"],
         name=batch["name"],
         created_at=batch["created_at"],
@@ -64,7 +83,10 @@ def _summary(batch: RowMapping, totals: list[RowMapping]) -> BatchReport:
         started_at=started,
         finished_at=finished,
         duration_seconds=(finished - started).total_seconds() if started and finished else None,
-        failures=None,
-        jobs=[],
-        next_cursor=None,
     )
+
+
+def _summary(batch: RowMapping, totals: list[RowMapping]) -> BatchReport:
+    """The report without its jobs."""
+    brief = _brief(batch, totals)
+    return BatchReport(**brief.model_dump(), failures=None, jobs=[], next_cursor=None)

@@ -148,6 +148,52 @@ async def batch_jobs(
     return list((await conn.execute(stmt)).mappings())
 
 
+async def list_batches(
+    conn: AsyncConnection,
+    tenant: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[RowMapping]:
+    """Batches newest first, keyset-paginated on (created_at, id) like jobs."""
+    conds: list[ColumnElement[bool]] = [of_tenant(batches, tenant)]
+    if after is not None:
+        key = tuple_(batches.c.created_at, batches.c.id)
+        at = tuple_(
+            literal(after[0], batches.c.created_at.type), literal(after[1], batches.c.id.type)
+        )
+        conds.append(key < at)
+    stmt = (
+        select(batches)
+        .where(*conds)
+        .order_by(batches.c.created_at.desc(), batches.c.id.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).mappings())
+
+
+async def batches_totals(
+    conn: AsyncConnection, batch_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[RowMapping]]:
+    """:func:`batch_totals` of several batches in one grouped query (a page of them)."""
+    out: dict[uuid.UUID, list[RowMapping]] = {b: [] for b in batch_ids}
+    if not batch_ids:
+        return out
+    rows = await conn.execute(
+        select(
+            jobs.c.batch_id,
+            jobs.c.status,
+            func.count().label("count"),
+            func.min(jobs.c.started_at).label("started_at"),
+            func.max(jobs.c.finished_at).label("finished_at"),
+        )
+        .where(jobs.c.batch_id.in_(batch_ids))
+        .group_by(jobs.c.batch_id, jobs.c.status)
+    )
+    for r in rows.mappings():
+        out[r["batch_id"]].append(r)
+    return out
+
+
 async def batch_totals(conn: AsyncConnection, batch_id: uuid.UUID) -> list[RowMapping]:
     """Per status of the batch's jobs: how many, the first start and the last end."""
     rows = await conn.execute(

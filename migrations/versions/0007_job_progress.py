@@ -1,5 +1,6 @@
 """job_progress: the latest progress each job reported (ctx.progress), kept by the logger for
-GET /jobs/{id}; a table of its own, so these frequent writes never touch the scheduler's rows
+GET /jobs/{id}; a table of its own, so these frequent writes never touch the scheduler's rows.
+And an index for GET /batches: a tenant's batches, newest first
 
 Revision ID: 0007
 Revises: 0006
@@ -30,7 +31,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("job_id"),
     )
+    op.create_index("ix_batches_tenant_created", "batches", ["tenant", "created_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_batches_tenant_created", table_name="batches")
     op.drop_table("job_progress")

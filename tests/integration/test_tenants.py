@@ -401,6 +401,8 @@ async def test_an_unfiltered_stream_carries_only_its_tenants_events(system: Syst
     a, b = await t.add("a", "acme"), await t.add("b", "bravo")
     await t.add("reader", "acme", scopes={Scope.READ})
     try:
+        offered = {x["name"]: x["workers"] for x in (await a.get("/types")).json()}
+        assert offered["log"] == 1 and offered["noop"] == 1  # w1, live
         async with _ws(t, "a") as wa, _ws(t, "b") as wb, _ws(t, "reader") as wr:
             for ws in (wa, wb, wr):
                 assert (await ws.receive_json())["type"] == "stream.subscribed"
@@ -444,3 +446,34 @@ async def test_with_auth_off_every_request_is_an_admin_of_the_default_tenant(
             assert (await ws.receive_json())["type"] == "stream.subscribed"
         r = await open_client.get("/jobs", params={"api_key": acme})
         assert r.status_code == 400  # still never a key in the URL
+
+
+async def test_batches_are_listed_newest_first_per_tenant_over_pages(tenants: Tenants) -> None:
+    a, b, admin = tenants.clients["a"], tenants.clients["b"], tenants.clients["admin"]
+    made = []
+    for i in range(5):
+        body = {"name": f"run-{i}", "jobs": [{"type": "noop"}, {"type": "noop"}]}
+        made.append((await a.post("/jobs/batch", json=body)).json()["batch_id"])
+    theirs = (await b.post("/jobs/batch", json={"jobs": [{"type": "noop"}]})).json()["batch_id"]
+    seen, cursor = [], None
+    while True:
+        page = (
+            await a.get("/batches", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+        ).json()
+        seen += page["items"]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert [s["batch_id"] for s in seen] == made[::-1]
+    assert seen[0]["name"] == "run-4" and seen[0]["totals"]["pending"] == 2
+    assert seen[0]["job_count"] == 2 and seen[0]["done"] is False
+    assert [s["batch_id"] for s in (await b.get("/batches")).json()["items"]] == [theirs]
+    every = {s["batch_id"] for s in (await admin.get("/batches")).json()["items"]}
+    assert every == {*made, theirs}
+    assert (await a.get("/batches?cursor=nonsense")).status_code == 422
+    assert (await a.get("/batches?limit=0")).status_code == 422
+
+
+async def test_types_lists_what_can_be_submitted_and_who_runs_it(tenants: Tenants) -> None:
+    types = {t["name"]: t for t in (await tenants.clients["reader"].get("/types")).json()}
+    assert {"noop", "sleep", "log", "steps"} <= set(types)
+    assert types["noop"]["known_to_api"] is True and types["noop"]["workers"] == 0
