@@ -70,3 +70,27 @@ class WorkerState(StrEnum):
     BUSY = "busy"
     DRAINING = "draining"
     OFFLINE = "offline"
+
+
+#: A point in a job's life, comparable: see :func:`status_order`.
+Order = tuple[int, int, int]
+
+_RANK = {
+    JobStatus.PENDING: 0,
+    JobStatus.BLOCKED: 1,
+    JobStatus.RUNNING: 2,
+    JobStatus.RETRYING: 3,
+    JobStatus.READY: 4,
+}
+
+
+def status_order(status: JobStatus, attempt: int) -> Order:
+    """A job's statuses in the order they can happen, for whoever drops stale status events
+    (the API's stream hub and each client's snapshot fence, the SDK's reconnecting stream):
+    within attempt n, running → retrying → ready, and a final status ends attempt n; then
+    attempt n+1 runs. A job resubmitted after it failed (``POST /jobs/{id}/retry``) runs again
+    under higher attempt numbers, so its new life orders after its old end; only the waiting
+    statuses between the resubmission and the next start (attempt n still) sort before it."""
+    if status in FINAL_STATUSES:
+        return (attempt, 1, 0)
+    return (attempt, 0, _RANK[status])

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import orjson
 
 from api.stream.filters import StreamFilter
-from models.enums import FINAL_STATUSES, JobStatus
+from models.enums import Order, status_order
 from models.messages import JobStatusEvent, StreamEvent
 from smartq.errors import StreamRequestError
 
@@ -34,23 +34,7 @@ _CLOSE_CODES = {
     StreamRequestError.FORBIDDEN: CLOSE_FORBIDDEN,
 }
 
-Order = tuple[int, int, int]
-
-_RANK = {
-    JobStatus.PENDING: 0,
-    JobStatus.BLOCKED: 1,
-    JobStatus.RUNNING: 2,
-    JobStatus.RETRYING: 3,
-    JobStatus.READY: 4,
-}
-
-
-def status_order(status: JobStatus, attempt: int) -> Order:
-    """A job's statuses in the order they can happen: within attempt n, running → retrying →
-    ready (then attempt n+1 runs); a final status comes after everything."""
-    if status in FINAL_STATUSES:
-        return (1, 0, 0)
-    return (0, attempt, _RANK[status])
+__all__ = ["Order", "status_order"]  # re-exported: they moved to models.enums
 
 
 _Item = tuple[str, StreamEvent | None]

@@ -19,27 +19,11 @@ from typing import Any
 
 import orjson
 
-from models.enums import FINAL_STATUSES, JobStatus
+from models.enums import FINAL_STATUSES, JobStatus, Order, status_order
 from smartq.client.answers import api_error
 from smartq.errors import APIError
 
-Order = tuple[int, int, int]
-
-_RANK = {
-    JobStatus.PENDING: 0,
-    JobStatus.BLOCKED: 1,
-    JobStatus.RUNNING: 2,
-    JobStatus.RETRYING: 3,
-    JobStatus.READY: 4,
-}
-
-
-def status_order(status: JobStatus, attempt: int) -> Order:
-    """The server's order of a job's statuses (``api.stream.client.status_order``): within
-    attempt n, running → retrying → ready (then attempt n+1 runs); a final status is last."""
-    if status in FINAL_STATUSES:
-        return (1, 0, 0)
-    return (0, attempt, _RANK[status])
+__all__ = ["Order", "status_order"]  # the server's own order, shared
 
 
 def _uuid(value: Any) -> uuid.UUID | None:

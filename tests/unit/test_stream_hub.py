@@ -52,7 +52,9 @@ def test_statuses_only_move_forward() -> None:
         (JobStatus.RETRYING, 1),
         (JobStatus.READY, 1),
         (JobStatus.RUNNING, 2),
-        (JobStatus.CANCELLED, 0),  # the API's cancel events carry attempt 0
+        (JobStatus.CANCELLED, 2),  # an end carries the attempts made, like every event
+        (JobStatus.RUNNING, 3),  # resubmitted (POST /jobs/{id}/retry): a new life
+        (JobStatus.COMPLETED, 3),
     ]
     keys = [status_order(s, a) for s, a in walk]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
@@ -428,3 +430,24 @@ def test_an_event_checks_only_the_filters_of_its_candidates(
     got = [c for c in clients if c.buffer]
     assert len(got) == 10 and all(len(c.buffer) == 3 for c in got)
     assert all(c.filter.batch_ids == {batch} for c in got)
+
+
+def test_a_job_resubmitted_after_failing_is_followed_again() -> None:
+    """POST /jobs/{id}/retry runs a failed job again under higher attempt numbers: its new
+    statuses must pass the hub (they were dropped as older than 'failed')."""
+    hub = make_hub()
+    client = hub.connect()
+    watch(hub, client, job_ids=[J1])
+    sent = [
+        send(hub, status(J1, JobStatus.RUNNING, 1)),
+        send(hub, status(J1, JobStatus.FAILED, 1)),
+    ]
+    send(hub, status(J1, JobStatus.RUNNING, 1))  # a late duplicate: still dropped
+    sent += [
+        send(hub, status(J1, JobStatus.RUNNING, 2)),
+        send(hub, status(J1, JobStatus.COMPLETED, 2)),
+    ]
+    assert received(client) == sent
+    assert status_order(JobStatus.FAILED, 1) < status_order(JobStatus.RUNNING, 2)
+    assert status_order(JobStatus.RETRYING, 1) < status_order(JobStatus.FAILED, 1)
+    assert status_order(JobStatus.READY, 0) < status_order(JobStatus.CANCELLED, 0)
