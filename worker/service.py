@@ -51,6 +51,8 @@ _SEEN = 20_000
 #: the confirms of the log lines its job wrote just before (a few ms on every job). Within a
 #: lane, order is kept.
 _URGENT, _BULK = 0, 1
+#: How long a stopping worker waits for the logger to confirm its last attempts' lines.
+DRAIN_LOG_WAIT = 2.0
 #: Progress of an attempt goes out at most this often: its latest value then.
 PROGRESS_EVERY = 0.25
 
@@ -107,6 +109,8 @@ class WorkerService:
         #: False after a wait ended unconfirmed: reports stop waiting (a missing logger would
         #: otherwise add the whole wait to every job) until a confirmation comes again.
         self._logger_answers = True
+        #: False once the worker stopped consuming (its confirmations could not arrive).
+        self._holding = True
         self._process = psutil.Process()
         self.executor = Executor(
             registry,
@@ -144,7 +148,7 @@ class WorkerService:
                 },
             )
             wait = self.settings.worker_log_wait_seconds > 0 and self._logger_answers
-            if report.log_seq > 0 and wait:
+            if report.log_seq > 0 and wait and self._holding:
                 self._hold(report)
                 return
         self._send(topology.report_key(report.job_id), report.dumps())
@@ -381,15 +385,16 @@ class WorkerService:
             lane.flush()  # what the lanes hold goes out now, not after their windows
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat().dumps())
         await self.executor.shutdown(self.settings.shutdown_grace_seconds)
-        await consumer.cancel()
-        await self.executor.shutdown(0)  # hand-backs of what arrived meanwhile are reported
-        # Held reports go before the goodbye: confirmed, or at the end of their wait.
+        # Held reports wait for their confirmations while the queue they come on is still
+        # consumed, for a moment at most: a stopping worker does not wait out a lost logger.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                self._none_held.wait(), self.settings.worker_log_wait_seconds + 1
-            )
+            wait = min(self.settings.worker_log_wait_seconds, DRAIN_LOG_WAIT)
+            await asyncio.wait_for(self._none_held.wait(), wait)
+        await consumer.cancel()
+        self._holding = False  # no confirmation can reach it now: report at once
         for key in list(self._held):
             self._unheld(key, timed_out=True)
+        await self.executor.shutdown(0)  # hand-backs of what arrived meanwhile are reported
         self._send_progress()
         beats.cancel()  # the goodbye below is the last heartbeat
         self._send(topology.heartbeat_key(self.worker_id), self.heartbeat(stopped=True).dumps())
