@@ -34,6 +34,7 @@ ORDER = (
     "memory",
     "ws",
     "auth",
+    "sdk",
 )
 
 
