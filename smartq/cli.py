@@ -9,11 +9,11 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from smartq.commands.output import OutputFormat, plain_table
 from smartq.errors import ConfigurationError, SmartqError, UnknownKey
 from smartq.settings import Settings, get_settings
 
@@ -182,12 +182,6 @@ keys_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 
-
-class OutputFormat(StrEnum):
-    TEXT = "text"
-    JSON = "json"
-
-
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="text or json.")]
 
 
@@ -268,7 +262,7 @@ def keys_ls(output: Output = OutputFormat.TEXT) -> None:
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([k.model_dump(mode="json") for k in infos]))
         return
-    typer.echo(_table([_KEY_COLUMNS, *(_key_row(k) for k in infos)]))
+    typer.echo(plain_table([_KEY_COLUMNS, *(_key_row(k) for k in infos)]))
 
 
 @keys_app.command("revoke")
@@ -313,14 +307,6 @@ def _key_row(k: KeyInfo) -> list[str]:
         k.label or "-",
         *(_when(t) for t in (k.created_at, k.expires_at, k.last_used_at, k.revoked_at)),
     ]
-
-
-def _table(rows: list[list[str]]) -> str:
-    """Columns padded to their widest cell, as ``kubectl get`` prints them."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
 
 
 if __name__ == "__main__":
