@@ -1,5 +1,6 @@
 """The ``smartq`` command: one subcommand per process, plus ``dev`` (all in one),
-``migrate`` and ``keys``."""
+``migrate`` and ``keys``; the user commands (submit, watch, jobs...) are
+in :mod:`smartq.commands`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from smartq import commands
 from smartq.commands.output import OutputFormat, plain_table
 from smartq.errors import ConfigurationError, SmartqError, UnknownKey
 from smartq.settings import Settings, get_settings
@@ -308,6 +310,8 @@ def _key_row(k: KeyInfo) -> list[str]:
         *(_when(t) for t in (k.created_at, k.expires_at, k.last_used_at, k.revoked_at)),
     ]
 
+
+commands.register(app)
 
 if __name__ == "__main__":
     app()

@@ -6,3 +6,31 @@ terminal) and :mod:`~smartq.commands.session` maps errors to exit codes.
 Each module imports the SDK (httpx, websockets) only when its command runs, so the process
 commands (``smartq worker`` ...) do not pay for it.
 """
+
+from __future__ import annotations
+
+import typer
+
+from smartq.commands import batches, explain, jobs, logs, submit, types, watch, workers
+
+PANEL = "Jobs, batches and workers (over the API)"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the user commands to the ``smartq`` app."""
+    for name, command in (
+        ("submit", submit.submit),
+        ("watch", watch.watch),
+        ("explain", explain.explain),
+        ("logs", logs.logs),
+        ("cancel", jobs.cancel),
+        ("retry", jobs.retry),
+    ):
+        app.command(name, rich_help_panel=PANEL)(command)
+    for name, group in (
+        ("jobs", jobs.app),
+        ("batches", batches.app),
+        ("workers", workers.app),
+        ("types", types.app),
+    ):
+        app.add_typer(group, name=name, rich_help_panel=PANEL)
