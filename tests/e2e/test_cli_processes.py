@@ -107,8 +107,7 @@ def test_the_example_dag_watched_to_the_end(cli: Cli) -> None:
     watched = cli("submit", "-f", "examples/dag.yaml", "--watch")
     assert watched.returncode == 0, watched.stdout + watched.stderr
     assert "\x1b" not in watched.stdout  # a pipe gets plain lines
-    assert "clean retrying after attempt 1" in watched.stdout
-    assert "report progress" in watched.stdout
+    assert "clean completed (attempt 2)" in watched.stdout
     assert "load completed (attempt 1)" in watched.stdout
     assert "4 completed, 0 failed, 0 cancelled of 4" in watched.stdout
 
@@ -147,7 +146,9 @@ def test_a_failing_dag_exits_1_explain_says_why_retry_runs_it_again(
     assert (summary["totals"]["completed"], summary["totals"]["failed"]) == (1, 1)
     assert summary["totals"]["cancelled"] == 1
     ids = {e["label"]: e["job_id"] for e in events if e["event"] == "job.status"}
-    assert any(e.get("status") == "retrying" and e["label"] == "broken" for e in events)
+    last = {e["label"]: e for e in events if e["event"] == "job.status"}
+    assert (last["broken"]["status"], last["broken"]["attempt"]) == ("failed", 2)
+    assert last["after"]["reason"].startswith("upstream job broken")
 
     after = cli("explain", ids["after"])
     assert after.returncode == 3, after.stdout + after.stderr
@@ -189,13 +190,13 @@ def test_explain_of_a_job_no_worker_could_ever_fit(cli: Cli) -> None:
 
 
 def test_logs_follow_live_and_end_after_the_last_line(cli: Cli, tmp_path: Path) -> None:
-    """``logs -f`` of a job still blocked on a 2 s sleep: it waits, gets the lines live, and
+    """``logs -f`` of a job still blocked on a 4 s sleep: it waits, gets the lines live, and
     ends after the last one with the job's outcome."""
     dag = tmp_path / "logs.json"
     dag.write_text(
         json.dumps(
             [
-                {"key": "first", "type": "sleep", "payload": {"seconds": 2}},
+                {"key": "first", "type": "sleep", "payload": {"seconds": 4}},
                 {"key": "talk", "type": "log", "payload": {"lines": 300}, "depends_on": ["first"]},
             ]
         )

@@ -19,11 +19,11 @@ from smartq.cli import app
 from smartq.client.events import StatusEvent
 from smartq.commands import dagfile
 from smartq.commands.explain import Verdict, explain_doc
-from smartq.commands.output import Bar, age, plain_table, took
+from smartq.commands.output import Bar, OutputFormat, Printer, age, plain_table, took
 from smartq.commands.session import ExitCode, exit_code
 from smartq.commands.submit import read_payload
 from smartq.commands.tracker import Tracker
-from smartq.commands.view import status_words
+from smartq.commands.view import PlainView, status_words
 from smartq.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,6 +217,27 @@ def test_plain_lines_say_attempts_and_errors() -> None:
     change = t.saw(_event(j, JobStatus.RETRYING, 1, "flaky: attempt 1 fails\nTraceback..."))
     assert change is not None
     assert status_words(change.job) == "clean retrying after attempt 1: flaky: attempt 1 fails"
+
+
+def test_a_plain_watch_prints_progress_at_most_each_second_and_always_the_end(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    t = Tracker()
+    j = uuid.uuid4()
+    t.read({"id": str(j), "key": "resize", "type": "steps", "status": "running", "attempts": 1})
+    view = PlainView("batch b", t, Printer(OutputFormat.TEXT))
+    view.start()
+    for fraction in (0.25, 0.5, 1.0):
+        change = t.progressed(
+            {"job_id": str(j), "attempt": 1, "fraction": fraction, "message": "m"}
+        )
+        assert change is not None
+        view.changed(change)
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(" ", 1)[1] for ln in lines] == [
+        "resize progress 25% m",
+        "resize progress 100% m",
+    ]
 
 
 # -- exit codes and rendering -------------------------------------------------------------------
