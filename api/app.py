@@ -95,7 +95,7 @@ async def _running(
         brk, figures, capacity=settings.stream_buffer, stall_seconds=settings.stream_stall_seconds
     )
     await hub.start()
-    hints = SubmitHints(publish)
+    hints = SubmitHints(publish, settings.api_hint_linger_seconds)
     hints.start()
     verifier = KeyVerifier(settings.auth_cache_seconds)
     watch = KeyWatch(eng, hub, verifier, settings.auth_stream_check_seconds)

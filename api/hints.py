@@ -1,8 +1,11 @@
 """Telling the scheduler about new jobs without making each request wait for the broker.
 
 Requests add their job ids and return; one task publishes them as a single ``job.submitted``
-hint per loop turn. A hint is only a wake-up call: the scheduler also polls for ``pending``
-jobs, so a hint lost to a broker failure delays jobs by one poll interval, never loses them.
+hint. The first hint after a quiet spell goes out at once; while submits keep coming, hints go
+out at most once per ``linger`` seconds, each with every id gathered since the last: publishing
+one hint per request was a fifth of the API's CPU for a client submitting one job at a time. A
+hint is only a wake-up call: the scheduler also polls for ``pending`` jobs, so a hint lost to a
+broker failure delays jobs by one poll interval, never loses them.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class SubmitHints:
-    def __init__(self, publish: Callable[[str, bytes], Awaitable[None]]) -> None:
+    def __init__(
+        self, publish: Callable[[str, bytes], Awaitable[None]], linger: float = 0.0
+    ) -> None:
         self._publish = publish
+        self._linger = linger
         self._ids: list[uuid.UUID] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -41,9 +47,15 @@ class SubmitHints:
         await self._send()  # what is left goes out before the process ends
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -self._linger
         while True:
             await self._wake.wait()
+            early = last + self._linger - loop.time()
+            if early > 0:
+                await asyncio.sleep(early)
             self._wake.clear()
+            last = loop.time()
             await self._send()
 
     async def _send(self) -> None:

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
         description="How long an API process trusts a key it verified before reading its row "
         "again: a revoked key stops working within this time (0: read it on every request).",
     )
+    api_hint_linger_seconds: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="The shortest gap between two `job.submitted` hints of an API process: the "
+        "first after a quiet spell goes at once, the ids of a stream of submits wait this long "
+        "at most to go out together (0: one hint per loop turn).",
+    )
     auth_stream_check_seconds: float = Field(
         default=1.0,
         gt=0,
