@@ -24,7 +24,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.deps import ApiContext, ConnDep, ContextDep
+from api.deps import ApiContext, ConnDep
 from smartq import keys
 from smartq.errors import ConfigurationError
 from smartq.keys import OPEN_CALLER, Caller, Scope, looks_like_key
@@ -106,12 +106,14 @@ async def verified(ctx: ApiContext, conn: AsyncConnection, presented: str | None
 
 async def get_caller(
     request: Request,
-    ctx: ContextDep,
     conn: ConnDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """The caller of a request with a valid key; raises 401 (or 400) otherwise."""
-    if request.url.query:
+    """The caller of a request with a valid key; raises 401 (or 400) otherwise. The context
+    is read off the app rather than taken as a dependency, and the query string off the scope
+    rather than ``request.url`` (which builds the whole URL): this runs on every request."""
+    ctx: ApiContext = request.app.state.ctx
+    if request.scope.get("query_string"):
         _refuse_key_in_url(request)
     if not ctx.settings.auth_required:
         return OPEN_CALLER
