@@ -28,8 +28,12 @@ from smartq.errors import SubmissionRejected
 from smartq.registry import JobType
 
 
-def _pick(*values: Any) -> Any:
-    return next(v for v in values if v is not None)
+def _pick(first: Any, second: Any, default: Any) -> Any:
+    """The first of the three that is set. Spelled out: ``next()`` over a generator, five
+    times per job, was about a third of :func:`resolve_batch`'s time for 10,000 jobs."""
+    if first is not None:
+        return first
+    return second if second is not None else default
 
 
 def _retry_fields(spec: JobCreate, job_type: JobType) -> dict[str, Any]:
