@@ -31,7 +31,6 @@ from models.messages import (
     LogLine,
     LogsStored,
     ResourcesReleased,
-    RunningAttempt,
     incarnation,
     unpack,
     worker_inbound,
@@ -42,6 +41,7 @@ from smartq.outbox import Outbox
 from smartq.registry import Registry
 from smartq.settings import Settings
 from worker.executor import Executor
+from worker.logwait import ReportHold
 
 log = logging.getLogger(__name__)
 _SEEN = 20_000
@@ -98,19 +98,6 @@ class WorkerService:
             for linger in (0.0, settings.worker_log_flush_seconds)
         )
         self._seen: OrderedDict[tuple[uuid.UUID, int], None] = OrderedDict()
-        #: Final reports waiting for the logger to confirm their attempts' lines are stored,
-        #: each with the timer that sends it anyway (see :meth:`_hold`).
-        self._held: dict[tuple[uuid.UUID, int], tuple[AttemptFinished, asyncio.TimerHandle]] = {}
-        self._none_held = asyncio.Event()
-        self._none_held.set()
-        #: Confirmations that came before their report was held: the last line may go out with
-        #: the log lane's own flush while the report is still on its way from a job thread.
-        self._early: OrderedDict[tuple[uuid.UUID, int], int] = OrderedDict()
-        #: False after a wait ended unconfirmed: reports stop waiting (a missing logger would
-        #: otherwise add the whole wait to every job) until a confirmation comes again.
-        self._logger_answers = True
-        #: False once the worker stopped consuming (its confirmations could not arrive).
-        self._holding = True
         self._process = psutil.Process()
         self.executor = Executor(
             registry,
@@ -119,6 +106,11 @@ class WorkerService:
             log_sink=self._log_line,
             progress_sink=self._progress,
             max_threads=max_threads or max(4, self.cpu_units * 2),
+        )
+        self._hold = ReportHold(
+            lambda r: self._send(topology.report_key(r.job_id), r.dumps()),
+            self._lanes[_BULK].flush,
+            lambda: self.settings.worker_log_wait_seconds,
         )
         #: The latest progress of each attempt not sent yet (put from job threads).
         self._latest: dict[tuple[uuid.UUID, int], JobProgress] = {}
@@ -147,69 +139,9 @@ class WorkerService:
                     "seconds": round((report.finished_at - report.started_at).total_seconds(), 3),
                 },
             )
-            wait = self.settings.worker_log_wait_seconds > 0 and self._logger_answers
-            if report.log_seq > 0 and wait and self._holding:
-                self._hold(report)
-                return
-        self._send(topology.report_key(report.job_id), report.dumps())
-
-    def _hold(self, report: AttemptFinished) -> None:
-        """Keep an attempt's final report until the logger says its lines are stored (on the
-        loop: reports come through the executor's hand-off). The lines went out before, on
-        the log lane, which is flushed now rather than after its linger; so once the report
-        is sent, the lines are in every stream queue ahead of the status event it causes, and
-        in the database before the status is. A worker that dies meanwhile loses the report
-        as it would have lost it a moment before: the scheduler's lease covers that."""
-        key = (report.job_id, report.attempt)
-        if self._early.pop(key, 0) >= report.log_seq:
-            self._send(topology.report_key(report.job_id), report.dumps())
+            self._hold.report(report)
             return
-        wait = self.settings.worker_log_wait_seconds
-        timer = asyncio.get_running_loop().call_later(wait, self._unheld, key, True)
-        self._held[key] = (report, timer)
-        self._none_held.clear()
-        self._lanes[_BULK].flush()
-
-    def _unheld(self, key: tuple[uuid.UUID, int], timed_out: bool = False) -> None:
-        """Send a held report: its lines are stored, or the wait is over."""
-        held = self._held.pop(key, None)
-        if held is None:
-            return
-        report, timer = held
-        timer.cancel()
-        if timed_out and self._logger_answers:
-            self._logger_answers = False
-            log.warning(
-                "the logger did not confirm an attempt's log lines in time; reporting anyway, "
-                "and not waiting for it until it confirms again (an attempt's end may then be "
-                "visible before its last lines are)",
-                extra={
-                    "action": "worker.logs_unconfirmed",
-                    "job_id": str(report.job_id),
-                    "attempt": report.attempt,
-                    "seconds": self.settings.worker_log_wait_seconds,
-                },
-            )
         self._send(topology.report_key(report.job_id), report.dumps())
-        if not self._held:
-            self._none_held.set()
-
-    def _stored(self, doc: LogsStored) -> None:
-        if not self._logger_answers:
-            self._logger_answers = True
-            log.info(
-                "the logger confirms stored lines again; reports wait for it",
-                extra={"action": "worker.logs_confirmed_again"},
-            )
-        for done in doc.attempts:
-            key = (done.job_id, done.attempt)
-            held = self._held.get(key)
-            if held is None:
-                self._early[key] = done.seq
-                if len(self._early) > _SEEN:
-                    self._early.popitem(last=False)
-            elif done.seq >= held[0].log_seq:
-                self._unheld(key)
 
     def _log_line(self, line: LogLine) -> None:
         self._send(topology.logs_key(line.job_id), line.dumps(), _BULK)
@@ -240,6 +172,7 @@ class WorkerService:
         await self.broker.publish_many(_envelopes(batch))
 
     def heartbeat(self, *, stopped: bool = False) -> Heartbeat:
+        running = self.executor.running()
         with self._process.oneshot():
             cpu = self._process.cpu_percent()
             rss = self._process.memory_info().rss / (1024 * 1024)
@@ -249,7 +182,7 @@ class WorkerService:
             cpu_units=self.cpu_units,
             memory_mb=self.memory_mb,
             job_types=self.registry.names(),
-            running=self.executor.running() + self._held_attempts(),
+            running=running + self._hold.attempts({(a.job_id, a.attempt) for a in running}),
             draining=self.draining,
             stopped=stopped,
             started_at=self.started_at,
@@ -257,16 +190,6 @@ class WorkerService:
             cpu_percent=cpu,
             rss_mb=rss,
         )
-
-    def _held_attempts(self) -> list[RunningAttempt]:
-        """Attempts whose report is held: still this worker's until it is sent (a heartbeat
-        without them would make the scheduler suspect them lost)."""
-        running = {(a.job_id, a.attempt) for a in self.executor.running()}
-        return [
-            RunningAttempt(job_id=r.job_id, attempt=r.attempt, cpu_units=0, memory_mb=0)
-            for key, (r, _) in self._held.items()
-            if key not in running
-        ]
 
     async def _heartbeats(self) -> None:
         while True:
@@ -283,7 +206,7 @@ class WorkerService:
             return
         for doc in docs:  # one dispatch, or a pass's batch of them for this worker
             if isinstance(doc, LogsStored):
-                self._stored(doc)
+                self._hold.stored(doc)
             elif isinstance(doc, CancelJob):
                 self.executor.cancel(doc.job_id, doc.attempt, doc.reason)
             elif isinstance(doc, Dispatch):
@@ -387,13 +310,9 @@ class WorkerService:
         await self.executor.shutdown(self.settings.shutdown_grace_seconds)
         # Held reports wait for their confirmations while the queue they come on is still
         # consumed, for a moment at most: a stopping worker does not wait out a lost logger.
-        with contextlib.suppress(TimeoutError):
-            wait = min(self.settings.worker_log_wait_seconds, DRAIN_LOG_WAIT)
-            await asyncio.wait_for(self._none_held.wait(), wait)
+        await self._hold.settle(min(self.settings.worker_log_wait_seconds, DRAIN_LOG_WAIT))
         await consumer.cancel()
-        self._holding = False  # no confirmation can reach it now: report at once
-        for key in list(self._held):
-            self._unheld(key, timed_out=True)
+        self._hold.stop_holding()  # no confirmation can reach it now: report at once
         await self.executor.shutdown(0)  # hand-backs of what arrived meanwhile are reported
         self._send_progress()
         beats.cancel()  # the goodbye below is the last heartbeat
