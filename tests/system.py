@@ -25,7 +25,7 @@ from logger.service import LogStore
 from models.enums import FINAL_STATUSES
 from scheduler.service import SchedulerService
 from smartq import keystore, topology
-from smartq.broker import Broker
+from smartq.broker import Broker, declare_shared_queues
 from smartq.brokers.memory import InMemoryBroker
 from smartq.brokers.rabbitmq import RabbitMQBroker
 from smartq.db import create_async
@@ -214,6 +214,10 @@ async def running_system(
         else InMemoryBroker(exchange=exchange)
     )
     await broker.connect()
+    # As every process's runner does: lines and reports published before the logger or the
+    # scheduler first ran wait in their queues (a test starting the logger late saw its first
+    # lines dropped by an exchange with no queue bound, and never got their confirmation).
+    await declare_shared_queues(broker)
     app = create_app(settings, engine=engine, broker=broker, job_registry=registry)
     system: System | None = None
     try:
