@@ -26,6 +26,7 @@ from api.routes import (
     workers,
 )
 from api.stream import StreamHub
+from api.ui import install as install_ui
 from smartq.broker import Broker, create_broker, declare_shared_queues
 from smartq.db import create_async
 from smartq.keystore import KeyVerifier
@@ -68,6 +69,7 @@ def create_app(
     )
     for router in (*routers, metrics.router, health.router):
         app.include_router(router)
+    install_ui(app)
     return app
 
 

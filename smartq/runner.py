@@ -180,7 +180,7 @@ async def run_dev(
             else "configured servers"
         )
         log.info(
-            f"smartq dev on http://{host}:{port} ({where}); docs at /docs",
+            f"smartq dev on http://{host}:{port} ({where}); dashboard at /ui, docs at /docs",
             extra={"action": "dev.start"},
         )
         try:
