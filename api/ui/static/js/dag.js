@@ -1,0 +1,223 @@
+// A batch's DAG laid out left to right (dagre), drawn as SVG. Each job is a node whose
+// data-state is its status (colour + icon); a layer with more than THRESHOLD jobs of one type
+// is one node with per-status counts that expands on click, so a 10,000-job DAG draws a few
+// dozen nodes. Statuses change in place: no re-layout on a live update.
+
+import dagre from "../vendor/dagre-3.1.3.esm.js";
+import { FINAL, h, ICONS, num, STATUSES } from "./dom.js";
+
+export const THRESHOLD = 12;
+const NODE = { width: 176, height: 40 };
+const GROUP = { width: 200, height: 62 };
+const MAX_NODES = 600;
+
+function depths(jobs) {
+  const byId = new Map(jobs.map((j) => [j.id, j]));
+  const depth = new Map();
+  const visit = (j) => {
+    if (depth.has(j.id)) return depth.get(j.id);
+    depth.set(j.id, 0); // a cycle cannot be submitted; this only guards the recursion
+    let d = 0;
+    for (const p of j.depends_on || []) if (byId.has(p)) d = Math.max(d, visit(byId.get(p)) + 1);
+    depth.set(j.id, d);
+    return d;
+  };
+  jobs.forEach(visit);
+  return depth;
+}
+
+// What a collapsed node shows: the most urgent status among its jobs.
+export function summaryState(counts) {
+  const urgent = ["failed", "running", "retrying", "ready", "blocked", "pending", "cancelled"];
+  return urgent.find((s) => counts[s]) || "completed";
+}
+
+export class Dag {
+  constructor(jobs, { onOpen }) {
+    this.jobs = new Map(jobs.map((j) => [j.id, j]));
+    this.depth = depths(jobs);
+    this.expanded = new Set();
+    this.onOpen = onOpen;
+    this.svg = h("svg:svg", { class: "dag", role: "group", "aria-label": "Batch graph" });
+    this.view = h("svg:g");
+    this.svg.append(this.view);
+    this.el = h("div", { class: "dag-frame", "data-testid": "dag" }, this.svg);
+    this.scale = 1; this.tx = 20; this.ty = 20;
+    this.panZoom();
+    this.layout();
+  }
+
+  groupOf(job) { return `${this.depth.get(job.id)}|${job.type}`; }
+
+  // Which node each job is drawn in: itself, or its layer-and-type group.
+  assign() {
+    const sizes = new Map();
+    for (const j of this.jobs.values()) {
+      const g = this.groupOf(j);
+      sizes.set(g, (sizes.get(g) || 0) + 1);
+    }
+    let limit = THRESHOLD;
+    const count = (lim) => [...sizes].reduce((n, [g, s]) =>
+      n + (s > lim && !this.expanded.has(g) ? 1 : s), 0);
+    while (count(limit) > MAX_NODES && limit > 1) limit = Math.floor(limit / 2);
+    this.node = new Map();
+    this.members = new Map();
+    for (const j of this.jobs.values()) {
+      const g = this.groupOf(j);
+      const key = sizes.get(g) > limit && !this.expanded.has(g) ? `g:${g}` : j.id;
+      this.node.set(j.id, key);
+      if (!this.members.has(key)) this.members.set(key, []);
+      this.members.get(key).push(j.id);
+    }
+  }
+
+  layout() {
+    this.assign();
+    const g = new dagre.graphlib.Graph();
+    g.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 56, marginx: 8, marginy: 8 });
+    g.setDefaultEdgeLabel(() => ({}));
+    for (const key of this.members.keys()) g.setNode(key, { ...(key.startsWith("g:") ? GROUP : NODE) }); // dagre writes x, y into it
+    const edges = new Set();
+    for (const j of this.jobs.values()) {
+      for (const p of j.depends_on || []) {
+        if (!this.jobs.has(p)) continue;
+        const e = `${this.node.get(p)}\u0000${this.node.get(j.id)}`;
+        if (!edges.has(e)) { edges.add(e); g.setEdge(this.node.get(p), this.node.get(j.id)); }
+      }
+    }
+    dagre.layout(g);
+    this.draw(g);
+  }
+
+  draw(g) {
+    while (this.view.firstChild) this.view.firstChild.remove();
+    const lines = h("svg:g", { class: "edges" });
+    for (const e of g.edges()) {
+      const pts = g.edge(e).points;
+      const d = pts.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join("");
+      lines.append(h("svg:path", { d, "data-from": e.v, "data-to": e.w }));
+    }
+    this.view.append(lines);
+    this.shapes = new Map();
+    for (const key of g.nodes()) {
+      const n = g.node(key);
+      const shape = key.startsWith("g:") ? this.groupShape(key, n) : this.jobShape(key, n);
+      this.shapes.set(key, shape);
+      this.view.append(shape);
+    }
+    this.apply();
+    const size = g.graph();
+    this.svg.setAttribute("data-width", Math.round(size.width));
+    this.el.dataset.nodes = String(g.nodeCount());
+  }
+
+  jobShape(id, n) {
+    const job = this.jobs.get(id);
+    const x = n.x - n.width / 2;
+    const y = n.y - n.height / 2;
+    const a = h("svg:a", { href: `/ui/jobs/${id}`, class: "node", "data-job-id": id,
+      "data-key": job.key || "", "aria-label": `${job.key || job.name}: ${job.status}` },
+    h("svg:title", {}, `${job.key || job.name} (${job.type}) — ${job.status}`),
+    h("svg:rect", { x, y, width: n.width, height: n.height, rx: 7 }),
+    h("svg:text", { x: x + 12, y: n.y + 5, class: "icon" }, ""),
+    h("svg:text", { x: x + 32, y: n.y + 5, class: "label" },
+      clip(job.key || job.name, 18)));
+    a.addEventListener("click", (e) => { e.preventDefault(); this.onOpen(id); });
+    return a;
+  }
+
+  groupShape(key, n) {
+    const [, type] = key.slice(2).split("|");
+    const x = n.x - n.width / 2;
+    const y = n.y - n.height / 2;
+    const bar = h("svg:g", { class: "counts" });
+    const g = h("svg:g", { class: "node group", role: "button", tabindex: 0, "data-group": key,
+      "aria-label": `${this.members.get(key).length} ${type} jobs, collapsed; press to expand` },
+    h("svg:title", {}, "Collapsed: click to expand"),
+    h("svg:rect", { x, y, width: n.width, height: n.height, rx: 9 }),
+    h("svg:text", { x: x + 12, y: y + 20, class: "icon" }, ""),
+    h("svg:text", { x: x + 32, y: y + 20, class: "label" },
+      `${num(this.members.get(key).length)} × ${clip(type, 14)}`),
+    h("svg:text", { x: x + 12, y: y + 52, class: "sub" }, ""), bar);
+    g.dataset.x = x; g.dataset.y = y;
+    const open = () => { this.expanded.add(key.slice(2)); this.layout(); };
+    g.addEventListener("click", open);
+    g.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } });
+    return g;
+  }
+
+  // Statuses onto the shapes (no layout).
+  apply() {
+    for (const [key, shape] of this.shapes) {
+      const ids = this.members.get(key);
+      if (!key.startsWith("g:")) {
+        const job = this.jobs.get(ids[0]);
+        shape.setAttribute("data-state", job.status);
+        shape.setAttribute("class", `node s-${job.status}`);
+        shape.querySelector(".icon").textContent = ICONS[job.status];
+        shape.setAttribute("aria-label", `${job.key || job.name}: ${job.status}`);
+        continue;
+      }
+      const counts = {};
+      for (const id of ids) { const s = this.jobs.get(id).status; counts[s] = (counts[s] || 0) + 1; }
+      const state = summaryState(counts);
+      shape.setAttribute("data-state", state);
+      shape.setAttribute("data-counts", JSON.stringify(counts));
+      shape.setAttribute("class", `node group s-${state}`);
+      shape.querySelector(".icon").textContent = ICONS[state];
+      const done = ids.filter((id) => FINAL.has(this.jobs.get(id).status)).length;
+      shape.querySelector(".sub").textContent = STATUSES.filter((s) => counts[s])
+        .map((s) => `${ICONS[s]}${num(counts[s])}`).join(" ") + `  (${num(done)} done)`;
+      const bar = shape.querySelector(".counts");
+      while (bar.firstChild) bar.firstChild.remove();
+      let left = Number(shape.dataset.x) + 12;
+      const width = GROUP.width - 24;
+      for (const s of STATUSES) {
+        if (!counts[s]) continue;
+        const w = (width * counts[s]) / ids.length;
+        bar.append(h("svg:rect", { x: left, y: Number(shape.dataset.y) + 30, width: w, height: 8,
+          class: `seg s-${s}` }));
+        left += w;
+      }
+    }
+  }
+
+  update(id, status) {
+    const job = this.jobs.get(id);
+    if (!job) return;
+    job.status = status;
+    if (!this.frame) {
+      this.frame = requestAnimationFrame(() => { this.frame = null; this.apply(); });
+    }
+  }
+
+  panZoom() {
+    const set = () => this.view.setAttribute("transform",
+      `translate(${this.tx},${this.ty}) scale(${this.scale})`);
+    set();
+    this.svg.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      const k = Math.exp(-e.deltaY / 500);
+      const r = this.svg.getBoundingClientRect();
+      const mx = e.clientX - r.left; const my = e.clientY - r.top;
+      this.tx = mx - (mx - this.tx) * k; this.ty = my - (my - this.ty) * k;
+      this.scale *= k; set();
+    }, { passive: false });
+    let drag = null;
+    this.svg.addEventListener("pointerdown", (e) => {
+      if (e.target.closest(".node")) return;
+      drag = { x: e.clientX - this.tx, y: e.clientY - this.ty };
+      this.svg.setPointerCapture(e.pointerId);
+    });
+    this.svg.addEventListener("pointermove", (e) => {
+      if (!drag) return;
+      this.tx = e.clientX - drag.x; this.ty = e.clientY - drag.y; set();
+    });
+    this.svg.addEventListener("pointerup", () => { drag = null; });
+  }
+}
+
+function clip(text, n) {
+  const s = String(text);
+  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}

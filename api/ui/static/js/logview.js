@@ -1,0 +1,134 @@
+// A virtualised log tail: every line is kept in memory, only the rows in view (plus a margin)
+// are in the DOM, so a million lines cost a few hundred nodes. It follows new lines while the
+// reader is at the bottom, pauses when they scroll up, and offers to jump back.
+
+import { empty, h } from "./dom.js";
+
+const LINE = 18; // px; must match .log-row's height in app.css
+const OVERSCAN = 30;
+const LEVELS = ["debug", "info", "warning", "error", "critical"];
+
+export class LogView {
+  constructor({ onDownload }) {
+    this.lines = [];
+    this.view = [];
+    this.last = new Map(); // attempt -> highest seq held, so replays and overlaps are dropped
+    this.attempt = null;
+    this.minLevel = 0;
+    this.following = true;
+    this.unseen = 0;
+    this.scheduled = false;
+    this.programmatic = false;
+
+    this.spacer = h("div", { class: "log-spacer" });
+    this.rows = h("div", { class: "log-rows" });
+    this.box = h("div", { class: "log", role: "log", tabindex: 0, "aria-label": "Log lines",
+      "data-testid": "log", "data-following": "true", "data-lines": "0" },
+    this.spacer, this.rows);
+    this.box.addEventListener("scroll", () => this.onScroll());
+    this.jump = h("button", { type: "button", class: "jump", hidden: true,
+      "data-action": "jump-latest", onclick: () => this.follow() }, "Jump to latest");
+    this.attemptSelect = h("select", { "aria-label": "Attempt", onchange: (e) => {
+      this.attempt = e.target.value ? Number(e.target.value) : null;
+      this.refilter();
+    } }, h("option", { value: "" }, "All attempts"));
+    const levelSelect = h("select", { "aria-label": "Level", "data-testid": "log-level",
+      onchange: (e) => { this.minLevel = Number(e.target.value); this.refilter(); } },
+    LEVELS.map((lv, i) => h("option", { value: i }, i ? `${lv} and above` : "all levels")));
+    this.status = h("span", { class: "muted", "aria-live": "polite" });
+    this.el = h("div", { class: "logview" },
+      h("div", { class: "log-tools" }, this.attemptSelect, levelSelect, this.status,
+        h("button", { type: "button", class: "ghost", "data-action": "download",
+          onclick: onDownload }, "Download")),
+      h("div", { class: "log-frame" }, this.box, this.jump));
+  }
+
+  setAttempts(numbers) {
+    const have = new Set([...this.attemptSelect.options].map((o) => o.value));
+    for (const n of numbers) {
+      if (!have.has(String(n))) this.attemptSelect.append(h("option", { value: n }, `Attempt ${n}`));
+    }
+  }
+
+  matches(line) {
+    return (this.attempt === null || line.attempt === this.attempt) &&
+      LEVELS.indexOf(String(line.level).toLowerCase()) >= this.minLevel;
+  }
+
+  add(batch) {
+    const fresh = new Set();
+    for (const line of batch) {
+      if ((this.last.get(line.attempt) ?? 0) >= line.seq) continue;
+      this.last.set(line.attempt, line.seq);
+      fresh.add(line.attempt);
+      this.lines.push(line);
+      if (this.matches(line)) { this.view.push(this.lines.length - 1); this.unseen += 1; }
+    }
+    if (fresh.size) this.setAttempts([...this.last.keys()]);
+    this.schedule();
+  }
+
+  refilter() {
+    this.view = [];
+    this.lines.forEach((line, i) => { if (this.matches(line)) this.view.push(i); });
+    this.follow();
+  }
+
+  follow() {
+    this.following = true;
+    this.unseen = 0;
+    this.schedule();
+  }
+
+  onScroll() {
+    if (this.programmatic) { this.programmatic = false; return; }
+    const atBottom = this.box.scrollTop + this.box.clientHeight >= this.box.scrollHeight - LINE * 2;
+    this.following = atBottom;
+    if (atBottom) this.unseen = 0;
+    this.schedule();
+  }
+
+  schedule() {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    requestAnimationFrame(() => { this.scheduled = false; this.draw(); });
+  }
+
+  draw() {
+    const total = this.view.length;
+    this.spacer.style.height = `${total * LINE}px`;
+    this.box.style.height = `${Math.min(420, Math.max(120, total * LINE + 4))}px`;
+    if (this.following) {
+      const bottom = Math.max(0, total * LINE - this.box.clientHeight);
+      if (Math.abs(this.box.scrollTop - bottom) > 1) {
+        this.programmatic = true;
+        this.box.scrollTop = bottom;
+      }
+      this.unseen = 0;
+    }
+    const first = Math.max(0, Math.floor(this.box.scrollTop / LINE) - OVERSCAN);
+    const count = Math.ceil(this.box.clientHeight / LINE) + 2 * OVERSCAN;
+    const end = Math.min(total, first + count);
+    empty(this.rows);
+    this.rows.style.transform = `translateY(${first * LINE}px)`;
+    for (let i = first; i < end; i++) {
+      const line = this.lines[this.view[i]];
+      const level = String(line.level).toLowerCase();
+      this.rows.append(h("div", { class: `log-row lv-${level}` },
+        h("span", { class: "log-ts" }, String(line.ts).slice(11, 23)),
+        h("span", { class: "log-lv" }, level),
+        h("span", { class: "log-msg" }, line.message)));
+    }
+    this.box.dataset.following = String(this.following);
+    this.box.dataset.lines = String(total);
+    this.jump.hidden = this.following;
+    this.jump.textContent = this.unseen ? `Jump to latest (${this.unseen} new)` : "Jump to latest";
+    this.status.textContent = `${total.toLocaleString("en-US")} lines` +
+      (this.following ? " · following" : " · paused");
+  }
+
+  text() {
+    return this.lines.map((l) => `${l.ts} attempt=${l.attempt} ${l.level} ${l.message}`)
+      .join("\n");
+  }
+}
