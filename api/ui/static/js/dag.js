@@ -41,7 +41,18 @@ export class Dag {
     this.svg = h("svg:svg", { class: "dag", role: "group", "aria-label": "Batch graph" });
     this.view = h("svg:g");
     this.svg.append(this.view);
-    this.el = h("div", { class: "dag-frame", "data-testid": "dag" }, this.svg);
+    const zoom = (k) => () => { this.scale *= k; this.transform(); };
+    this.el = h("div", { class: "dag-wrap" },
+      h("div", { class: "dag-tools", role: "toolbar", "aria-label": "Graph view" },
+        h("button", { type: "button", class: "ghost", onclick: () => this.fit() }, "Fit"),
+        h("button", { type: "button", class: "ghost", "aria-label": "Zoom in",
+          onclick: zoom(1.25) }, "+"),
+        h("button", { type: "button", class: "ghost", "aria-label": "Zoom out",
+          onclick: zoom(0.8) }, "−")),
+      h("div", { class: "dag-frame", "data-testid": "dag" }, this.svg));
+    this.frame = this.el.lastChild;
+    // A node reached by Tab is brought into view.
+    this.svg.addEventListener("focusin", (e) => this.reveal(e.target.closest(".node")));
     this.scale = 1; this.tx = 20; this.ty = 20;
     this.panZoom();
     this.layout();
@@ -106,9 +117,35 @@ export class Dag {
       this.view.append(shape);
     }
     this.apply();
-    const size = g.graph();
-    this.svg.setAttribute("data-width", Math.round(size.width));
-    this.el.dataset.nodes = String(g.nodeCount());
+    this.size = g.graph();
+    this.frame.dataset.nodes = String(g.nodeCount());
+    requestAnimationFrame(() => this.fit());
+  }
+
+  transform() {
+    this.view.setAttribute("transform", `translate(${this.tx},${this.ty}) scale(${this.scale})`);
+  }
+
+  // The whole graph in the frame (never enlarged, never below a readable 0.3).
+  fit() {
+    const fw = this.frame.clientWidth || 1000;
+    const fh = this.frame.clientHeight || 560;
+    const { width, height } = this.size;
+    this.scale = Math.max(0.3, Math.min(1, (fw - 40) / width, (fh - 40) / height));
+    this.tx = Math.max(20, (fw - width * this.scale) / 2);
+    this.ty = Math.max(20, (fh - height * this.scale) / 2);
+    this.transform();
+  }
+
+  reveal(shape) {
+    if (!shape) return;
+    const box = shape.getBoundingClientRect();
+    const frame = this.frame.getBoundingClientRect();
+    if (box.left >= frame.left && box.right <= frame.right && box.top >= frame.top &&
+      box.bottom <= frame.bottom) return;
+    this.tx += frame.left + frame.width / 2 - (box.left + box.width / 2);
+    this.ty += frame.top + frame.height / 2 - (box.top + box.height / 2);
+    this.transform();
   }
 
   jobShape(id, n) {
@@ -186,15 +223,13 @@ export class Dag {
     const job = this.jobs.get(id);
     if (!job) return;
     job.status = status;
-    if (!this.frame) {
-      this.frame = requestAnimationFrame(() => { this.frame = null; this.apply(); });
+    if (!this.pending) {
+      this.pending = requestAnimationFrame(() => { this.pending = null; this.apply(); });
     }
   }
 
   panZoom() {
-    const set = () => this.view.setAttribute("transform",
-      `translate(${this.tx},${this.ty}) scale(${this.scale})`);
-    set();
+    const set = () => this.transform();
     this.svg.addEventListener("wheel", (e) => {
       e.preventDefault();
       const k = Math.exp(-e.deltaY / 500);

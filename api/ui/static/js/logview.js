@@ -12,13 +12,17 @@ export class LogView {
   constructor({ onDownload }) {
     this.lines = [];
     this.view = [];
-    this.last = new Map(); // attempt -> highest seq held, so replays and overlaps are dropped
+    // Per attempt: every seq up to `upto` is held, and the seqs held beyond a gap. Seqs are
+    // contiguous from 1, so a gap is a line not seen yet (sent before the page subscribed
+    // and not yet stored when it read the history, or dropped by a slow socket).
+    this.upto = new Map();
+    this.ahead = new Map();
     this.attempt = null;
     this.minLevel = 0;
     this.following = true;
     this.unseen = 0;
     this.scheduled = false;
-    this.programmatic = false;
+    this.target = -1; // the scrollTop the view set itself while following
 
     this.spacer = h("div", { class: "log-spacer" });
     this.rows = h("div", { class: "log-rows" });
@@ -26,6 +30,9 @@ export class LogView {
       "data-testid": "log", "data-following": "true", "data-lines": "0" },
     this.spacer, this.rows);
     this.box.addEventListener("scroll", () => this.onScroll());
+    // A wheel turned upwards is the reader's intent even before the scroll lands.
+    this.box.addEventListener("wheel", (e) => { if (e.deltaY < 0) this.pause(); },
+      { passive: true });
     this.jump = h("button", { type: "button", class: "jump", hidden: true,
       "data-action": "jump-latest", onclick: () => this.follow() }, "Jump to latest");
     this.attemptSelect = h("select", { "aria-label": "Attempt", onchange: (e) => {
@@ -56,22 +63,53 @@ export class LogView {
   }
 
   add(batch) {
-    const fresh = new Set();
+    let inserted = false;
+    const before = this.upto.size;
     for (const line of batch) {
-      if ((this.last.get(line.attempt) ?? 0) >= line.seq) continue;
-      this.last.set(line.attempt, line.seq);
-      fresh.add(line.attempt);
-      this.lines.push(line);
-      if (this.matches(line)) { this.view.push(this.lines.length - 1); this.unseen += 1; }
+      const upto = this.upto.get(line.attempt) ?? 0;
+      const ahead = this.ahead.get(line.attempt) ?? new Set();
+      if (line.seq <= upto || ahead.has(line.seq)) continue; // replays and overlaps
+      if (line.seq === upto + 1) {
+        let top = line.seq;
+        while (ahead.delete(top + 1)) top += 1;
+        this.upto.set(line.attempt, top);
+      } else {
+        ahead.add(line.seq);
+        if (!this.upto.has(line.attempt)) this.upto.set(line.attempt, 0);
+      }
+      this.ahead.set(line.attempt, ahead);
+      if (this.insert(line)) inserted = true;
     }
-    if (fresh.size) this.setAttempts([...this.last.keys()]);
+    if (this.upto.size !== before) this.setAttempts([...this.upto.keys()]);
+    if (inserted) this.refilter(false);
     this.schedule();
   }
 
-  refilter() {
+  // Appends in the common case; a backfilled line goes in its place. True when not at the end.
+  insert(line) {
+    const after = (a, b) => a.attempt > b.attempt || (a.attempt === b.attempt && a.seq > b.seq);
+    const n = this.lines.length;
+    if (!n || after(line, this.lines[n - 1])) {
+      this.lines.push(line);
+      if (this.matches(line)) { this.view.push(n); this.unseen += 1; }
+      return false;
+    }
+    let lo = 0; let hi = n;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (after(line, this.lines[mid])) lo = mid + 1; else hi = mid; }
+    this.lines.splice(lo, 0, line);
+    return true;
+  }
+
+  // Where each attempt with a gap should be read again from ("after" for the logs route).
+  gaps() {
+    return [...this.ahead].filter(([, ahead]) => ahead.size)
+      .map(([attempt]) => ({ attempt, after: this.upto.get(attempt) }));
+  }
+
+  refilter(jump = true) {
     this.view = [];
     this.lines.forEach((line, i) => { if (this.matches(line)) this.view.push(i); });
-    this.follow();
+    if (jump) this.follow(); else this.schedule();
   }
 
   follow() {
@@ -80,8 +118,15 @@ export class LogView {
     this.schedule();
   }
 
+  pause() {
+    if (!this.following) return;
+    this.following = false;
+    this.schedule();
+  }
+
   onScroll() {
-    if (this.programmatic) { this.programmatic = false; return; }
+    if (Math.abs(this.box.scrollTop - this.target) <= 1) return; // the view's own scroll
+    this.target = -1;
     const atBottom = this.box.scrollTop + this.box.clientHeight >= this.box.scrollHeight - LINE * 2;
     this.following = atBottom;
     if (atBottom) this.unseen = 0;
@@ -101,8 +146,8 @@ export class LogView {
     if (this.following) {
       const bottom = Math.max(0, total * LINE - this.box.clientHeight);
       if (Math.abs(this.box.scrollTop - bottom) > 1) {
-        this.programmatic = true;
         this.box.scrollTop = bottom;
+        this.target = this.box.scrollTop;
       }
       this.unseen = 0;
     }

@@ -7,11 +7,11 @@ import { badge, between, card, duration, empty, FINAL, h, jobLink, link, when } 
 import { LogView } from "../logview.js";
 import { Stream } from "../stream.js";
 
-async function logPages(id, onPage, from = null) {
+async function logPages(id, onPage, from = null, attempt = null) {
   let after = from;
   let attempts = [];
   do {
-    const page = await get(`/jobs/${id}/logs${query({ after, limit: 5000 })}`);
+    const page = await get(`/jobs/${id}/logs${query({ after, attempt, limit: 5000 })}`);
     attempts = page.attempts;
     onPage(page.lines);
     after = page.next_after;
@@ -106,7 +106,7 @@ export async function render(main, id) {
           } }, "Retry…") : null));
     empty(body).append(
       h("div", { class: "col" },
-        job.waiting_reason ? card("Why it waits", h("p", { class: "reason",
+        job.waiting_reason ? card(job.status === "running" ? "Where it runs" : "Why it waits", h("p", { class: "reason",
           "data-testid": "waiting-reason" }, job.waiting_reason)) : null,
         job.status_reason ? card("Status", h("p", { class: "reason" }, job.status_reason)) : null,
         job.progress ? card("Progress", h("progress", { max: 1, value: job.progress.fraction }),
@@ -149,20 +149,43 @@ export async function render(main, id) {
   const early = [];
   let loaded = false;
   const stream = new Stream({ job_id: [id] });
-  stream.on("job.log", (e) => { if (loaded) logs.add([e]); else early.push(e); });
-  stream.on("job.status", (e) => { if (e.status !== job.status || !e.snapshot) refresh(); });
+  // Lines missing between the history and the stream are read again once the logger has
+  // stored them (at the latest when the attempt ends: its lines are stored before that).
+  let backfilling = null;
+  const backfill = (delay = 300) => {
+    if (backfilling || !logs.gaps().length) return;
+    backfilling = setTimeout(async () => {
+      for (const gap of logs.gaps()) {
+        await logPages(id, (lines) => logs.add(lines), String(gap.after), gap.attempt);
+      }
+      backfilling = null;
+      if (logs.gaps().length) backfill(1000);
+    }, delay);
+  };
+  stream.on("job.log", (e) => {
+    if (!loaded) { early.push(e); return; }
+    logs.add([e]);
+    backfill();
+  });
+  stream.on("stream.dropped", () => backfill());
+  stream.on("job.status", (e) => {
+    if (e.status !== job.status || !e.snapshot) refresh();
+    if (e.status !== "running") backfill(0);
+  });
   stream.on("job.progress", () => refresh());
   stream.on("stream.open", async (e) => { // lines sent while the socket was down
     if (!e.reconnect) return;
     refresh();
-    const attempt = Math.max(0, ...logs.last.keys());
-    const from = attempt ? `${attempt}:${logs.last.get(attempt)}` : null;
+    const attempt = Math.max(0, ...logs.upto.keys());
+    const from = attempt ? `${attempt}:${logs.upto.get(attempt)}` : null;
     await logPages(id, (lines) => logs.add(lines), from);
+    backfill(0);
   });
   const attempts = await logPages(id, (lines) => logs.add(lines));
   loaded = true;
   logs.add(early);
+  backfill();
   empty(attemptsBox).append(timeline(attempts));
   logs.setAttempts(attempts.map((a) => a.attempt));
-  return () => { stream.close(); clearTimeout(pending); };
+  return () => { stream.close(); clearTimeout(pending); clearTimeout(backfilling); };
 }
