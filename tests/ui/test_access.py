@@ -1,0 +1,77 @@
+"""Keys: with keys required the dashboard shows no data until a key is typed, keeps it out of
+every URL, and sends it as a header (and as the stream's subprotocol); ``smartq dev`` on
+loopback needs none."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.procs import free_port, processes, wait_ready
+from tests.ui.harness import Smartq, shot
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
+
+
+def test_no_data_without_a_key(keyless_page: Page, smartq: Smartq) -> None:
+    page = keyless_page
+    job = smartq.submit(type="noop", name="secret-job")
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url))
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+
+    page.goto(smartq.url("/ui/jobs?type=noop"))
+    dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("tr[data-job-id]")).to_have_count(0)
+    expect(page.get_by_text("secret-job")).to_have_count(0)
+    shot(page, "key-prompt")
+
+    page.get_by_label("Key", exact=True).fill("sq_wrong_nottherightsecret")
+    page.get_by_role("button", name="Use key").click()
+    expect(page.locator("#key-error")).to_contain_text("refused")
+    expect(page.locator("tr[data-job-id]")).to_have_count(0)
+
+    page.get_by_label("Key", exact=True).fill(smartq.key)
+    page.get_by_role("button", name="Use key").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator(f'tr[data-job-id="{job["id"]}"]')).to_be_visible()
+    expect(page.locator("#live")).to_have_attribute("data-live", "on")  # the stream took it
+    assert page.evaluate("sessionStorage.getItem('smartq.key')") == smartq.key
+
+    page.goto(smartq.url(f"/ui/jobs/{job['id']}"))  # asked once: the tab remembers it
+    expect(page.get_by_test_id("job-status")).to_contain_text("completed")
+    expect(dialog).to_be_hidden()
+    secret = smartq.key.rsplit("_", 1)[-1]
+    assert not [u for u in urls + sockets if secret in u]  # never in a URL
+
+
+@pytest.fixture
+def dev_base(tmp_path: Path) -> Iterator[str]:
+    """``smartq dev`` on loopback, on its embedded default, as ``./scripts/dev`` starts it."""
+    port = free_port()
+    env = {"SMARTQ_SQLITE_PATH": str(tmp_path / "dev.sqlite3")}
+    with processes(env, tmp_path) as procs:
+        procs.start("dev", "dev", "--port", str(port))
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base, timeout=60)
+        yield base
+
+
+def test_dev_on_loopback_needs_no_key(browser: Browser, dev_base: str) -> None:
+    import httpx
+
+    r = httpx.post(f"{dev_base}/jobs", json={"type": "noop", "name": "open-job"})
+    assert r.status_code == 201, r.text
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        page = context.new_page()
+        page.goto(f"{dev_base}/ui/jobs")
+        expect(page.locator(f'tr[data-job-id="{r.json()["id"]}"]')).to_be_visible()
+        expect(page.locator("#key-dialog")).to_be_hidden()
+    finally:
+        context.close()

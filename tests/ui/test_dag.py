@@ -1,0 +1,80 @@
+"""The batch view: nodes recolour live from the stream (``data-state``), a failure shows with
+the jobs cancelled because of it, wide fan-outs collapse and expand, a click opens the job."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.ui.harness import Smartq, shot
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
+
+
+def node(page: Page, job_id: str):  # type: ignore[no-untyped-def]
+    return page.locator(f'.dag [data-job-id="{job_id}"]')
+
+
+def test_nodes_turn_completed_live(page: Page, smartq: Smartq) -> None:
+    fan = [{"key": f"part{i}", "type": "noop", "depends_on": ["gate"]} for i in range(20)]
+    batch_id, ids = smartq.batch(
+        {"key": "gate", "type": "sleep", "payload": {"seconds": 2.5}},
+        {"key": "after", "type": "sleep", "payload": {"seconds": 0.1}, "depends_on": ["gate"]},
+        *fan,
+        {"key": "end", "type": "noop", "depends_on": ["after", *[f["key"] for f in fan]]},
+    )
+    page.goto(smartq.url(f"/ui/batches/{batch_id}"))
+    page.evaluate("window.__sameDocument = true")
+    # Drawn while the gate still sleeps: nothing downstream has completed yet.
+    expect(node(page, ids["gate"])).to_have_attribute("data-state", re.compile("ready|running"))
+    assert node(page, ids["end"]).get_attribute("data-state") in {"pending", "blocked"}
+    group = page.locator(".dag [data-group]")
+    expect(group).to_have_count(1)  # 20 noops of one layer: one node with counts
+    expect(group).to_contain_text("20 × noop")
+    shot(page, "batch-running")
+
+    for key in ("gate", "after", "end"):
+        expect(node(page, ids[key])).to_have_attribute("data-state", "completed", timeout=20_000)
+    expect(group).to_have_attribute("data-state", "completed")
+    assert '"completed":20' in (group.get_attribute("data-counts") or "")
+    assert page.evaluate("window.__sameDocument") is True  # live, not by reloading
+    expect(page.get_by_test_id("batch-totals")).to_have_attribute("data-done", "true")
+    shot(page, "batch-completed")
+
+    group.focus()
+    page.keyboard.press("Enter")  # expands, by keyboard as by click
+    expect(page.locator(".dag [data-group]")).to_have_count(0)
+    expect(node(page, ids["part7"])).to_have_attribute("data-state", "completed")
+    node(page, ids["after"]).click()
+    expect(page).to_have_url(smartq.url(f"/ui/jobs/{ids['after']}"))
+    expect(page.get_by_test_id("job-status")).to_contain_text("completed")
+
+
+def test_failing_node_fails_and_its_descendants_are_cancelled(page: Page, smartq: Smartq) -> None:
+    batch_id, ids = smartq.batch(
+        {"key": "wait", "type": "sleep", "payload": {"seconds": 1.5}},
+        {
+            "key": "broken",
+            "type": "flaky",
+            "payload": {"fail_times": -1, "retryable": False},
+            "depends_on": ["wait"],
+        },
+        {"key": "child", "type": "noop", "depends_on": ["broken"]},
+        {"key": "grandchild", "type": "noop", "depends_on": ["child"]},
+        {"key": "sibling", "type": "noop", "depends_on": ["wait"]},
+    )
+    page.goto(smartq.url(f"/ui/batches/{batch_id}"))
+    expect(node(page, ids["broken"])).to_have_attribute("data-state", re.compile("blocked|pending"))
+    expect(node(page, ids["broken"])).to_have_attribute("data-state", "failed", timeout=20_000)
+    for key in ("child", "grandchild"):
+        expect(node(page, ids[key])).to_have_attribute("data-state", "cancelled")
+    expect(node(page, ids["sibling"])).to_have_attribute("data-state", "completed")
+    # The icon says it as well as the colour.
+    expect(node(page, ids["broken"]).locator(".icon")).to_have_text("✕")
+    expect(node(page, ids["child"]).locator(".icon")).to_have_text("⊘")
+    report = page.locator(".failures")
+    expect(report).to_contain_text("1 failed")
+    expect(report).to_contain_text("NonRetryableError")
+    shot(page, "batch-failed")

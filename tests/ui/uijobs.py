@@ -1,0 +1,27 @@
+"""Job types the dashboard tests need beside the built-in ones (``--import tests.ui.uijobs``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import smartq
+from worker.context import JobContext
+
+
+@smartq.job("drip")
+async def drip(ctx: JobContext) -> dict[str, int]:
+    """``{"lines": n, "per_second": r, "warn_every": k}``: n lines at about r a second, every
+    k-th a warning, so a reader can watch a log grow."""
+    lines = int(ctx.payload.get("lines", 100))
+    rate = float(ctx.payload.get("per_second", 100))
+    warn_every = int(ctx.payload.get("warn_every", 0))
+    tick = 0.05
+    per_tick = max(1, round(rate * tick))
+    for i in range(1, lines + 1):
+        if warn_every and i % warn_every == 0:
+            ctx.log.warning("line %d of %d: a warning", i, lines)
+        else:
+            ctx.log.info("line %d of %d", i, lines)
+        if i % per_tick == 0:
+            await asyncio.sleep(tick)
+    return {"lines": lines}
