@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.apikeys import bearer
 from tests.e2e.procs import ROOT, Procs, free_port, processes, wait_ready
@@ -44,6 +46,7 @@ class Smartq:
     procs: Procs
     base: str
     key: str
+    database_url: str
 
     @property
     def headers(self) -> dict[str, str]:
@@ -70,6 +73,34 @@ class Smartq:
         assert r.status_code == 201, r.text
         doc = r.json()
         return doc["batch_id"], {j["key"]: j["id"] for j in doc["jobs"]}
+
+    def wait_status_in_db(self, job_id: str, wanted: str, timeout: float = 30) -> None:
+        """Until the job's row says ``wanted`` (for when the API is down)."""
+        u = make_url(self.database_url)
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(
+            host=u.host,
+            port=u.port or 5432,
+            user=u.username,
+            password=u.password,
+            dbname=u.database,
+            autocommit=True,
+        ) as conn:
+            while True:
+                row = conn.execute("SELECT status FROM jobs WHERE id = %s", (job_id,)).fetchone()
+                if row and row[0] == wanted:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"job {job_id} is {row}, not {wanted}")
+                time.sleep(0.1)
+
+    def stop_api(self) -> None:
+        self.procs.stop("api")
+
+    def start_api(self) -> None:
+        """``smartq api`` again on the same port (a restart, as a deploy does)."""
+        self.procs.start("api", "api", "--port", self.base.rsplit(":", 1)[1])
+        wait_ready(self.base)
 
     def cancel(self, job_id: str) -> None:
         httpx.patch(self.url(f"/jobs/{job_id}/cancel"), headers=self.headers, timeout=10)
@@ -108,7 +139,7 @@ def running_smartq(database_url: str, rabbitmq_url: str, logdir: Path) -> Iterat
         procs.start("worker", "worker", "--cpu-units", "8", "--memory-mb", "8192")
         procs.start("logger", "logger")
         wait_ready(base)
-        smartq = Smartq(procs, base, key)
+        smartq = Smartq(procs, base, key, database_url)
         _wait_worker(smartq)
         yield smartq
 

@@ -78,3 +78,21 @@ def test_failing_node_fails_and_its_descendants_are_cancelled(page: Page, smartq
     expect(report).to_contain_text("1 failed")
     expect(report).to_contain_text("NonRetryableError")
     shot(page, "batch-failed")
+
+
+def test_a_dropped_stream_reconnects_and_catches_up(page: Page, smartq: Smartq) -> None:
+    batch_id, ids = smartq.batch(
+        {"key": "slow", "type": "sleep", "payload": {"seconds": 3}},
+        {"key": "next", "type": "noop", "depends_on": ["slow"]},
+    )
+    page.goto(smartq.url(f"/ui/batches/{batch_id}"))
+    expect(page.locator("#live")).to_have_attribute("data-live", "on")
+    expect(node(page, ids["slow"])).to_have_attribute("data-state", "running")
+    smartq.stop_api()  # the socket drops; the jobs go on without it
+    expect(page.locator("#live")).not_to_have_attribute("data-live", "on")
+    smartq.wait_status_in_db(ids["next"], "completed")
+    smartq.start_api()
+    # Subscribed again, the page gets the statuses it missed from the stream's snapshot.
+    expect(page.locator("#live")).to_have_attribute("data-live", "on", timeout=20_000)
+    expect(node(page, ids["next"])).to_have_attribute("data-state", "completed")
+    expect(node(page, ids["slow"])).to_have_attribute("data-state", "completed")
