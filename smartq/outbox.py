@@ -105,6 +105,7 @@ class Outbox(Generic[T]):
         self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize)
         self._full = asyncio.Event()  # a full batch is held, or flush(): the wait ends
         self._flushing = False
+        self._gathering = False  # an item is taken and the linger runs
         self._handoff = LoopHandoff()
         self._task: asyncio.Task[None] | None = None
 
@@ -136,12 +137,19 @@ class Outbox(Generic[T]):
         if queue.qsize() >= self._batch - 1:
             self._full.set()
 
-    def put_all_nowait(self, items: list[T]) -> None:
-        """:meth:`put` for many items, from the loop's thread (an unbounded outbox)."""
+    def put_all_nowait(self, items: list[T], *, at_once: bool = False) -> None:
+        """:meth:`put` for many items, from the loop's thread (an unbounded outbox). With
+        ``at_once``, they go out now with everything held before them (:meth:`hurry`)."""
         queue = self._queue
         for item in items:
             queue.put_nowait(item)
-        if queue.qsize() >= self._batch - 1:
+        if at_once or queue.qsize() >= self._batch - 1:
+            self._full.set()
+
+    def hurry(self) -> None:
+        """From the loop's thread: what is held goes out now, without waiting for the rest of
+        the linger; later items linger as before (unlike :meth:`flush`)."""
+        if self._gathering or not self._queue.empty():
             self._full.set()
 
     def held(self) -> int:
@@ -188,8 +196,12 @@ class Outbox(Generic[T]):
     async def _gather(self) -> None:
         """Wait up to ``linger`` for more items, unless a full batch is held or flushing."""
         if self._queue.qsize() < self._batch - 1 and not self._flushing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self._linger)
+            self._gathering = True
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._linger)
+            finally:
+                self._gathering = False
         self._full.clear()
 
     async def _send(self, batch: list[T]) -> None:

@@ -109,7 +109,7 @@ class WorkerService:
         )
         self._hold = ReportHold(
             lambda r: self._send(topology.report_key(r.job_id), r.dumps()),
-            self._lanes[_BULK].flush,
+            self._lanes[_BULK].hurry,
             lambda: self.settings.worker_log_wait_seconds,
         )
         #: The latest progress of each attempt not sent yet (put from job threads).

@@ -82,6 +82,31 @@ async def test_linger_gathers_what_comes_within_the_window(started: list[Outbox[
     assert loop.time() - began >= 0.2
 
 
+async def test_hurry_sends_what_is_held_now_and_later_items_linger_again(
+    started: list[Outbox[int]],
+) -> None:
+    """A worker holding a report hurries its log lane: the held lines go at once, and the lane
+    keeps gathering afterwards (it had used :meth:`Outbox.flush`, which ended lingering for
+    good: every later line went out as a message of its own)."""
+    sink = Sink()
+    box = start(started, Outbox(sink, linger=30))
+    box.put(1)
+    box.put(2)
+    await asyncio.sleep(0.02)
+    box.hurry()
+    await asyncio.wait_for(box.join(), 1)
+    box.put(3)
+    await asyncio.sleep(0.1)
+    assert sink.batches == [[1, 2]]  # 3 lingers: the hurry was for what was held
+    box.put_all_nowait([4, 5], at_once=True)
+    await asyncio.wait_for(box.join(), 1)
+    assert sink.batches == [[1, 2], [3, 4, 5]]
+    box.hurry()  # nothing held: no effect on what comes next
+    box.put(6)
+    await asyncio.sleep(0.1)
+    assert sink.batches == [[1, 2], [3, 4, 5]]
+
+
 async def test_a_full_batch_ends_the_wait(started: list[Outbox[int]]) -> None:
     sink = Sink()
     box = start(started, Outbox(sink, linger=30, batch=5))
