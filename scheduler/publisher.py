@@ -9,7 +9,10 @@ next pass runs, so a pass never waits for RabbitMQ's confirms. It is two
   0.1 s → 5 s. At most :data:`BACKLOG` messages wait; then passes wait for the broker.
 * Status events, held up to ``linger`` seconds to go out with those of the next passes in one
   message: a pass per job, as in a chain, otherwise costs one broker message per job for the
-  live stream alone. :data:`EVENTS_HELD_MAX` held events go out at once.
+  live stream alone. A pass that ends a job sends its events and those held at once: a client
+  waiting for a job's end (``job.wait()``, a log follower) heard of it up to ``linger`` late
+  (p50 8 ms after the finish with a 20 ms linger, 3.5 ms without). :data:`EVENTS_HELD_MAX`
+  held events go out at once.
 
 A crash loses nothing: dispatches are committed first and re-published at start-up, and fenced
 reports make a replay harmless.
@@ -88,11 +91,12 @@ class Publisher:
         )
 
     # -- what passes call -----------------------------------------------------------------
-    async def put(self, messages: list[Message]) -> None:
-        """Hand over a committed pass's messages; waits only when publishing lags."""
+    async def put(self, messages: list[Message], *, ends_a_job: bool = False) -> None:
+        """Hand over a committed pass's messages; waits only when publishing lags.
+        ``ends_a_job``: the pass gave a job its final status (its events go out now)."""
         events = [m for m in messages if is_event(m)]
         if events:
-            self._events.put_all_nowait(events)
+            self._events.put_all_nowait(events, at_once=ends_a_job)
         if len(events) < len(messages):
             await self._orders.put_all([m for m in messages if not is_event(m)])
 

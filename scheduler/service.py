@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from models.enums import Outcome
+from models.enums import FINAL_STATUSES, Outcome
 from scheduler import encode, intake, maintenance, upkeep
 from scheduler.core import Scheduler
 from scheduler.feed import Feed
@@ -254,7 +254,8 @@ class SchedulerService:
             return PassResult()
         self.timings.mark("encode")
         self.failpoints.hit("after_commit_before_publish")
-        await self.publisher.put(outgoing + encode.cancels(sends))
+        ends_a_job = any(t.to_status in FINAL_STATUSES for t in transitions)
+        await self.publisher.put(outgoing + encode.cancels(sends), ends_a_job=ends_a_job)
         if self.feed.to_republish:
             todo, self.feed.to_republish = self.feed.to_republish, []
             await self._republish(todo)
