@@ -105,7 +105,7 @@ class LogStore:
             async with self.engine.begin() as conn:
                 new = await store.insert_lines(conn, batch_lines)
                 await store.keep_progress(conn, batch_progress)
-                confirmed, self._finals = await self._complete(conn, finals)
+                confirmed, self._finals = await self._complete(conn, finals, batch_lines)
         except Exception:
             # Give back everything buffered. Take it all first: messages that arrive while the
             # nacks below await belong to the next flush. (Clearing the buffer after the loop
@@ -126,19 +126,22 @@ class LogStore:
         return new
 
     async def _complete(
-        self, conn: Any, finals: list[tuple[LogLine, float]]
+        self, conn: Any, finals: list[tuple[LogLine, float]], batch: list[LogLine]
     ) -> tuple[list[LogLine], list[tuple[LogLine, float]]]:
         """Which last lines have all their attempt's lines stored (1..seq), and which are still
         waiting (another logger may hold the rest). Lines of a job that no longer exists are
-        confirmed: nothing will store them, and its worker's report is fenced off anyway."""
+        confirmed: nothing will store them, and its worker's report is fenced off anyway.
+
+        Attempts complete in ``batch`` itself need no count (:func:`complete_in_batch`)."""
+        done, finals = complete_in_batch(finals, batch)
         if not finals:
-            return [], []
+            return done, []
         keys = [(ln.job_id, ln.attempt) for ln, _ in finals]
         counts = await store.stored_counts(conn, keys)
         missing = {k[0] for k in keys if k not in counts}
         gone = missing - await store.existing_jobs(conn, list(missing)) if missing else set()
         now = asyncio.get_running_loop().time()
-        done, waiting = [], []
+        waiting = []
         for ln, deadline in finals:
             if ln.job_id in gone or counts.get((ln.job_id, ln.attempt), 0) >= ln.seq:
                 done.append(ln)
@@ -226,3 +229,24 @@ class LogStore:
             await consumer.cancel()  # what arrived since is requeued, not lost
             self._pending.clear()
             self._pending_lines = 0
+
+
+def complete_in_batch(
+    finals: list[tuple[LogLine, float]], batch: list[LogLine]
+) -> tuple[list[LogLine], list[tuple[LogLine, float]]]:
+    """The last lines whose attempt has lines 1..seq all in ``batch`` (complete once the batch
+    commits: each line is inserted, or was stored already), and the others. A short job's lines
+    travel together, so most attempts need no count: it was a query on the path of every job
+    in a chain."""
+    seqs: dict[tuple[uuid.UUID, int], set[int]] = {}
+    for ln in batch:
+        seqs.setdefault((ln.job_id, ln.attempt), set()).add(ln.seq)
+    done: list[LogLine] = []
+    rest: list[tuple[LogLine, float]] = []
+    for ln, deadline in finals:
+        have = seqs.get((ln.job_id, ln.attempt), set())
+        if len(have) >= ln.seq and all(s in have for s in range(1, ln.seq + 1)):
+            done.append(ln)
+        else:
+            rest.append((ln, deadline))
+    return done, rest
