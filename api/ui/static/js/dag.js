@@ -119,6 +119,7 @@ export class Dag {
     this.apply();
     this.size = g.graph();
     this.frame.dataset.nodes = String(g.nodeCount());
+    this.frame.style.height = `${Math.max(200, Math.min(560, this.size.height + 60))}px`;
     requestAnimationFrame(() => this.fit());
   }
 
@@ -183,8 +184,18 @@ export class Dag {
     return g;
   }
 
-  // Statuses onto the shapes (no layout).
+  // Statuses onto the shapes (no layout), and the edges along which a failure cancelled.
   apply() {
+    this.applyNodes();
+    for (const path of this.view.querySelectorAll(".edges path")) {
+      const from = this.shapes.get(path.dataset.from)?.getAttribute("data-state");
+      const to = this.shapes.get(path.dataset.to)?.getAttribute("data-state");
+      const cut = (from === "failed" || from === "cancelled") && to === "cancelled";
+      path.setAttribute("class", cut ? "cut" : "");
+    }
+  }
+
+  applyNodes() {
     for (const [key, shape] of this.shapes) {
       const ids = this.members.get(key);
       if (!key.startsWith("g:")) {

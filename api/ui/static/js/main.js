@@ -1,12 +1,13 @@
 // The dashboard's router: one app shell for every /ui path, each view drawn from the API.
 
-import { forgetKey, getKey } from "./api.js";
+import { forgetKey, get, getKey } from "./api.js";
 import { empty, h } from "./dom.js";
 import * as batch from "./views/batch.js";
 import * as batches from "./views/batches.js";
 import * as deadLetters from "./views/deadletters.js";
 import * as job from "./views/job.js";
 import * as jobs from "./views/jobs.js";
+import * as keys from "./views/keys.js";
 import * as overview from "./views/overview.js";
 import * as workers from "./views/workers.js";
 
@@ -18,6 +19,7 @@ const ROUTES = [
   [/^\/ui\/batches\/([0-9a-f-]{36})\/?$/, batch, "batches"],
   [/^\/ui\/dead-letters\/?$/, deadLetters, "dead-letters"],
   [/^\/ui\/workers\/?$/, workers, "workers"],
+  [/^\/ui\/keys\/?$/, keys, "keys"],
 ];
 
 let cleanup = null;
@@ -86,3 +88,7 @@ forget.hidden = !getKey();
 forget.addEventListener("click", () => { forgetKey(); location.reload(); });
 
 route();
+
+// Admin-only panels appear for admin keys (the API decides: 200 or 403).
+get("/admin/keys").then(() => { document.querySelector("[data-nav=keys]").hidden = false; },
+  () => {});

@@ -8,16 +8,39 @@ import { Dag } from "../dag.js";
 import { navigate } from "../main.js";
 import { Stream } from "../stream.js";
 
+// Every job of the batch. Two cursor chains run at once from both ends of the same order —
+// the batch's pages oldest first, and GET /jobs?batch_id= newest first — and stop where they
+// meet: each is a contiguous run of (created_at, id), so one job seen by both means that
+// together they hold every job. Half the round trips of one chain for a 10,000-job DAG.
 async function wholeBatch(id) {
   const first = await get(`/batches/${id}?limit=500`);
-  const jobs = [...first.jobs];
-  let cursor = first.next_cursor;
-  while (cursor) {
-    const page = await get(`/batches/${id}${query({ limit: 500, cursor })}`);
-    jobs.push(...page.jobs);
-    cursor = page.next_cursor;
-  }
-  return { report: first, jobs };
+  const byId = new Map(first.jobs.map((j) => [j.id, j]));
+  let met = !first.next_cursor;
+  const take = (jobs) => {
+    for (const j of jobs) {
+      if (byId.has(j.id)) met = true; else byId.set(j.id, j);
+    }
+  };
+  const forward = async () => {
+    let cursor = first.next_cursor;
+    while (cursor && !met) {
+      const page = await get(`/batches/${id}${query({ limit: 500, cursor })}`);
+      take(page.jobs);
+      cursor = page.next_cursor;
+    }
+    met = true;
+  };
+  const backward = async () => {
+    let cursor = null;
+    while (!met) {
+      const page = await get(`/jobs${query({ batch_id: id, limit: 500, cursor })}`);
+      take(page.items);
+      cursor = page.next_cursor;
+      if (!cursor) met = true;
+    }
+  };
+  await Promise.all([forward(), backward()]);
+  return { report: first, jobs: [...byId.values()] };
 }
 
 function totalsOf(jobs) {
