@@ -1,4 +1,4 @@
-"""Fixtures of the dashboard tests: one smartq (real processes) and one Chromium per session,
+"""Fixtures of the dashboard tests: one smartq (real processes) per session, Chromium per module,
 a fresh browser context per test with its screenshot saved under ``artifacts/ui/``."""
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ def smartq(
         postgres_databases.drop(url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Per module, not per session: Playwright's sync API keeps an event loop running in this
+    # thread while it is started, and the asyncio tests collected after tests/ui (tests/unit)
+    # cannot start theirs until it stops.
     path = require_chromium()
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=path)

@@ -75,3 +75,33 @@ def test_dev_on_loopback_needs_no_key(browser: Browser, dev_base: str) -> None:
         expect(page.locator("#key-dialog")).to_be_hidden()
     finally:
         context.close()
+
+
+def test_admin_panel_makes_and_revokes_keys(page: Page, smartq: Smartq) -> None:
+    page.goto(smartq.url("/ui/keys"))
+    expect(page.locator("[data-nav=keys]")).to_be_visible()  # an admin key: the panel shows
+    page.get_by_label("Tenant").fill("acme")
+    page.get_by_label("Label").fill("made in the dashboard")
+    page.get_by_role("button", name="Create key").click()
+    made = page.get_by_test_id("new-key")
+    expect(made).to_contain_text("sq_")
+    key = made.inner_text().strip()
+    key_id = key.split("_")[1]
+    row = page.locator(f'tr[data-key-id="{key_id}"]')
+    expect(row).to_contain_text("acme")
+    shot(page, "keys")
+
+    # The new key is a tenant's: the dashboard shows it no admin panel and none of default's jobs.
+    other = page.context.browser.new_context()  # type: ignore[union-attr]
+    try:
+        tab = other.new_page()
+        tab.add_init_script(f"sessionStorage.setItem('smartq.key', '{key}')")
+        tab.goto(smartq.url("/ui/jobs"))
+        expect(tab.locator("td.empty")).to_contain_text("No jobs match.")
+        expect(tab.locator("[data-nav=keys]")).to_be_hidden()
+    finally:
+        other.close()
+
+    row.locator("[data-action=revoke]").click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Revoke").click()
+    expect(row).to_contain_text("revoked")

@@ -110,12 +110,18 @@ def test_overview_workers_and_batches_screens(page: Page, smartq: Smartq) -> Non
     expect(page.locator(".tile[data-status=completed]")).to_be_visible(timeout=10_000)
     expect(page.locator(".worker .bar")).to_have_count(2)
     shot(page, "overview")
+    busy = smartq.submit(type="sleep", payload={"seconds": 20}, cpu_units=3, memory_mb=2048)
+    smartq.wait_status(busy["id"], "running")
     page.keyboard.press("g")
     page.keyboard.press("w")  # keyboard navigation between views
     expect(page).to_have_url(smartq.url("/ui/workers"))
     worker = page.locator(".worker").first
-    expect(worker.get_by_role("meter").first).to_have_attribute("aria-valuemax", "8")
+    cpu = worker.get_by_role("meter").first
+    expect(cpu).to_have_attribute("aria-valuemax", "8")
+    expect(worker.locator(f'.running-jobs a[href="/ui/jobs/{busy["id"]}"]')).to_be_visible()
+    assert int(cpu.get_attribute("aria-valuenow") or 0) >= 3  # its 3 cpu units are in use
     shot(page, "workers")
+    smartq.cancel(busy["id"])
     page.get_by_role("link", name="Batches").click()
     expect(page.locator("tr[data-batch-id]").first).to_be_visible()
     shot(page, "batches")
