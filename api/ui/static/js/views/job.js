@@ -19,6 +19,33 @@ async function logPages(id, onPage, from = null, attempt = null) {
   return attempts;
 }
 
+const WINDOW = 5000;
+const LANES = 4;
+
+// The whole stored log, read LANES windows at a time: seqs are contiguous from 1 in each
+// attempt, so window k of an attempt is `attempt=a&after=k*WINDOW`, and windows can be read
+// at once (a million lines in 200 sequential pages took 47 s). Windows are handed to the view
+// in order; an attempt ends at its first short window.
+async function storedLog(id, onLines) {
+  const head = await get(`/jobs/${id}/logs${query({ limit: 1 })}`);
+  for (const { attempt } of head.attempts) {
+    const done = new Map();
+    let next = 0; let flushed = 0; let end = Infinity;
+    const lane = async () => {
+      while (next < end) {
+        const k = next++;
+        const page = await get(`/jobs/${id}/logs${query({ attempt, after: k * WINDOW,
+          limit: WINDOW })}`);
+        if (page.lines.length < WINDOW) end = Math.min(end, k + 1);
+        done.set(k, page.lines);
+        while (done.has(flushed)) { onLines(done.get(flushed)); done.delete(flushed); flushed++; }
+      }
+    };
+    await Promise.all(Array.from({ length: LANES }, lane));
+  }
+  return (await get(`/jobs/${id}/logs${query({ limit: 1 })}`)).attempts;
+}
+
 function fields(job) {
   const rows = [
     ["Type", job.type], ["Priority", String(job.priority)],
@@ -85,7 +112,7 @@ export async function render(main, id) {
   const logs = new LogView({ onDownload: async () => {
     if (!complete) {
       const whole = new LogView({});
-      await logPages(id, (lines) => whole.add(lines));
+      await storedLog(id, (lines) => whole.add(lines));
       return download(`${id}.log`, whole.text());
     }
     return download(`${id}.log`, logs.text());
@@ -138,7 +165,7 @@ export async function render(main, id) {
   draw();
 
   if (FINAL.has(job.status)) { // a finished log is fetched once, and never followed
-    const attempts = await logPages(id, (lines) => logs.add(lines));
+    const attempts = await storedLog(id, (lines) => logs.add(lines));
     complete = true;
     empty(attemptsBox).append(timeline(attempts));
     logs.setAttempts(attempts.map((a) => a.attempt));
@@ -181,7 +208,7 @@ export async function render(main, id) {
     await logPages(id, (lines) => logs.add(lines), from);
     backfill(0);
   });
-  const attempts = await logPages(id, (lines) => logs.add(lines));
+  const attempts = await storedLog(id, (lines) => logs.add(lines));
   loaded = true;
   logs.add(early);
   backfill();
