@@ -25,6 +25,7 @@ BENCHMARKS = {
     "ws": "bench.ws",
     "auth": "bench.auth",
     "sdk": "bench.sdk",
+    "ui": "bench.ui",
     "all": "bench.suite:main_all",
     "smoke": "bench.suite:main_smoke",
 }
