@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import errors
 from api.deps import ApiContext
+from api.fastpath import SubmitFastPath
 from api.hints import SubmitHints
 from api.keywatch import KeyWatch
 from api.metrics import Metrics
@@ -56,6 +57,7 @@ def create_app(
 
     app = FastAPI(title="smartq", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
+    app.add_middleware(SubmitFastPath)  # inside the body limit (the last added is outermost)
     app.add_middleware(errors.BodyLimit, limit=settings.max_request_bytes)
     routers = (
         stream.router,

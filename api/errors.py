@@ -4,6 +4,7 @@ the right status code; no traceback ever leaves the process."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -101,13 +102,31 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error(500, "internal error; the server log has the details")
 
 
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+#: What a route may raise once its request is parsed, and how each is answered.
+_HANDLERS: dict[type[Exception], Handler] = {
+    StarletteHTTPException: _http,
+    OperationalError: _database_down,
+    InterfaceError: _database_down,
+    DataError: _bad_value,
+}
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(OperationalError, _database_down)
-    app.add_exception_handler(InterfaceError, _database_down)
-    app.add_exception_handler(DataError, _bad_value)
+    for kind, handler in _HANDLERS.items():
+        app.add_exception_handler(kind, handler)
     app.add_exception_handler(Exception, _unexpected)
+
+
+async def handled(request: Request, exc: Exception) -> JSONResponse | None:
+    """The answer the app's handlers give ``exc`` (for code that runs outside the routes, as
+    :mod:`api.fastpath` does); None for an unexpected error (the 500 handler's)."""
+    for kind in type(exc).__mro__:
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            return await handler(request, exc)
+    return None
 
 
 class BodyLimit:

@@ -127,6 +127,11 @@ class Metrics:
             status: Counter(f"smartq_jobs_{name}", f"Jobs {name}.", by_type, registry=r)
             for status, name in _FINAL.items()
         }
+        self.fast_submits = Counter(
+            "smartq_api_fast_submits",
+            "POST /jobs requests served without FastAPI's request machinery (api/fastpath.py).",
+            registry=r,
+        )
         self.retried = Counter(
             "smartq_jobs_retried", "Attempts after the first (retries).", by_type, registry=r
         )

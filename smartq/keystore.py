@@ -201,6 +201,19 @@ class KeyVerifier:
             await self._touch(conn, entry, now)
         return entry.caller
 
+    def cached(self, presented: str) -> Caller | None:
+        """The caller of a valid key this process read within the cache window and whose use
+        needs no recording now; None when :meth:`verify` must decide (not cached, stale,
+        invalid, or its ``last_used_at`` is due). Needs no connection: for hot routes."""
+        parsed = keys.parse(presented)
+        if parsed is None:
+            return None
+        entry = self._rows.get(parsed.key_id)
+        now = self.clock()
+        if entry is None or now - entry.read_at >= self.cache_for or entry.touch_due(now):
+            return None
+        return entry.caller if entry.accepts(parsed.secret, now) else None
+
     def forget(self, key_id: str) -> None:
         """Drop a key's row, so its next use reads it again (after a revocation here)."""
         self._rows.pop(key_id, None)

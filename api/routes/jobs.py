@@ -111,6 +111,18 @@ async def submit_job(
     """Submit one job. Replaying an idempotency key with the same body returns the original
     job (200); with another body, 409. Idempotency keys are the tenant's own: another
     tenant's use of the same key is another job."""
+    return await submit_one(ctx, conn, body, access, idempotency_key)
+
+
+async def submit_one(
+    ctx: ApiContext,
+    conn: AsyncConnection,
+    body: JobCreate,
+    access: Access,
+    idempotency_key: str | None,
+) -> Response:
+    """``POST /jobs`` once the request is parsed and the caller known: the route's body, and
+    :mod:`api.fastpath`'s (which parses and authenticates without FastAPI's machinery)."""
     if idempotency_key is not None:
         if body.idempotency_key not in (None, idempotency_key):
             raise HTTPException(422, "Idempotency-Key header and idempotency_key field differ")

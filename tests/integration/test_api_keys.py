@@ -104,6 +104,30 @@ async def test_a_revoked_key_works_at_most_for_the_cache_window(engine: AsyncEng
         assert await verifier.verify(conn, new.key) is None
 
 
+async def test_the_cache_alone_answers_only_what_verify_would_without_a_read(
+    engine: AsyncEngine,
+) -> None:
+    """``cached`` (the hot submit path's check, no connection) gives the caller only while
+    ``verify`` would answer from the cache; otherwise None, and ``verify`` decides."""
+    new = await make_key(engine, scopes=frozenset({Scope.SUBMIT}))
+    clock = Clock()
+    verifier = KeyVerifier(5, clock)
+    assert verifier.cached(new.key) is None  # never read: verify must
+    async with engine.connect() as conn:
+        caller = await verifier.verify(conn, new.key)
+    assert caller is not None and verifier.cached(new.key) == caller
+    wrong = new.key[:-4] + ("AAAA" if not new.key.endswith("AAAA") else "BBBB")
+    assert verifier.cached(wrong) is None and verifier.cached("nonsense") is None
+    clock.now += timedelta(seconds=5)  # stale: a revocation elsewhere must be seen
+    assert verifier.cached(new.key) is None
+    async with engine.connect() as conn:
+        await verifier.verify(conn, new.key)
+    clock.now += timedelta(seconds=4)
+    assert verifier.cached(new.key) == caller
+    verifier.forget(new.id)
+    assert verifier.cached(new.key) is None
+
+
 async def test_expiry_holds_to_the_second_even_from_the_cache(engine: AsyncEngine) -> None:
     clock = Clock()
     new = await make_key(engine, expires_in=timedelta(hours=1), now=clock.now)
