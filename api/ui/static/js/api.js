@@ -73,7 +73,8 @@ export async function request(method, path, body) {
       continue;
     }
     const text = await answer.text();
-    const doc = text ? JSON.parse(text) : null;
+    let doc = null;
+    try { doc = text ? JSON.parse(text) : null; } catch { doc = { error: text.slice(0, 200) }; }
     if (!answer.ok) {
       const message = (doc && (doc.error || doc.detail)) || answer.statusText;
       throw new ApiError(answer.status, typeof message === "string" ? message

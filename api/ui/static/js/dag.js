@@ -33,7 +33,7 @@ export function summaryState(counts) {
 }
 
 export class Dag {
-  constructor(jobs, { onOpen }) {
+  constructor(jobs, { onOpen, legend = null }) {
     this.jobs = new Map(jobs.map((j) => [j.id, j]));
     this.depth = depths(jobs);
     this.expanded = new Set();
@@ -43,7 +43,7 @@ export class Dag {
     this.svg.append(this.view);
     const zoom = (k) => () => { this.scale *= k; this.transform(); };
     this.el = h("div", { class: "dag-wrap" },
-      h("div", { class: "dag-tools", role: "toolbar", "aria-label": "Graph view" },
+      h("div", { class: "dag-tools", role: "toolbar", "aria-label": "Graph view" }, legend,
         h("button", { type: "button", class: "ghost", onclick: () => this.fit() }, "Fit"),
         h("button", { type: "button", class: "ghost", "aria-label": "Zoom in",
           onclick: zoom(1.25) }, "+"),

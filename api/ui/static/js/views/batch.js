@@ -82,9 +82,10 @@ export async function render(main, id) {
     h("p", { class: "crumbs" }, link("/ui/batches", "Batches"), " / ", h("code", {}, id)),
     h("h1", {}, report.name || "Batch")),
   h("div", { class: "actions" }, link(`/ui/jobs?batch_id=${id}`, "As a table"))), reportBox);
-  const dag = new Dag(list, { onOpen: (jobId) => navigate(`/ui/jobs/${jobId}`) });
-  main.append(card("Graph", h("p", { class: "muted legend" }, STATUSES.map((s) =>
-    h("span", { class: "legend-item" }, badge(s)))), dag.el));
+  const legend = h("p", { class: "legend", "aria-label": "Statuses" },
+    STATUSES.map((s) => badge(s)));
+  const dag = new Dag(list, { onOpen: (jobId) => navigate(`/ui/jobs/${jobId}`), legend });
+  main.append(card("Graph", dag.el));
   main.dataset.interactiveMs = String(Math.round(performance.now() - started));
   let drawn = 0;
   const redraw = () => {
