@@ -208,6 +208,23 @@ class BatchCreated(BaseModel):
     jobs: list[JobPublic]
 
 
+class JobAccepted(BaseModel):
+    """A job of a batch as ``Prefer: return=minimal`` answers it: what a client needs to find
+    it again (``GET /jobs/{id}`` has the rest)."""
+
+    id: uuid.UUID
+    key: str | None
+    status: str
+
+
+class BatchAccepted(BaseModel):
+    """A batch as ``Prefer: return=minimal`` answers it (RFC 7240), its jobs in submission
+    order: a 10,000-job batch's full answer was a third of what the SDK spent on it."""
+
+    batch_id: uuid.UUID
+    jobs: list[JobAccepted]
+
+
 class BatchFailure(BaseModel):
     """A failed job of a batch, in brief: what failed and why."""
 

@@ -9,6 +9,7 @@ than writing the batch. A test checks that both give the same document.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -61,10 +62,11 @@ def job_public(row: RowMapping | dict[str, Any], depends_on: list[uuid.UUID] | N
     return JobPublic.model_validate(job_doc(row, depends_on))
 
 
-def json_response(doc: Any, status_code: int) -> Response:
+def json_response(doc: Any, status_code: int, headers: Mapping[str, str] | None = None) -> Response:
     """``doc`` as JSON, encoded like the models are (UTC as ``Z``), without re-validation."""
     return Response(
         orjson.dumps(doc, option=orjson.OPT_UTC_Z),
         status_code=status_code,
         media_type="application/json",
+        headers=headers,
     )

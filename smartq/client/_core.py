@@ -227,8 +227,21 @@ def batch_call(jobs: list[dict[str, Any]], name: str | None, idempotency_key: st
     body: dict[str, Any] = {"jobs": jobs}
     if name is not None:
         body["name"] = name
-    headers = {"idempotency-key": idempotency_key}
+    # Minimal answers (each job's id, key and status): the full documents of 10,000 jobs were
+    # a third of what the SDK spent on such a batch, to parse what it had just sent.
+    headers = {"idempotency-key": idempotency_key, "prefer": "return=minimal"}
     return Call("POST", "/jobs/batch", body=orjson.dumps(body), headers=headers)
+
+
+def accepted_docs(answer: dict[str, Any], bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The jobs of ``POST /jobs/batch``'s minimal answer (id, key, status), each with the type
+    it was sent with and its batch: enough for a :class:`~smartq.client.job.Job` until it is
+    read again."""
+    batch_id = answer["batch_id"]
+    return [
+        {"type": body["type"], "batch_id": batch_id, **doc}
+        for body, doc in zip(bodies, answer["jobs"], strict=True)
+    ]
 
 
 def list_params(

@@ -22,6 +22,7 @@ from smartq.client._core import (
     Call,
     JobOptions,
     JobRef,
+    accepted_docs,
     batch_call,
     job_fields,
     list_params,
@@ -98,8 +99,12 @@ class BatchBase(Generic[J]):
         self._specs: list[dict[str, Any]] = []
         self._keys: set[str] = set()
         self._numbered: dict[str, int] = {}
-        self._jobs: list[J] = []
-        self._by_key: dict[str, J] = {}
+        #: The submitted jobs' documents, made into jobs when first asked for (a 10,000-job
+        #: batch made 10,000 objects before ``with`` returned, for callers who may want none).
+        self._docs: list[dict[str, Any]] = []
+        self._make: Callable[[dict[str, Any]], J] | None = None
+        self._made: list[J] | None = None
+        self._by_key: dict[str, J] | None = None
         #: One key for the batch: a retried POST returns the batch the first try made.
         self._idempotency_key = str(uuid.uuid4())
 
@@ -150,9 +155,11 @@ class BatchBase(Generic[J]):
         return batch_call(self._specs, self.name, self._idempotency_key)
 
     def _accept(self, answer: dict[str, Any], job: Callable[[dict[str, Any]], J]) -> None:
+        """The API's answer: each job's id, key and status (``Prefer: return=minimal``), to
+        which the type and the batch are added; ``job.refresh()`` reads the rest."""
         self.id = uuid.UUID(answer["batch_id"])
-        self._jobs = [job(doc) for doc in answer["jobs"]]
-        self._by_key = {j.key: j for j in self._jobs if j.key is not None}
+        self._docs = accepted_docs(answer, self._specs)
+        self._make = job
         self._specs = []
 
     @property
@@ -160,8 +167,18 @@ class BatchBase(Generic[J]):
         """Its jobs, in the order they were added (empty until submitted)."""
         return list(self._jobs)
 
+    @property
+    def _jobs(self) -> list[J]:
+        if self._made is None:
+            make = self._make
+            self._made = [] if make is None else [make(doc) for doc in self._docs]
+            self._docs = []
+        return self._made
+
     def job(self, ref: Ref | str) -> J:
         """The submitted job of a :class:`Ref` (or of a key)."""
+        if self._by_key is None:
+            self._by_key = {j.key: j for j in self._jobs if j.key is not None}
         return self._by_key[ref.key if isinstance(ref, Ref) else ref]
 
     def _submitted(self) -> uuid.UUID:

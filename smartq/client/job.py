@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from smartq.client.aio import AsyncClient
     from smartq.client.sync import Client
 
+#: A status by its name (a dict lookup; ``JobStatus(name)`` is an enum call per job).
+_STATUSES = {s.value: s for s in JobStatus}
+
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
@@ -71,11 +74,18 @@ class Explanation:
 class JobBase:
     """What both job classes hold: the id, the last document, the newest status known."""
 
-    __slots__ = ("_attempt", "_doc", "_status", "id")
+    __slots__ = ("_attempt", "_doc", "_id", "_status")
 
     def __init__(self, doc: dict[str, Any]) -> None:
-        self.id = uuid.UUID(doc["id"])
+        self._id: uuid.UUID | None = None
         self._update(doc)
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The job's id (parsed when first asked for: a 10,000-job batch makes 10,000 jobs)."""
+        if self._id is None:
+            self._id = uuid.UUID(self._doc["id"])
+        return self._id
 
     @property
     def status(self) -> JobStatus:
@@ -111,7 +121,7 @@ class JobBase:
 
     def _update(self, doc: dict[str, Any]) -> None:
         self._doc = doc
-        self._status = JobStatus(doc["status"])
+        self._status = _STATUSES[doc["status"]]
         self._attempt = int(doc.get("attempts") or 0)
 
     def _saw(self, event: StatusEvent) -> None:

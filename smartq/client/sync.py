@@ -22,6 +22,7 @@ from smartq.client._core import (
     JobOptions,
     JobRef,
     Wire,
+    accepted_docs,
     batch_call,
     endpoint,
     list_params,
@@ -124,8 +125,9 @@ class Client:
         bodies = [spec_body(spec) for spec in jobs]
         out: list[Job] = []
         for start in range(0, len(bodies), chunk_size):
-            call = batch_call(bodies[start : start + chunk_size], None, str(uuid.uuid4()))
-            out += [Job(self, doc) for doc in self._send(call)["jobs"]]
+            chunk = bodies[start : start + chunk_size]
+            answer = self._send(batch_call(chunk, None, str(uuid.uuid4())))
+            out += [Job(self, doc) for doc in accepted_docs(answer, chunk)]
         return out
 
     def batch(self, name: str | None = None) -> Batch:

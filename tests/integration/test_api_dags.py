@@ -88,6 +88,33 @@ async def test_batch_idempotency(client: httpx.AsyncClient, engine: AsyncEngine)
     assert await count_jobs(engine) == 2
 
 
+async def test_a_minimal_answer_gives_each_jobs_id_key_and_status_in_order(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """``Prefer: return=minimal`` (what the SDK sends): the same jobs as the full answer, each
+    as id, key and status, said by ``Preference-Applied``; a replay answers the same way."""
+    body = dag(("a", []), ("b", ["a"]), ("c", ["a", "b"]))
+    headers = {"Idempotency-Key": "run-min", "Prefer": "return=minimal"}
+    first = await client.post("/jobs/batch", json=body, headers=headers)
+    assert first.status_code == 201 and first.headers["Preference-Applied"] == "return=minimal"
+    jobs = first.json()["jobs"]
+    assert [set(j) for j in jobs] == [{"id", "key", "status"}] * 3
+    assert [j["key"] for j in jobs] == ["a", "b", "c"]
+    full = (await client.get(f"/jobs/{jobs[2]['id']}")).json()
+    assert full["batch_id"] == first.json()["batch_id"] and full["key"] == "c"
+    assert sorted(full["depends_on"]) == sorted([jobs[0]["id"], jobs[1]["id"]])
+    again = await client.post("/jobs/batch", json=body, headers=headers)
+    assert again.status_code == 200 and again.headers["Preference-Applied"] == "return=minimal"
+    assert again.json() == first.json()
+    full_replay = await client.post(
+        "/jobs/batch", json=body, headers={"Idempotency-Key": "run-min"}
+    )
+    assert full_replay.status_code == 200 and "Preference-Applied" not in full_replay.headers
+    assert [j["id"] for j in full_replay.json()["jobs"]] == [j["id"] for j in jobs]
+    assert full_replay.json()["jobs"][0]["type"] == "noop"
+    assert await count_jobs(engine) == 3
+
+
 async def test_batch_with_taken_job_key_is_409_and_writes_nothing(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
