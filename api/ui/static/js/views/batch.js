@@ -8,38 +8,46 @@ import { Dag } from "../dag.js";
 import { navigate } from "../main.js";
 import { Stream } from "../stream.js";
 
-// Every job of the batch. Two cursor chains run at once from both ends of the same order —
-// the batch's pages oldest first, and GET /jobs?batch_id= newest first — and stop where they
-// meet: each is a contiguous run of (created_at, id), so one job seen by both means that
-// together they hold every job. Half the round trips of one chain for a 10,000-job DAG.
+const SLICES = 4;
+
+// A timestamp as microseconds since the epoch (the API's are ISO 8601, to the microsecond).
+function micros(ts) {
+  const m = String(ts).match(/^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/);
+  return BigInt(Date.parse(m[1] + m[3])) * 1000n + BigInt((m[2] || "").padEnd(6, "0").slice(0, 6));
+}
+
+function iso(us) {
+  const text = new Date(Number(us / 1000n)).toISOString();
+  return text.replace("Z", `${String(us % 1000n).padStart(3, "0")}Z`);
+}
+
+// Every job of the batch. After its first page, the rest of its time span (jobs of a batch
+// are created a microsecond apart) is cut into SLICES half-open ranges of created_at, each
+// read as its own keyset chain of GET /jobs?batch_id=…&created_after=…&created_before=…, all
+// at once: a 10,000-job DAG in a handful of round trips instead of twenty in a row.
 async function wholeBatch(id) {
-  const first = await get(`/batches/${id}?limit=500`);
+  const [first, newest] = await Promise.all([
+    get(`/batches/${id}?limit=500`),
+    get(`/jobs${query({ batch_id: id, limit: 1 })}`),
+  ]);
   const byId = new Map(first.jobs.map((j) => [j.id, j]));
-  let met = !first.next_cursor;
-  const take = (jobs) => {
-    for (const j of jobs) {
-      if (byId.has(j.id)) met = true; else byId.set(j.id, j);
-    }
-  };
-  const forward = async () => {
-    let cursor = first.next_cursor;
-    while (cursor && !met) {
-      const page = await get(`/batches/${id}${query({ limit: 500, cursor })}`);
-      take(page.jobs);
-      cursor = page.next_cursor;
-    }
-    met = true;
-  };
-  const backward = async () => {
+  if (!first.next_cursor || !newest.items.length) return { report: first, jobs: [...byId.values()] };
+  const lo = micros(first.jobs[first.jobs.length - 1].created_at);
+  const hi = micros(newest.items[0].created_at) + 1n;
+  const step = (hi - lo) / BigInt(SLICES) + 1n;
+  const chain = async (from, to) => {
     let cursor = null;
-    while (!met) {
-      const page = await get(`/jobs${query({ batch_id: id, limit: 500, cursor })}`);
-      take(page.items);
+    do {
+      const page = await get(`/jobs${query({ batch_id: id, created_after: iso(from),
+        created_before: iso(to), limit: 500, cursor })}`);
+      for (const j of page.items) if (!byId.has(j.id)) byId.set(j.id, j);
       cursor = page.next_cursor;
-      if (!cursor) met = true;
-    }
+    } while (cursor);
   };
-  await Promise.all([forward(), backward()]);
+  await Promise.all(Array.from({ length: SLICES }, (_, i) => {
+    const to = lo + step * BigInt(i + 1);
+    return chain(lo + step * BigInt(i), to < hi ? to : hi);
+  }));
   return { report: first, jobs: [...byId.values()] };
 }
 
