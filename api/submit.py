@@ -5,6 +5,7 @@ Pure functions of the request, the registry and the clock; the routes do the I/O
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,13 @@ from api.store import request_hash
 from models.enums import JobStatus
 from smartq.errors import SubmissionRejected
 from smartq.registry import JobType
+
+
+def new_ids(n: int) -> list[uuid.UUID]:
+    """``n`` random (version 4) ids from one read of the system's random source: ``uuid4()``
+    reads it once per id, a system call each, two fifths of building a 10,000-job batch."""
+    raw = os.urandom(16 * n)
+    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * n, 16)]
 
 
 def _pick(first: Any, second: Any, default: Any) -> Any:
@@ -97,10 +105,12 @@ def job_row(
     depends_on: list[uuid.UUID],
     batch_id: uuid.UUID | None = None,
     key: str | None = None,
+    job_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
-    """The jobs row for a submission: its own fields, else the type's defaults, else smartq's."""
+    """The jobs row for a submission: its own fields, else the type's defaults, else smartq's.
+    ``job_id``: its id, when made beforehand (:func:`new_ids`); else a new one."""
     values: dict[str, Any] = {
-        "id": uuid.uuid4(),
+        "id": job_id or uuid.uuid4(),
         "name": spec.name or key or spec.type,
         "type": spec.type,
         "payload": spec.payload,
@@ -199,6 +209,7 @@ def resolve_batch(
         deps.append(resolved)
     _check_acyclic(batch, deps)
     rows: list[dict[str, Any]] = []
+    ids = new_ids(len(batch.jobs))
     for i, (job, ds) in enumerate(zip(batch.jobs, deps, strict=True)):
         ext = [d for d in ds if isinstance(d, uuid.UUID)]
         # One microsecond apart: submission order is age order (FIFO within a priority).
@@ -212,6 +223,7 @@ def resolve_batch(
                 depends_on=ext,
                 batch_id=batch_id,
                 key=job.key,
+                job_id=ids[i],
             )
         )
     edge_rows: list[dict[str, Any]] = []
