@@ -4,6 +4,7 @@ most a few hundred rows in the DOM; the level filter; cancel and retry buttons."
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -87,6 +88,17 @@ def test_retry_button_reruns_a_failed_job(page: Page, smartq: Smartq) -> None:
     expect(page.locator(".attempt")).to_have_count(2)
     expect(page.locator(".attempt").last).to_have_attribute("data-outcome", "succeeded")
     shot(page, "job-retried")
+
+    # Per attempt, and the whole log as a file.
+    stored = smartq.get(f"/jobs/{job['id']}/logs")["lines"]
+    first = [line for line in stored if line["attempt"] == 1]
+    page.get_by_label("Attempt", exact=True).select_option(label="Attempt 1")
+    expect(page.get_by_test_id("log")).to_have_attribute("data-lines", str(len(first)))
+    with page.expect_download() as download:
+        page.locator("[data-action=download]").click()
+    text = Path(download.value.path()).read_text()
+    assert len(text.splitlines()) == len(stored)
+    assert "attempt=1" in text and "attempt=2" in text
 
 
 def test_waiting_job_says_why(page: Page, smartq: Smartq) -> None:

@@ -5,6 +5,7 @@ import { cancelJobs, retryJobs } from "../actions.js";
 import { get, query } from "../api.js";
 import { badge, between, card, duration, empty, FINAL, h, jobLink, link, when } from "../dom.js";
 import { LogView } from "../logview.js";
+import { navigate } from "../main.js";
 import { Stream } from "../stream.js";
 
 async function logPages(id, onPage, from = null, attempt = null) {
@@ -129,7 +130,8 @@ export async function render(main, id) {
           onclick: async () => { if (await cancelJobs([id])) refresh(); } }, "Cancel…"),
         job.status === "failed" ? h("button", { type: "button", class: "primary",
           "data-action": "retry", onclick: async () => {
-            if (await retryJobs([id], true)) refresh();
+            // It runs again: draw the view anew, live (a finished job's view has no stream).
+            if (await retryJobs([id], true)) navigate(location.href, true);
           } }, "Retry…") : null));
     empty(body).append(
       h("div", { class: "col" },
