@@ -125,6 +125,7 @@ export class LogView {
   }
 
   onScroll() {
+    if (!this.box.isConnected) return;
     if (Math.abs(this.box.scrollTop - this.target) <= 1) return; // the view's own scroll
     this.target = -1;
     const atBottom = this.box.scrollTop + this.box.clientHeight >= this.box.scrollHeight - LINE * 2;

@@ -118,6 +118,12 @@ export async function render(main, id) {
     }
     return download(`${id}.log`, logs.text());
   } });
+  // The attempts and the log stay in the page while the rest is redrawn: a scroll box taken
+  // out of the document loses its position, which the log took for the reader scrolling up.
+  const info = h("div");
+  const side = h("div", { class: "col side" });
+  body.append(h("div", { class: "col" }, info, card("Attempts", attemptsBox), card("Log", logs.el)),
+    side);
   main.append(head, body);
 
   const draw = () => {
@@ -133,24 +139,21 @@ export async function render(main, id) {
             // It runs again: draw the view anew, live (a finished job's view has no stream).
             if (await retryJobs([id], true)) navigate(location.href, true);
           } }, "Retry…") : null));
-    empty(body).append(
-      h("div", { class: "col" },
-        job.waiting_reason ? card(job.status === "running" ? "Where it runs" : "Why it waits", h("p", { class: "reason",
-          "data-testid": "waiting-reason" }, job.waiting_reason)) : null,
-        job.status_reason ? card("Status", h("p", { class: "reason" }, job.status_reason)) : null,
-        job.progress ? card("Progress", h("progress", { max: 1, value: job.progress.fraction }),
-          h("span", {}, ` ${Math.round(job.progress.fraction * 100)}% `,
-            job.progress.message || "")) : null,
-        job.error ? card("Error", h("pre", { class: "error-text" }, job.error)) : null,
-        card("Attempts", attemptsBox),
-        card("Log", logs.el)),
-      h("div", { class: "col side" },
-        card("Fields", fields(job)),
-        related("Depends on", job.depends_on || [], "depends-on"),
-        related("Dependents", job.dependents || [], "dependents"),
-        card("Payload", h("pre", {}, JSON.stringify(job.payload, null, 2))),
-        job.result !== null && job.result !== undefined
-          ? card("Result", h("pre", {}, JSON.stringify(job.result, null, 2))) : null));
+    empty(info).append(
+      job.waiting_reason ? card(job.status === "running" ? "Where it runs" : "Why it waits",
+        h("p", { class: "reason", "data-testid": "waiting-reason" }, job.waiting_reason)) : null,
+      job.status_reason ? card("Status", h("p", { class: "reason" }, job.status_reason)) : null,
+      job.progress ? card("Progress", h("progress", { max: 1, value: job.progress.fraction }),
+        h("span", {}, ` ${Math.round(job.progress.fraction * 100)}% `,
+          job.progress.message || "")) : null,
+      job.error ? card("Error", h("pre", { class: "error-text" }, job.error)) : null);
+    empty(side).append(
+      card("Fields", fields(job)),
+      related("Depends on", job.depends_on || [], "depends-on"),
+      related("Dependents", job.dependents || [], "dependents"),
+      card("Payload", h("pre", {}, JSON.stringify(job.payload, null, 2))),
+      job.result !== null && job.result !== undefined
+        ? card("Result", h("pre", {}, JSON.stringify(job.result, null, 2))) : null);
   };
   let pending = null;
   const refresh = () => {
