@@ -8,9 +8,9 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -82,9 +82,16 @@ def _with_auth(settings: Settings, host: str, *, dev: bool, insecure: bool) -> S
     return settings.model_copy(update={"auth": "on" if mode.required else "off"})
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, None], event_loop: str) -> None:
+    """Run a process's main coroutine on the configured event loop until it ends."""
+    factory = None
+    if event_loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
     try:
-        asyncio.run(coro)  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(coro)
     except KeyboardInterrupt:
         pass
     except SmartqError as exc:
@@ -119,7 +126,7 @@ def api(
     settings = _with_auth(_settings(imports), host, dev=False, insecure=insecure)
     from smartq.runner import run_api
 
-    _run(run_api(settings, host, port))
+    _run(run_api(settings, host, port), settings.event_loop)
 
 
 @app.command()
@@ -128,7 +135,7 @@ def scheduler() -> None:
     settings = _settings()
     from smartq.runner import run_scheduler
 
-    _run(run_scheduler(settings))
+    _run(run_scheduler(settings), settings.event_loop)
 
 
 @app.command()
@@ -142,7 +149,7 @@ def worker(
     settings = _settings(imports)
     from smartq.runner import run_worker
 
-    _run(run_worker(settings, cpu_units, memory_mb, worker_id))
+    _run(run_worker(settings, cpu_units, memory_mb, worker_id), settings.event_loop)
 
 
 @app.command(name="logger")
@@ -151,7 +158,7 @@ def logger_cmd() -> None:
     settings = _settings()
     from smartq.runner import run_logger
 
-    _run(run_logger(settings))
+    _run(run_logger(settings), settings.event_loop)
 
 
 @app.command()
@@ -174,7 +181,7 @@ def dev(
     from smartq.runner import run_dev
 
     m.upgrade(settings.resolved_database_url())
-    _run(run_dev(settings, host, port, cpu_units, memory_mb))
+    _run(run_dev(settings, host, port, cpu_units, memory_mb), settings.event_loop)
 
 
 keys_app = typer.Typer(

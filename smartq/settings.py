@@ -145,6 +145,11 @@ class Settings(BaseSettings):
 
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The event loop of smartq's processes: uvloop (libuv, in C: less CPU per "
+        "request and message) or Python's own asyncio loop.",
+    )
 
     @field_validator("imports", "failpoints", mode="before")
     @classmethod
