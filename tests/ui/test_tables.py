@@ -125,3 +125,16 @@ def test_overview_workers_and_batches_screens(page: Page, smartq: Smartq) -> Non
     page.get_by_role("link", name="Batches").click()
     expect(page.locator("tr[data-batch-id]").first).to_be_visible()
     shot(page, "batches")
+
+
+def test_new_jobs_matching_the_filter_are_announced(page: Page, smartq: Smartq) -> None:
+    gate = smartq.submit(type="sleep", payload={"seconds": 30})
+    page.goto(smartq.url("/ui/jobs?status=blocked&type=noop"))
+    expect(page.locator("#live")).to_have_attribute("data-live", "on")
+    job = smartq.submit(type="noop", depends_on=[gate["id"]])
+    notice = page.get_by_test_id("new-jobs")
+    expect(notice).to_have_text("1 new job — show")
+    notice.click()
+    expect(page.locator(f'tr[data-job-id="{job["id"]}"]')).to_be_visible()
+    expect(notice).to_be_hidden()
+    smartq.cancel(gate["id"])

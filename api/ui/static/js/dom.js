@@ -75,6 +75,17 @@ export function duration(seconds) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
+// A timestamp as microseconds since the epoch (the API's are ISO 8601, to the microsecond).
+export function micros(ts) {
+  const m = String(ts).match(/^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/);
+  return BigInt(Date.parse(m[1] + m[3])) * 1000n + BigInt((m[2] || "").padEnd(6, "0").slice(0, 6));
+}
+
+export function iso(us) {
+  const text = new Date(Number(us / 1000n)).toISOString();
+  return text.replace("Z", `${String(us % 1000n).padStart(3, "0")}Z`);
+}
+
 export function between(a, b) {
   if (!a) return null;
   return ((b ? new Date(b) : new Date()) - new Date(a)) / 1000;

@@ -2,24 +2,13 @@
 // recoloured live from the stream.
 
 import { get, query } from "../api.js";
-import { advances, badge, between, card, duration, empty, FINAL, h, jobLink, link, num, STATUSES,
-  when } from "../dom.js";
+import { advances, badge, between, card, duration, empty, FINAL, h, iso, jobLink, link, micros,
+  num, STATUSES, when } from "../dom.js";
 import { Dag } from "../dag.js";
 import { navigate } from "../main.js";
 import { Stream } from "../stream.js";
 
 const SLICES = 4;
-
-// A timestamp as microseconds since the epoch (the API's are ISO 8601, to the microsecond).
-function micros(ts) {
-  const m = String(ts).match(/^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/);
-  return BigInt(Date.parse(m[1] + m[3])) * 1000n + BigInt((m[2] || "").padEnd(6, "0").slice(0, 6));
-}
-
-function iso(us) {
-  const text = new Date(Number(us / 1000n)).toISOString();
-  return text.replace("Z", `${String(us % 1000n).padStart(3, "0")}Z`);
-}
 
 // Every job of the batch. After its first page, the rest of its time span (jobs of a batch
 // are created a microsecond apart) is cut into SLICES half-open ranges of created_at, each

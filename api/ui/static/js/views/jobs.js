@@ -2,7 +2,7 @@
 
 import { cancelJobs, retryJobs } from "../actions.js";
 import { all, get, query } from "../api.js";
-import { advances, ago, badge, empty, h, jobLink, link, num, STATUSES } from "../dom.js";
+import { advances, ago, badge, empty, h, jobLink, link, micros, num, STATUSES } from "../dom.js";
 import { navigate } from "../main.js";
 import { Stream } from "../stream.js";
 
@@ -136,14 +136,44 @@ export async function render(main, _id, params) {
 
   // Live: the statuses of the jobs on this page (with their snapshot on subscribe).
   const ids = page.items.map((j) => j.id);
-  if (!ids.length) return null;
   const shown = new Map(page.items.map((j) => [j.id, j.status]));
-  const stream = new Stream({ job_id: ids, type: ["job.status"] });
+  const streams = [];
+  if (ids.length) {
+    const rows = new Stream({ job_id: ids, type: ["job.status"] });
+    rows.on("job.status", (e) => {
+      if (!advances(shown.get(e.job_id), e.status, e.snapshot)) return;
+      shown.set(e.job_id, e.status);
+      const cell = body.querySelector(`tr[data-job-id="${e.job_id}"] .status-cell`);
+      if (cell) empty(cell).append(badge(e.status));
+    });
+    streams.push(rows);
+  }
+  if (!cursor) streams.push(watchNew(f, page.items[0], shown, bulk));
+  return () => streams.forEach((s) => s.close());
+}
+
+// On the first page: jobs that match the filter and are newer than its top row. An event
+// about a job not shown asks the API (at most once a second) how many such jobs there are,
+// so every filter counts, priority and time included.
+function watchNew(f, top, shown, bar) {
+  const notice = h("button", { type: "button", class: "new-jobs", hidden: true,
+    "data-testid": "new-jobs", onclick: () => navigate(location.href, true) });
+  bar.after(notice);
+  const stream = new Stream({ type: ["job.status"], status: f.status, batch_id: f.batch_id });
+  let due = null;
+  const count = async () => {
+    due = null;
+    const fresh = await get(`/jobs${query({ ...f, limit: 50 })}`);
+    const after = top ? micros(top.created_at) : -1n;
+    const n = fresh.items.filter((j) => micros(j.created_at) > after).length;
+    notice.hidden = !n;
+    notice.textContent = `${n === 50 ? "50+" : n} new job${n === 1 ? "" : "s"} — show`;
+  };
   stream.on("job.status", (e) => {
-    if (!advances(shown.get(e.job_id), e.status, e.snapshot)) return;
-    shown.set(e.job_id, e.status);
-    const cell = body.querySelector(`tr[data-job-id="${e.job_id}"] .status-cell`);
-    if (cell) empty(cell).append(badge(e.status));
+    if (shown.has(e.job_id) || e.snapshot || due) return;
+    due = setTimeout(count, 1000);
   });
-  return () => stream.close();
+  const close = stream.close.bind(stream);
+  stream.close = () => { clearTimeout(due); close(); };
+  return stream;
 }
