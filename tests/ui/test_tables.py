@@ -103,6 +103,11 @@ def test_dead_letter_retried_with_descendants_reruns(page: Page, smartq: Smartq)
     page.reload()
     expect(page.locator(f'tr[data-job-id="{ids["dead"]}"]')).to_have_count(0)
 
+    # A job that fails for good while the page is open is announced.
+    expect(page.locator("#live")).to_have_attribute("data-live", "on")
+    smartq.submit(type="flaky", payload={"fail_times": -1}, retry={"max_attempts": 1})
+    expect(page.get_by_test_id("new-jobs")).to_have_text("1 new dead letter — show")
+
 
 def test_overview_workers_and_batches_screens(page: Page, smartq: Smartq) -> None:
     smartq.batch({"key": "a", "type": "noop"}, {"key": "b", "type": "noop", "depends_on": ["a"]})

@@ -5,12 +5,13 @@ import { retryJobs } from "../actions.js";
 import { get, query } from "../api.js";
 import { ago, badge, h, jobLink, link } from "../dom.js";
 import { navigate } from "../main.js";
+import { watchNew } from "./jobs.js";
 
 export async function render(main, _id, params) {
   const cursor = params.get("cursor");
   const page = await get(`/jobs${query({ status: "failed", cursor, limit: 50 })}`);
   const descendants = h("input", { type: "checkbox", id: "with-descendants", checked: true });
-  main.append(h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Dead letters"),
+  const head = h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Dead letters"),
     h("p", { class: "muted" }, "Jobs that failed with no attempt left. A retry runs them again ",
       "with a fresh retry budget.")),
   h("div", { class: "actions" }, h("label", { class: "check" }, descendants,
@@ -20,7 +21,8 @@ export async function render(main, _id, params) {
       if (await retryJobs(page.items.map((j) => j.id), descendants.checked)) {
         navigate(location.href, true);
       }
-    } }, `Retry all ${page.items.length} shown…`))));
+    } }, `Retry all ${page.items.length} shown…`)));
+  main.append(head);
   const rows = page.items.map((j) => h("tr", { "data-job-id": j.id },
     h("td", {}, jobLink(j.id)), h("td", {}, j.name), h("td", {}, j.type),
     h("td", {}, badge(j.status)), h("td", { class: "num" }, j.attempts),
@@ -38,5 +40,9 @@ export async function render(main, _id, params) {
     "No dead letters.")))),
   h("nav", { class: "pager" }, page.next_cursor ? link(`/ui/dead-letters${query({
     cursor: page.next_cursor })}`, "Older →") : null)));
-  return null;
+  if (cursor) return null;
+  // New dead letters are announced as the jobs table announces new jobs.
+  const shown = new Map(page.items.map((j) => [j.id, j.status]));
+  const stream = watchNew({ status: ["failed"] }, page.items[0], shown, head, "dead letter");
+  return () => stream.close();
 }

@@ -155,7 +155,7 @@ export async function render(main, _id, params) {
 // On the first page: jobs that match the filter and are newer than its top row. An event
 // about a job not shown asks the API (at most once a second) how many such jobs there are,
 // so every filter counts, priority and time included.
-function watchNew(f, top, shown, bar) {
+export function watchNew(f, top, shown, bar, noun = "job") {
   const notice = h("button", { type: "button", class: "new-jobs", hidden: true,
     "data-testid": "new-jobs", onclick: () => navigate(location.href, true) });
   bar.after(notice);
@@ -167,7 +167,7 @@ function watchNew(f, top, shown, bar) {
     const after = top ? micros(top.created_at) : -1n;
     const n = fresh.items.filter((j) => micros(j.created_at) > after).length;
     notice.hidden = !n;
-    notice.textContent = `${n === 50 ? "50+" : n} new job${n === 1 ? "" : "s"} — show`;
+    notice.textContent = `${n === 50 ? "50+" : n} new ${noun}${n === 1 ? "" : "s"} — show`;
   };
   stream.on("job.status", (e) => {
     if (shown.has(e.job_id) || e.snapshot || due) return;

@@ -31,7 +31,7 @@ function chart(buckets) {
   for (const [i, anchor] of [[0, "start"], [MINUTES / 2, "middle"], [MINUTES - 1, "end"]]) {
     svg.append(h("svg:text", { x: anchor === "end" ? W - 2 : i * col + 2, y: H + 14,
       class: "axis", "text-anchor": anchor },
-      new Date(cols[i] * 60000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })));
+      new Date(cols[i] * 60000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false })));
   }
   svg.append(h("svg:text", { x: 2, y: 10, class: "axis" },
     `max ${num(max)}/min`));
