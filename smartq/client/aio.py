@@ -37,6 +37,7 @@ from smartq.client.batch import AsyncBatch
 from smartq.client.events import StatusEvent, Subscription
 from smartq.client.job import AsyncJob
 from smartq.client.stream import AsyncStream
+from smartq.client.transport import async_transport
 from smartq.client.watch import CHECK_SECONDS, Deadline, Watch, Watched
 from smartq.errors import Unreachable
 
@@ -55,7 +56,7 @@ class AsyncClient:
     ) -> None:
         self.endpoint = endpoint(url, api_key)
         self.retry_policy = retry or RetryPolicy()
-        self._transport = httpx.AsyncHTTPTransport()
+        self._transport = async_transport()
         self._wire = Wire(self.endpoint, timeout)
         #: An ``httpx.AsyncClient`` on the same connections, with the URL and the key, for
         #: what the SDK has no method for (``client.http.get("/workers")``).

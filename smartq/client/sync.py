@@ -37,6 +37,7 @@ from smartq.client.batch import Batch
 from smartq.client.events import StatusEvent, Subscription
 from smartq.client.job import Job
 from smartq.client.stream import Stream
+from smartq.client.transport import sync_transport
 from smartq.client.watch import CHECK_SECONDS, Deadline, Watch, Watched
 from smartq.errors import Unreachable
 
@@ -56,7 +57,7 @@ class Client:
     ) -> None:
         self.endpoint = endpoint(url, api_key)
         self.retry_policy = retry or RetryPolicy()
-        self._transport = httpx.HTTPTransport()
+        self._transport = sync_transport()
         self._wire = Wire(self.endpoint, timeout)
         #: An ``httpx.Client`` on the same connections, with the URL and the key, for
         #: what the SDK has no method for (``client.http.get("/workers")``).
