@@ -35,6 +35,9 @@ from tests.wsclient import AsgiWebSocket, Closed
 
 #: The only routes anyone may call without a key.
 OPEN_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+#: The dashboard's shell and static files: no data in them (everything it shows comes from
+#: the routes above, with the reader's key), so they need none.
+DASHBOARD_PATHS = {"/ui", "/ui/{path:path}", "/ui/static"}
 
 
 async def key_of(
@@ -92,7 +95,7 @@ def _guarded(app: FastAPI) -> list[tuple[str, str, BaseRoute]]:
     out: list[tuple[str, str, BaseRoute]] = []
     for found in iter_route_contexts(app.routes):
         route, path = found.original_route, found.path
-        if path is None or path in OPEN_PATHS:
+        if path is None or path in OPEN_PATHS | DASHBOARD_PATHS:
             continue
         if isinstance(route, APIWebSocketRoute):
             out.append(("WS", path, route))
@@ -123,7 +126,7 @@ async def test_every_route_but_health_and_docs_refuses_a_request_without_a_key(
         r = await anonymous.request(method, _filled(path), json={})
         assert r.status_code == 401, (method, path, r.status_code, r.text)
         assert r.headers["www-authenticate"].startswith("Bearer")
-    for path in ("/healthz", "/openapi.json", "/docs"):
+    for path in ("/healthz", "/openapi.json", "/docs", "/ui", "/ui/jobs", "/ui/static/app.css"):
         assert (await anonymous.get(path)).status_code == 200, path
 
 
