@@ -33,7 +33,11 @@ function filterForm(f) {
   const time = (name, label) => h("label", { class: "field" }, label,
     h("input", { type: "datetime-local", name, value: local(f[name] ? new Date(f[name])
       .toISOString() : "") }));
-  form.append(statuses, h("div", { class: "row" }, field("type", "Type", { placeholder: "any" }),
+  const types = h("datalist", { id: "job-types" });
+  get("/types").then((list) => types.append(...list.map((t) => h("option", { value: t.name }))),
+    () => {});
+  form.append(statuses, types, h("div", { class: "row" },
+    field("type", "Type", { placeholder: "any", list: "job-types" }),
     prio, field("batch_id", "Batch", { placeholder: "batch id", size: 36 }),
     time("created_after", "Created after"), time("created_before", "Created before"),
     h("button", { type: "submit", class: "primary" }, "Apply"),
