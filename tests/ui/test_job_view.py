@@ -119,3 +119,18 @@ def test_waiting_job_says_why(page: Page, smartq: Smartq) -> None:
     page.locator("#confirm-dialog").get_by_role("button", name="Cancel 1 job").click()
     expect(page.get_by_test_id("job-status")).to_contain_text("cancelled")
     smartq.cancel(blocker["id"])
+
+
+def test_log_tail_loses_no_line_when_its_stream_drops(page: Page, smartq: Smartq) -> None:
+    job = smartq.submit(type="drip", payload={"lines": 1500, "per_second": 300})
+    page.goto(smartq.url(f"/ui/jobs/{job['id']}"))
+    wait_lines(page, 200)
+    smartq.stop_api()  # lines go on being written and stored while the page has no stream
+    expect(page.locator("#live")).not_to_have_attribute("data-live", "on")
+    smartq.start_api()
+    expect(page.locator("#live")).to_have_attribute("data-live", "on", timeout=20_000)
+    smartq.wait_status(job["id"], "completed", timeout=30)
+    stored = smartq.get(f"/jobs/{job['id']}/logs?limit=5000")["lines"]
+    log = page.get_by_test_id("log")
+    expect(log).to_have_attribute("data-lines", str(len(stored)), timeout=10_000)
+    expect(log).to_have_attribute("data-following", "true")
