@@ -18,11 +18,12 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from logger import store
 from models.messages import (
@@ -102,7 +103,7 @@ class LogStore:
         deadline = asyncio.get_running_loop().time() + self.settings.worker_log_wait_seconds
         finals = self._finals + [(ln, deadline) for ln in batch_lines if ln.reply_to is not None]
         try:
-            async with self.engine.begin() as conn:
+            async with self._writing() as conn:
                 new = await store.insert_lines(conn, batch_lines)
                 await store.keep_progress(conn, batch_progress)
                 confirmed, self._finals = await self._complete(conn, finals, batch_lines)
@@ -124,6 +125,19 @@ class LogStore:
         self.stored += new
         await self._confirm(confirmed)
         return new
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A connection to store a batch on: in autocommit on PostgreSQL, where each write is
+        one statement (lines, progress; redelivery makes a retry after a partial failure
+        harmless), else in a transaction."""
+        if self.engine.dialect.name == "postgresql":
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
 
     async def _complete(
         self, conn: Any, finals: list[tuple[LogLine, float]], batch: list[LogLine]

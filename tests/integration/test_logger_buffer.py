@@ -92,3 +92,28 @@ async def test_messages_arriving_during_a_failed_flush_are_kept(
     async with engine.connect() as conn:
         stored = (await conn.execute(select(func.count()).select_from(logs_t))).scalar()
     assert stored == 1
+
+
+async def test_lines_are_stored_once_and_lines_of_jobs_gone_are_left_out(
+    engine: AsyncEngine,
+) -> None:
+    """One insert per batch (on PostgreSQL a single statement in autocommit): duplicates,
+    within the batch or already stored, count once; a job that no longer exists has nothing
+    stored and fails nothing."""
+    job_id, gone = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            jobs_t.insert().values(
+                id=job_id, name="j", type="noop", payload={}, priority=5, cpu_units=1,
+                memory_mb=1, max_attempts=1, initial_delay_seconds=0, backoff_multiplier=1,
+                status="running", attempts=1, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    batch = [line(job_id, 1), line(job_id, 2), line(job_id, 2), line(gone, 1)]
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        assert await logger_store.insert_lines(conn, batch) == 2
+        assert await logger_store.insert_lines(conn, [line(job_id, 2), line(job_id, 3)]) == 1
+        rows = (await conn.execute(select(logs_t.c.job_id, logs_t.c.seq))).all()
+    assert sorted((r[0], r[1]) for r in rows) == [(job_id, 1), (job_id, 2), (job_id, 3)]
