@@ -63,7 +63,20 @@ function headers(extra) {
   return out;
 }
 
+// An admin may narrow every view to one tenant (`?tenant=` on every route and the stream).
+const TENANT = "smartq.tenant";
+export function getTenant() { return sessionStorage.getItem(TENANT) || ""; }
+export function setTenant(tenant) {
+  if (tenant) sessionStorage.setItem(TENANT, tenant); else sessionStorage.removeItem(TENANT);
+}
+export function withTenant(path) {
+  const tenant = getTenant();
+  if (!tenant || path.startsWith("/admin/")) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}tenant=${encodeURIComponent(tenant)}`;
+}
+
 export async function request(method, path, body) {
+  path = withTenant(path);
   for (let tries = 0; ; tries++) {
     const init = { method, headers: headers(body ? { "Content-Type": "application/json" } : {}) };
     if (body) init.body = JSON.stringify(body);

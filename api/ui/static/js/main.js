@@ -1,6 +1,6 @@
 // The dashboard's router: one app shell for every /ui path, each view drawn from the API.
 
-import { forgetKey, get, getKey } from "./api.js";
+import { forgetKey, get, getKey, getTenant, setTenant } from "./api.js";
 import { empty, h } from "./dom.js";
 import * as batch from "./views/batch.js";
 import * as batches from "./views/batches.js";
@@ -85,10 +85,17 @@ document.addEventListener("keydown", (e) => {
 
 const forget = document.getElementById("forget-key");
 forget.hidden = !getKey();
-forget.addEventListener("click", () => { forgetKey(); location.reload(); });
+forget.addEventListener("click", () => { forgetKey(); setTenant(""); location.reload(); });
 
 route();
 
-// Admin-only panels appear for admin keys (the API decides: 200 or 403).
-get("/admin/keys").then(() => { document.querySelector("[data-nav=keys]").hidden = false; },
-  () => {});
+// Admin-only panels appear for admin keys (the API decides: 200 or 403): the keys, and a
+// choice of tenant that narrows every view.
+get("/admin/keys").then((keys) => {
+  document.querySelector("[data-nav=keys]").hidden = false;
+  const picker = document.getElementById("tenant");
+  const tenants = [...new Set([...keys.map((k) => k.tenant), getTenant()].filter(Boolean))].sort();
+  picker.append(...tenants.map((t) => h("option", { value: t, selected: t === getTenant() }, t)));
+  picker.hidden = false;
+  picker.addEventListener("change", () => { setTenant(picker.value); route(); });
+}, () => {});

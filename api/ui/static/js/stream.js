@@ -3,7 +3,7 @@
 // nothing is lost across a drop. Browsers cannot set headers on a WebSocket: the key goes as
 // the second subprotocol ("smartq.bearer.<key>"), never in the URL.
 
-import { askForKey, getKey, query } from "./api.js";
+import { askForKey, getKey, query, withTenant } from "./api.js";
 
 const live = () => document.getElementById("live");
 
@@ -41,8 +41,8 @@ export class Stream {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const key = getKey();
     const protocols = key ? ["smartq", `smartq.bearer.${key}`] : ["smartq"];
-    const ws = new WebSocket(`${scheme}://${location.host}/jobs/stream${query(this.filter)}`,
-      protocols);
+    const url = withTenant(`${scheme}://${location.host}/jobs/stream${query(this.filter)}`);
+    const ws = new WebSocket(url, protocols);
     this.ws = ws;
     setLive("connecting", "connecting…");
     ws.onopen = () => {
