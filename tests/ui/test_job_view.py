@@ -111,6 +111,7 @@ def test_waiting_job_says_why(page: Page, smartq: Smartq) -> None:
     waiting = smartq.submit(type="noop", depends_on=[blocker["id"]])
     page.goto(smartq.url(f"/ui/jobs/{waiting['id']}"))
     expect(page.get_by_test_id("waiting-reason")).to_contain_text("the-blocker")
+    expect(page.locator("main")).not_to_contain_text("null")  # nothing absent shown as "null"
     expect(page.get_by_test_id("depends-on").locator("a")).to_have_attribute(
         "href", f"/ui/jobs/{blocker['id']}"
     )

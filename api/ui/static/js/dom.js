@@ -134,6 +134,9 @@ export function confirmDialog(text, okLabel = "Confirm") {
 
 export function empty(el) { while (el.firstChild) el.firstChild.remove(); return el; }
 
+// Replace an element's children; null and false children are left out (as in h()).
+export function put(el, ...children) { append(empty(el), children); return el; }
+
 export function card(title, ...children) {
   return h("section", { class: "card" }, title ? h("h2", {}, title) : null, ...children);
 }

@@ -3,7 +3,7 @@
 
 import { cancelJobs, retryJobs } from "../actions.js";
 import { get, query } from "../api.js";
-import { badge, between, card, duration, empty, FINAL, h, jobLink, link, when } from "../dom.js";
+import { badge, between, card, duration, empty, FINAL, h, jobLink, link, put, when } from "../dom.js";
 import { LogView } from "../logview.js";
 import { navigate } from "../main.js";
 import { Stream } from "../stream.js";
@@ -139,15 +139,16 @@ export async function render(main, id) {
             // It runs again: draw the view anew, live (a finished job's view has no stream).
             if (await retryJobs([id], true)) navigate(location.href, true);
           } }, "Retry…") : null));
-    empty(info).append(
+    put(info,
       job.waiting_reason ? card(job.status === "running" ? "Where it runs" : "Why it waits",
         h("p", { class: "reason", "data-testid": "waiting-reason" }, job.waiting_reason)) : null,
-      job.status_reason ? card("Status", h("p", { class: "reason" }, job.status_reason)) : null,
+      job.status_reason && !job.waiting_reason // the waiting reason says it better while it waits
+        ? card("Status", h("p", { class: "reason" }, job.status_reason)) : null,
       job.progress ? card("Progress", h("progress", { max: 1, value: job.progress.fraction }),
         h("span", {}, ` ${Math.round(job.progress.fraction * 100)}% `,
           job.progress.message || "")) : null,
       job.error ? card("Error", h("pre", { class: "error-text" }, job.error)) : null);
-    empty(side).append(
+    put(side,
       card("Fields", fields(job)),
       related("Depends on", job.depends_on || [], "depends-on"),
       related("Dependents", job.dependents || [], "dependents"),
