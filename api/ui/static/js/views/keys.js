@@ -18,7 +18,7 @@ function createForm(onMade) {
       h("label", { class: "field" }, "Tenant", h("input", { name: "tenant", required: true,
         value: "default" })),
       h("fieldset", { class: "statuses" }, h("legend", {}, "Scopes"), SCOPES.map((s) =>
-        h("label", { class: "chip" }, h("input", { type: "checkbox", name: "scopes", value: s,
+        h("label", { class: "chip plain" }, h("input", { type: "checkbox", name: "scopes", value: s,
           checked: s !== "monitor" }), ` ${s}`))),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "admin" }), " admin"),
       h("label", { class: "field" }, "Label", h("input", { name: "label" })),
