@@ -51,7 +51,8 @@ function fields(job) {
   const rows = [
     ["Type", job.type], ["Priority", String(job.priority)],
     ["Resources", `${job.cpu_units} cpu · ${job.memory_mb} MB`],
-    ["Attempts", `${job.attempts} of ${job.retry.max_attempts}`],
+    // A retry from the dead letters gives a fresh budget while attempt numbers keep growing.
+    ["Attempts", `${job.attempts} (at most ${job.retry.max_attempts} a run)`],
     ["Retry", `after ${job.retry.initial_delay_seconds} s × ${job.retry.backoff_multiplier}^(n−1)`],
     ["Timeout", job.timeout_seconds ? `${job.timeout_seconds} s` : "none"],
     ["Run at", job.run_at ? when(job.run_at) : "—"],
