@@ -32,6 +32,10 @@ class QueueMismatch(BrokerError):
     version without an expiry); declaring it as asked needs it deleted first."""
 
 
+class AccessRefused(BrokerError):
+    """The broker refused this user the operation (RabbitMQ's ACCESS_REFUSED)."""
+
+
 class Unroutable(BrokerError):
     """A ``mandatory`` publish matched no queue, so nobody would ever receive it."""
 
@@ -193,8 +197,16 @@ def create_broker(settings: Settings, *, exchange: str | None = None) -> Broker:
 async def declare_shared_queues(broker: Broker) -> None:
     """Declare the scheduler's and the logger's durable queues. Every process does this when it
     connects, so what it publishes before those processes first ran waits for them instead of
-    being dropped by an exchange with no queue bound."""
+    being dropped by an exchange with no queue bound. A process whose broker user may not
+    (deploy/rabbitmq/definitions.json declares them at the broker's boot, so that only their
+    owners may configure them) leaves them to the deployment."""
     from smartq import topology
 
     for spec in (topology.scheduler_queue(broker.exchange), topology.logger_queue(broker.exchange)):
-        await broker.declare(spec)
+        try:
+            await broker.declare(spec)
+        except AccessRefused:
+            logger.info(
+                "not allowed to declare a shared queue; the deployment declares it",
+                extra={"action": "broker.shared_queue_left", "queue": spec.name},
+            )

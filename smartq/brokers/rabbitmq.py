@@ -37,6 +37,7 @@ from aio_pika.abc import (
 from yarl import URL
 
 from smartq.broker import (
+    AccessRefused,
     Broker,
     BrokerError,
     Consumer,
@@ -337,6 +338,8 @@ class RabbitMQBroker(Broker):
             raise BrokerError(f"cannot {what}: {exc!r}") from exc
         try:
             yield channel
+        except aiormq.exceptions.ChannelAccessRefused as exc:
+            raise AccessRefused(f"cannot {what}: {exc!r}") from exc
         except _LOST as exc:
             raise BrokerError(f"cannot {what}: {exc!r}") from exc
         finally:

@@ -147,6 +147,8 @@ def _for_run(defs: dict[str, Any], run: str, passwords: dict[str, str]) -> str:
     }
     for key in ("permissions", "topic_permissions"):
         renamed[key] = [{**p, "user": f"{run}-{p['user']}", "vhost": run} for p in defs[key]]
+    for key in ("exchanges", "queues", "bindings"):
+        renamed[key] = [{**item, "vhost": run} for item in defs[key]]
     return json.dumps(renamed)
 
 
@@ -158,8 +160,10 @@ def _until_imported(run: str, defs: dict[str, Any], timeout: float = 30.0) -> No
             rabbitmqctl(command, "-q", "--no-table-headers", "-p", run, check=False)
             for command in ("list_permissions", "list_topic_permissions")
         ]
+        listed.append(rabbitmqctl("list_queues", "-q", "--no-table-headers", "-p", run, "name"))
         counts = [len(text.splitlines()) for text in listed]
-        if counts == [len(defs["permissions"]), len(defs["topic_permissions"])]:
+        wanted = [len(defs["permissions"]), len(defs["topic_permissions"]), len(defs["queues"])]
+        if counts == wanted:
             return
         assert time.monotonic() < deadline, f"definitions not imported in {timeout}s: {listed}"
         time.sleep(0.2)
@@ -297,6 +301,10 @@ REFUSED: dict[str, dict[str, Action]] = {
         "publish a heartbeat": A_HEARTBEAT,
         "publish a log line": A_LOG_LINE,
         "publish progress": publish(topology.progress_key(JOB)),
+        "declare (and so delete) the scheduler's queue": bind(topology.scheduler_queue()),
+        "bind a queue of its own to worker reports": bind(
+            QueueSpec(topology.stream_queue("p1").name, ("job.report.#",), durable=False)
+        ),
     },
     "scheduler": {
         "consume a worker queue": A_WORKER_QUEUE,
@@ -305,6 +313,7 @@ REFUSED: dict[str, dict[str, Action]] = {
         "publish a worker report": A_REPORT,
         "publish a submission hint": A_HINT,
         "publish a log line": A_LOG_LINE,
+        "declare (and so delete) the logger's queue": bind(topology.logger_queue()),
     },
     "worker": {
         "consume the scheduler inbox": SCHEDULER_INBOX,
@@ -317,6 +326,11 @@ REFUSED: dict[str, dict[str, Action]] = {
         "bind its queue to status events": bind(
             QueueSpec(topology.worker_queue("w1").name, ("job.status.#",))
         ),
+        "bind its queue to every tenant's log lines": bind(
+            QueueSpec(topology.worker_queue("w1").name, ("job.logs.#",))
+        ),
+        "declare (and so delete) the logger's queue": bind(topology.logger_queue()),
+        "declare (and so delete) the scheduler's queue": bind(topology.scheduler_queue()),
     },
     "logger": {
         "consume the scheduler inbox": SCHEDULER_INBOX,
@@ -328,6 +342,7 @@ REFUSED: dict[str, dict[str, Action]] = {
         "bind the logger queue to status events": bind(
             QueueSpec(topology.logger_queue().name, ("job.status.#",))
         ),
+        "declare (and so delete) the scheduler's queue": bind(topology.scheduler_queue()),
     },
 }
 
