@@ -111,3 +111,18 @@ def test_a_large_batch_is_read_whole(page: Page, smartq: Smartq) -> None:
     expect(node(page, ids["last"])).to_be_visible()
     counts = json.loads(group.get_attribute("data-counts") or "{}")
     assert sum(counts.values()) == 1_234
+
+
+def test_a_long_chain_is_drawn_in_bands(page: Page, smartq: Smartq) -> None:
+    gate = smartq.submit(type="sleep", payload={"seconds": 60})
+    chain = [{"key": "c0", "type": "noop", "depends_on": [gate["id"]]}]
+    chain += [{"key": f"c{i}", "type": "noop", "depends_on": [f"c{i - 1}"]} for i in range(1, 2000)]
+    batch_id, _ = smartq.batch(*chain)
+    page.goto(smartq.url(f"/ui/batches/{batch_id}"))
+    frame = page.get_by_test_id("dag")
+    expect(frame).to_have_attribute("data-nodes", re.compile(r"^\d+$"))
+    assert int(frame.get_attribute("data-nodes") or 0) <= 600  # 2,000 layers, drawn in bands
+    groups = page.locator(".dag [data-group]")
+    counts = [json.loads(g.get_attribute("data-counts") or "{}") for g in groups.all()]
+    assert sum(sum(c.values()) for c in counts) == 2_000
+    smartq.cancel(gate["id"])

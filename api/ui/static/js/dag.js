@@ -11,18 +11,32 @@ const NODE = { width: 176, height: 40 };
 const GROUP = { width: 200, height: 62 };
 const MAX_NODES = 600;
 
+// Each job's depth: the longest path to it from a job with no parent in the batch (Kahn's
+// order, no recursion: a 10,000-long chain is as deep as a stack may not be).
 function depths(jobs) {
   const byId = new Map(jobs.map((j) => [j.id, j]));
+  const children = new Map();
+  const waiting = new Map();
+  for (const j of jobs) {
+    const parents = (j.depends_on || []).filter((p) => byId.has(p));
+    waiting.set(j.id, parents.length);
+    for (const p of parents) {
+      if (!children.has(p)) children.set(p, []);
+      children.get(p).push(j.id);
+    }
+  }
   const depth = new Map();
-  const visit = (j) => {
-    if (depth.has(j.id)) return depth.get(j.id);
-    depth.set(j.id, 0); // a cycle cannot be submitted; this only guards the recursion
-    let d = 0;
-    for (const p of j.depends_on || []) if (byId.has(p)) d = Math.max(d, visit(byId.get(p)) + 1);
-    depth.set(j.id, d);
-    return d;
-  };
-  jobs.forEach(visit);
+  const ready = jobs.filter((j) => waiting.get(j.id) === 0).map((j) => j.id);
+  for (const id of ready) depth.set(id, 0);
+  for (let i = 0; i < ready.length; i++) {
+    const id = ready[i];
+    for (const c of children.get(id) || []) {
+      depth.set(c, Math.max(depth.get(c) ?? 0, depth.get(id) + 1));
+      waiting.set(c, waiting.get(c) - 1);
+      if (waiting.get(c) === 0) ready.push(c);
+    }
+  }
+  for (const j of jobs) if (!depth.has(j.id)) depth.set(j.id, 0); // unreachable: no cycles
   return depth;
 }
 
@@ -36,6 +50,8 @@ export class Dag {
   constructor(jobs, { onOpen, legend = null }) {
     this.jobs = new Map(jobs.map((j) => [j.id, j]));
     this.depth = depths(jobs);
+    this.maxDepth = Math.max(0, ...this.depth.values());
+    this.band = 1;
     this.expanded = new Set();
     this.onOpen = onOpen;
     this.svg = h("svg:svg", { class: "dag", role: "group", "aria-label": "Batch graph" });
@@ -58,19 +74,28 @@ export class Dag {
     this.layout();
   }
 
-  groupOf(job) { return `${this.depth.get(job.id)}|${job.type}`; }
+  // A group is a band of `band` layers (one, unless the DAG is too deep to draw) and a type.
+  groupOf(job) { return `${Math.floor(this.depth.get(job.id) / this.band)}|${job.type}`; }
 
-  // Which node each job is drawn in: itself, or its layer-and-type group.
+  // Which node each job is drawn in: itself, or its layer-and-type group. Wide layers
+  // collapse first (the threshold halves); a DAG still too big (a long chain) then takes
+  // layers in bands of 2, 4, 8… until it fits, once, before anything is expanded.
   assign() {
-    const sizes = new Map();
-    for (const j of this.jobs.values()) {
-      const g = this.groupOf(j);
-      sizes.set(g, (sizes.get(g) || 0) + 1);
-    }
-    let limit = THRESHOLD;
+    let sizes;
+    let limit;
     const count = (lim) => [...sizes].reduce((n, [g, s]) =>
       n + (s > lim && !this.expanded.has(g) ? 1 : s), 0);
-    while (count(limit) > MAX_NODES && limit > 1) limit = Math.floor(limit / 2);
+    for (;;) {
+      sizes = new Map();
+      for (const j of this.jobs.values()) {
+        const g = this.groupOf(j);
+        sizes.set(g, (sizes.get(g) || 0) + 1);
+      }
+      limit = THRESHOLD;
+      while (count(limit) > MAX_NODES && limit > 1) limit = Math.floor(limit / 2);
+      if (count(limit) <= MAX_NODES || this.band > this.maxDepth || this.expanded.size) break;
+      this.band *= 2;
+    }
     this.node = new Map();
     this.members = new Map();
     for (const j of this.jobs.values()) {
@@ -92,8 +117,9 @@ export class Dag {
     for (const j of this.jobs.values()) {
       for (const p of j.depends_on || []) {
         if (!this.jobs.has(p)) continue;
-        const e = `${this.node.get(p)}\u0000${this.node.get(j.id)}`;
-        if (!edges.has(e)) { edges.add(e); g.setEdge(this.node.get(p), this.node.get(j.id)); }
+        const [from, to] = [this.node.get(p), this.node.get(j.id)];
+        const e = `${from}\u0000${to}`;
+        if (from !== to && !edges.has(e)) { edges.add(e); g.setEdge(from, to); }
       }
     }
     dagre.layout(g);
