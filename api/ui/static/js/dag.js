@@ -10,6 +10,7 @@ export const THRESHOLD = 12;
 const NODE = { width: 176, height: 40 };
 const GROUP = { width: 200, height: 62 };
 const MAX_NODES = 600;
+const MAX_LAYERS = 50; // columns left to right that still read at the frame's width
 
 // Each job's depth: the longest path to it from a job with no parent in the batch (Kahn's
 // order, no recursion: a 10,000-long chain is as deep as a stack may not be).
@@ -79,7 +80,8 @@ export class Dag {
 
   // Which node each job is drawn in: itself, or its layer-and-type group. Wide layers
   // collapse first (the threshold halves); a DAG still too big (a long chain) then takes
-  // layers in bands of 2, 4, 8… until it fits, once, before anything is expanded.
+  // layers in bands of 2, 4, 8… until it fits (at most MAX_LAYERS columns), once, before
+  // anything is expanded.
   assign() {
     let sizes;
     let limit;
@@ -93,7 +95,8 @@ export class Dag {
       }
       limit = THRESHOLD;
       while (count(limit) > MAX_NODES && limit > 1) limit = Math.floor(limit / 2);
-      if (count(limit) <= MAX_NODES || this.band > this.maxDepth || this.expanded.size) break;
+      const fits = count(limit) <= MAX_NODES && (this.maxDepth + 1) / this.band <= MAX_LAYERS;
+      if (fits || this.band > this.maxDepth || this.expanded.size) break;
       this.band *= 2;
     }
     this.node = new Map();
@@ -153,12 +156,12 @@ export class Dag {
     this.view.setAttribute("transform", `translate(${this.tx},${this.ty}) scale(${this.scale})`);
   }
 
-  // The whole graph in the frame (never enlarged, never below a readable 0.3).
+  // The whole graph in the frame (never enlarged, never below 0.25: then it pans).
   fit() {
     const fw = this.frame.clientWidth || 1000;
     const fh = this.frame.clientHeight || 560;
     const { width, height } = this.size;
-    this.scale = Math.max(0.3, Math.min(1, (fw - 40) / width, (fh - 40) / height));
+    this.scale = Math.max(0.25, Math.min(1, (fw - 40) / width, (fh - 40) / height));
     this.tx = Math.max(20, (fw - width * this.scale) / 2);
     this.ty = Math.max(20, (fh - height * this.scale) / 2);
     this.transform();
