@@ -1,0 +1,149 @@
+"""Rate and concurrency limits, pure: fed the clock and the dispatches the pass makes, they say
+whether one more job may go now and, when not, when it may (issue 17; not wired into the pass
+yet).
+
+A rate is a token bucket: ``rate`` tokens a second, at most ``burst`` held (by default one
+second's worth, at least one), one token per dispatch; a type limited to 5/s with 100 jobs
+waiting dispatches them at 5 a second, the first ``burst`` at once. A concurrency limit counts
+the running attempts it covers: the pass takes a slot per dispatch and gives it back when the
+attempt's hold is freed (a report, or the lease of a dead worker expiring), so no slot leaks.
+Limits are checked in the pass, never at submit, so what they hold stays ready with a reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+#: Tokens short of a whole one that still count as one (the clock's float arithmetic: a token
+#: due at ``next_at`` must be there at ``next_at``).
+_EPSILON = 1e-9
+_PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+def parse_rate(text: str) -> float:
+    """``"5/s"``, ``"30/min"``, ``"100/h"`` as a rate per second (> 0)."""
+    match = _RATE.match(text)
+    if match is None:
+        raise ValueError(f"not a rate: {text!r} (say e.g. 5/s, 30/min or 100/h)")
+    rate = float(match.group(1)) / _PER[match.group(2)]
+    if rate <= 0:
+        raise ValueError(f"a rate must be more than zero: {text!r}")
+    return rate
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float | None = None, now: float = 0.0) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate)
+        self.tokens = self.burst
+        self.at = now
+
+    def _refill(self, now: float) -> None:
+        if now > self.at:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+
+    def take(self, now: float) -> bool:
+        """Use a token if one is there."""
+        self._refill(now)
+        if self.tokens >= 1.0 - _EPSILON:
+            self.tokens = max(0.0, self.tokens - 1.0)
+            return True
+        return False
+
+    def next_at(self, now: float) -> float:
+        """When the next token is there (``now`` if one is)."""
+        self._refill(now)
+        if self.tokens >= 1.0 - _EPSILON:
+            return now
+        return now + (1.0 - self.tokens) / self.rate
+
+
+@dataclass
+class Slots:
+    """At most ``limit`` running at once."""
+
+    limit: int
+    running: int = 0
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError("a concurrency limit must be at least 1")
+
+    def free(self) -> bool:
+        return self.running < self.limit
+
+    def take(self) -> bool:
+        if not self.free():
+            return False
+        self.running += 1
+        return True
+
+    def give_back(self) -> None:
+        self.running = max(0, self.running - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Why a job waits for a limit: what limits it and when it may go (None: when a slot is
+    given back)."""
+
+    what: str
+    limit: str
+    next_at: float | None
+
+    def reason(self) -> str:
+        when = "" if self.next_at is None else f", next slot at {_clock(self.next_at)}"
+        return f"{self.what} limited: {self.limit}{when}"
+
+
+class TypeLimits:
+    """The limits of one job type (or tenant): a rate, a concurrency limit, or both. A job
+    goes only when both allow it, and takes from both at once (a job held by one takes
+    nothing from the other: Hatchet's rate-limited tasks deadlocked holding slots)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        rate: str | None = None,
+        max_running: int | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.rate_text = rate
+        self.bucket = TokenBucket(parse_rate(rate), now=now) if rate else None
+        self.slots = Slots(max_running) if max_running is not None else None
+
+    def admit(self, now: float) -> Held | None:
+        """None, having taken a token and a slot, when one more may go; else why not."""
+        if self.slots is not None and not self.slots.free():
+            return Held(self.name, f"{self.slots.limit} running at most", None)
+        if self.bucket is not None and not self.bucket.take(now):
+            return Held(self.name, f"{self.rate_text}", self.bucket.next_at(now))
+        if self.slots is not None:
+            self.slots.take()
+        return None
+
+    def finished(self) -> None:
+        """An attempt it admitted no longer holds its slot."""
+        if self.slots is not None:
+            self.slots.give_back()
+
+    def restore(self, running: int) -> None:
+        """After a rebuild: the attempts it covers that run now."""
+        if self.slots is not None:
+            self.slots.running = max(0, running)
+
+
+def _clock(at: float) -> str:
+    whole = math.floor(at * 1000) / 1000
+    return (
+        datetime.fromtimestamp(whole, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
