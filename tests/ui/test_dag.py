@@ -21,7 +21,7 @@ def node(page: Page, job_id: str):  # type: ignore[no-untyped-def]
 def test_nodes_turn_completed_live(page: Page, smartq: Smartq) -> None:
     fan = [{"key": f"part{i}", "type": "noop", "depends_on": ["gate"]} for i in range(20)]
     batch_id, ids = smartq.batch(
-        {"key": "gate", "type": "sleep", "payload": {"seconds": 2.5}},
+        {"key": "gate", "type": "sleep", "payload": {"seconds": 4}},
         {"key": "after", "type": "sleep", "payload": {"seconds": 0.1}, "depends_on": ["gate"]},
         *fan,
         {"key": "end", "type": "noop", "depends_on": ["after", *[f["key"] for f in fan]]},
@@ -55,7 +55,7 @@ def test_nodes_turn_completed_live(page: Page, smartq: Smartq) -> None:
 
 def test_failing_node_fails_and_its_descendants_are_cancelled(page: Page, smartq: Smartq) -> None:
     batch_id, ids = smartq.batch(
-        {"key": "wait", "type": "sleep", "payload": {"seconds": 1.5}},
+        {"key": "wait", "type": "sleep", "payload": {"seconds": 3}},
         {
             "key": "broken",
             "type": "flaky",
@@ -83,7 +83,7 @@ def test_failing_node_fails_and_its_descendants_are_cancelled(page: Page, smartq
 
 def test_a_dropped_stream_reconnects_and_catches_up(page: Page, smartq: Smartq) -> None:
     batch_id, ids = smartq.batch(
-        {"key": "slow", "type": "sleep", "payload": {"seconds": 3}},
+        {"key": "slow", "type": "sleep", "payload": {"seconds": 5}},
         {"key": "next", "type": "noop", "depends_on": ["slow"]},
     )
     page.goto(smartq.url(f"/ui/batches/{batch_id}"))
