@@ -23,6 +23,7 @@ from api.routes import (
     metrics,
     retry,
     stream,
+    submissions,
     types,
     workers,
 )
@@ -61,6 +62,7 @@ def create_app(
     app.add_middleware(errors.BodyLimit, limit=settings.max_request_bytes)
     routers = (
         stream.router,
+        submissions.router,
         jobs.router,
         retry.router,
         logs.router,

@@ -7,7 +7,7 @@ INSERT. :class:`SubmitFastPath` sits in the middleware stack (inside the body li
 500 handler) and serves ``POST /jobs`` itself when the request is plain: a JSON body that
 parses and validates as :class:`~api.schemas.JobCreate`, no query string, and a key the
 verifier's cache vouches for with the ``submit`` scope (or auth off). It then runs the route's
-own body, :func:`api.routes.jobs.submit_one`, so what is checked and written is the same.
+own body, :func:`api.routes.submissions.submit_one`, so what is checked and written is the same.
 
 Anything else (no or unknown key, a cache miss, a body that does not validate, a query
 string, another content type) goes on to the FastAPI route with the body it read, which
@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors
 from api.auth import tenant_access
 from api.deps import ApiContext
-from api.routes.jobs import submit_one
+from api.routes.submissions import submit_one
 from api.schemas import JobCreate
 from smartq.keys import OPEN_CALLER, Caller
 from smartq.keys import Scope as KeyScope

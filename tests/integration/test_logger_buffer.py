@@ -48,13 +48,7 @@ def line(job_id: uuid.UUID, seq: int) -> LogLine:
     )
 
 
-async def test_messages_arriving_during_a_failed_flush_are_kept(
-    settings: Settings,
-    engine: AsyncEngine,
-    memory_broker: InMemoryBroker,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    job_id = uuid.uuid4()
+async def running_job(engine: AsyncEngine, job_id: uuid.UUID) -> None:
     now = datetime.now(UTC)
     async with engine.begin() as conn:
         await conn.execute(
@@ -64,6 +58,16 @@ async def test_messages_arriving_during_a_failed_flush_are_kept(
                 status="running", attempts=1, created_at=now, updated_at=now,
             )
         )  # fmt: skip
+
+
+async def test_messages_arriving_during_a_failed_flush_are_kept(
+    settings: Settings,
+    engine: AsyncEngine,
+    memory_broker: InMemoryBroker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job_id = uuid.uuid4()
+    await running_job(engine, job_id)
     store = logger_service.LogStore(settings, engine, memory_broker)
     late = Delivery(line(job_id, 3))
 
@@ -101,15 +105,7 @@ async def test_lines_are_stored_once_and_lines_of_jobs_gone_are_left_out(
     within the batch or already stored, count once; a job that no longer exists has nothing
     stored and fails nothing."""
     job_id, gone = uuid.uuid4(), uuid.uuid4()
-    now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        await conn.execute(
-            jobs_t.insert().values(
-                id=job_id, name="j", type="noop", payload={}, priority=5, cpu_units=1,
-                memory_mb=1, max_attempts=1, initial_delay_seconds=0, backoff_multiplier=1,
-                status="running", attempts=1, created_at=now, updated_at=now,
-            )
-        )  # fmt: skip
+    await running_job(engine, job_id)
     batch = [line(job_id, 1), line(job_id, 2), line(job_id, 2), line(gone, 1)]
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
