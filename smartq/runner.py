@@ -67,13 +67,13 @@ def _signals_after_serve() -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def _resources(
-    settings: Settings, *, database: bool = True
+    settings: Settings, *, database: bool = True, pre_ping: bool = True
 ) -> AsyncIterator[tuple[AsyncEngine | None, Broker]]:
     engine = None
     if database:
         from smartq.db import create_async
 
-        engine = create_async(settings.resolved_database_url())
+        engine = create_async(settings.resolved_database_url(), pre_ping=pre_ping)
     broker = create_broker(settings)
     await broker.connect()
     await declare_shared_queues(broker)
@@ -150,7 +150,10 @@ async def run_worker(
 async def run_logger(settings: Settings) -> None:
     from logger.service import LogStore
 
-    async with _resources(settings) as (engine, broker):
+    # No round trip before each flush: it was a second transaction per flush, on the path of
+    # every job (its report waits for the flush). A flush on a connection the server dropped
+    # fails, its messages are redelivered, and SQLAlchemy replaces the pool.
+    async with _resources(settings, pre_ping=False) as (engine, broker):
         assert engine is not None
         await _until_signal(LogStore(settings, engine, broker).run)
 
