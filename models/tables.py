@@ -260,4 +260,56 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
 
 
+class Tenant(SQLModel, table=True):
+    """What an admin set for a tenant (``PUT /admin/tenants/{name}``). No row, or a NULL
+    column: the settings' default (unset = unlimited; weight 1). Written by the API only."""
+
+    __tablename__ = "tenants"
+
+    name: str = Field(sa_column=Column(String(100), primary_key=True))
+    #: Waiting + running jobs at most; a submit over it is answered 429.
+    max_active_jobs: int | None = Field(default=None, sa_column=Column(Integer))
+    #: Submit requests per second (a token bucket per API process).
+    submit_rate: float | None = Field(default=None, sa_column=Column(Float))
+    #: Running jobs at most (held ready by the scheduler's pass).
+    max_running: int | None = Field(default=None, sa_column=Column(Integer))
+    #: Share of capacity within a priority level, against other tenants' weights.
+    weight: float | None = Field(default=None, sa_column=Column(Float))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
+class JobTypeLimits(SQLModel, table=True):
+    """An admin's override of a job type's limits (``PATCH /types/{name}``); NULL: the
+    ``@smartq.job`` decorator's value. ``breaker_force`` holds its breaker open or closed.
+    Written by the API only."""
+
+    __tablename__ = "job_type_limits"
+    __table_args__ = (
+        CheckConstraint(
+            "breaker_force IS NULL OR breaker_force IN ('open', 'closed')",
+            name="ck_job_type_limits_breaker_force",
+        ),
+    )
+
+    name: str = Field(sa_column=Column(String(200), primary_key=True))
+    rate_limit: str | None = Field(default=None, sa_column=Column(String(40)))
+    max_running: int | None = Field(default=None, sa_column=Column(Integer))
+    breaker_force: str | None = Field(default=None, sa_column=Column(String(8)))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
+class BreakerRow(SQLModel, table=True):
+    """A job type's circuit breaker as the leading scheduler last left it: a standby taking
+    over keeps an open breaker open. Written by the scheduler only."""
+
+    __tablename__ = "breakers"
+
+    job_type: str = Field(sa_column=Column(String(200), primary_key=True))
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    opened_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    cooldown_seconds: float = Field(sa_column=Column(Float, nullable=False))
+    forced: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
 metadata = SQLModel.metadata

@@ -95,6 +95,49 @@ class Settings(BaseSettings):
         "job tables itself (0: never).",
     )
 
+    # Flow control (issue 17): defaults for tenants and types an admin set nothing for
+    tenant_max_active_jobs: int | None = Field(
+        default=None,
+        ge=1,
+        description="Waiting + running jobs a tenant may have at most; a submit beyond it is "
+        "answered 429 and writes nothing (unset: unlimited). PUT /admin/tenants/{name} sets "
+        "it per tenant.",
+    )
+    tenant_submit_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Submit requests per second a tenant may make, a token bucket per API "
+        "process (burst: one second's worth); beyond it 429 with Retry-After (unset: "
+        "unlimited).",
+    )
+    tenant_max_running: int | None = Field(
+        default=None,
+        ge=1,
+        description="Running jobs a tenant may have at most; the rest stay ready with the "
+        "reason (unset: unlimited).",
+    )
+    breaker_min_attempts: int = Field(
+        default=10, ge=1, description="A breaker opens only with this many attempts counted."
+    )
+    breaker_window_seconds: float = Field(
+        default=60.0, gt=0, description="The window a breaker counts attempts over."
+    )
+    breaker_failure_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="The share of failures that opens a breaker."
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long a breaker stays open before one probe."
+    )
+    breaker_max_cooldown_seconds: float = Field(
+        default=600.0, gt=0, description="The cool-down doubles after a failed probe, to this."
+    )
+    limits_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the scheduler reads what admins set (tenants, type limits, "
+        "forced breakers): a change takes effect within this.",
+    )
+
     # Worker
     worker_id: str | None = None
     heartbeat_seconds: float = 2.0
