@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         "job tables itself (0: never).",
     )
 
+    api_db_acquire_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long a request waits for a database connection; past it the API "
+        "answers 503 with Retry-After instead of hanging (a 2xx always means committed).",
+    )
     # Flow control (issue 17): defaults for tenants and types an admin set nothing for
     tenant_max_active_jobs: int | None = Field(
         default=None,
