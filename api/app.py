@@ -85,7 +85,13 @@ async def _running(
     job_registry: Registry | None,
 ) -> AsyncIterator[ApiContext]:
     """The API's resources while it serves; those it made itself are closed afterwards."""
-    eng = engine or create_async(settings.resolved_database_url(), pre_ping=False)
+    # A request waits this long at most for a connection, then is answered 503 (api.errors)
+    # instead of queueing behind an overload it cannot see the end of.
+    eng = engine or create_async(
+        settings.resolved_database_url(),
+        pre_ping=False,
+        pool_timeout=settings.api_db_acquire_timeout_seconds,
+    )
     brk = broker or create_broker(settings)
     if broker is None:
         await brk.connect()

@@ -4,6 +4,7 @@ the right status code; no traceback ever leaves the process."""
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,9 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import retry_after
 from smartq.errors import SmartqError
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,20 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+    """No database connection came free within ``SMARTQ_API_DB_ACQUIRE_TIMEOUT_SECONDS``:
+    the request never reached the database, so nothing was written. Answered at once, with a
+    short jittered ``Retry-After``, rather than left waiting on an overload."""
+    log.warning(
+        "no database connection free in time",
+        extra={"action": "api.overloaded", "path": request.url.path},
+    )
+    response = error(503, "the API is overloaded (no database connection free); retry shortly")
+    seconds = retry_after.spread(retry_after.OVERLOADED_SECONDS, random.random())
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
     """A value the database refuses (a NUL in a query string, say): the request's fault, and
     nothing was written (the statement failed, its transaction rolled back)."""
@@ -108,6 +125,7 @@ _HANDLERS: dict[type[Exception], Handler] = {
     StarletteHTTPException: _http,
     OperationalError: _database_down,
     InterfaceError: _database_down,
+    PoolTimeout: _overloaded,
     DataError: _bad_value,
 }
 

@@ -54,7 +54,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_async(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+def create_async(
+    url: str, *, pool_size: int = 10, pre_ping: bool = True, pool_timeout: float | None = None
+) -> AsyncEngine:
     """The async engine every smartq process uses.
 
     SQLite gets a single pooled connection: the embedded mode is one process, and one writer
@@ -62,6 +64,9 @@ def create_async(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Asy
     ``pre_ping`` tests each pooled connection with a round trip before handing it out; the API
     turns it off (a request on a connection the server dropped gets a 503 to retry, and
     SQLAlchemy then replaces the whole pool), as it was a second transaction per request.
+    ``pool_timeout``: how long a caller waits for a free connection before SQLAlchemy raises
+    its ``TimeoutError`` (default 60 s on SQLite, where waiting is how writes serialise, 30 s
+    on PostgreSQL); the API sets a short one so that an overload is answered, not queued.
     """
     if dialect_of(url) == "sqlite":
         _sqlite_file(url)
@@ -70,7 +75,7 @@ def create_async(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Asy
             poolclass=AsyncAdaptedQueuePool,
             pool_size=1,
             max_overflow=0,
-            pool_timeout=60,
+            pool_timeout=60 if pool_timeout is None else pool_timeout,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -80,6 +85,7 @@ def create_async(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Asy
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
+        pool_timeout=30 if pool_timeout is None else pool_timeout,
     )
 
 
