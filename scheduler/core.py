@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 from models.enums import JobStatus, Outcome
 from scheduler import dag, fleet
+from scheduler.breaker import BreakerPolicy, BreakerRecord, BreakerState, Change
+from scheduler.flow import Flow, GateView, TypeRule
 from scheduler.placement import PlacementConfig, plan
 from scheduler.reasons import CANCELLED_BY_USER, never_fits_reason, upstream_reason
 from scheduler.retry import RetryDecision, Verdict, decide
@@ -60,8 +62,11 @@ class Scheduler:
         jitter: float = 0.0,
         max_backoff_seconds: float | None = None,
         rng: random.Random | None = None,
+        breaker_policy: BreakerPolicy | None = None,
+        tenant_max_running: int | None = None,
     ) -> None:
         self.state = SchedulerState()
+        self.state.flow = Flow(breaker_policy, tenant_max_running)
         self._placement = PlacementConfig(lookahead=lookahead, reserve_after=reserve_after)
         self._jitter = jitter
         self._max_backoff = max_backoff_seconds
@@ -265,12 +270,50 @@ class Scheduler:
         return out
 
     def next_wakeup(self) -> float | None:
-        """When the next timer is due, so the shell can sleep until then (or an event)."""
-        return self.state.next_timer()
+        """When the next timer is due (a job's, or a limit's or breaker's), so the shell can
+        sleep until then (or an event)."""
+        due = [t for t in (self.state.next_timer(), self.state.flow.next_wakeup()) if t is not None]
+        return min(due) if due else None
 
     def plan(self, now: float) -> list[Placement]:
         """Which ready jobs start now, on which worker, as which attempt (see placement)."""
         return plan(self.state, now, self._placement)
+
+    # -- flow control (see scheduler.flow and scheduler.fairshare) --------------------------
+    def set_type_rules(self, rules: dict[str, TypeRule], now: float) -> None:
+        """The limits and breaker policies of the types that have any."""
+        self.state.flow.set_type_rules(rules, now)
+        self.state.dirty = True
+
+    def set_tenants(
+        self,
+        max_running: dict[str, int | None],
+        weights: dict[str, float],
+        default_max_running: int | None,
+    ) -> None:
+        """What admins set for tenants: running limits and fair-share weights."""
+        self.state.flow.set_tenant_rules(max_running, default_max_running)
+        self.state.ready.set_weights(weights)
+        self.state.dirty = True
+
+    def force_breaker(self, job_type: str, state: BreakerState | None, now: float) -> None:
+        self.state.flow.force_breaker(job_type, state, now)
+        self.state.dirty = True
+
+    def restore_breaker(self, job_type: str, record: BreakerRecord) -> None:
+        self.state.flow.restore_breaker(job_type, record)
+
+    def breaker_records(self, job_types: Iterable[str]) -> dict[str, BreakerRecord]:
+        breakers = self.state.flow.breakers
+        return {t: breakers[t].record() for t in job_types if t in breakers}
+
+    def take_breaker_changes(self) -> list[Change]:
+        """Breaker changes since the last call, to persist with the pass and publish."""
+        return self.state.flow.take_changes()
+
+    def gates(self, now: float) -> list[GateView]:
+        """Every breaker that is not closed and every limit, with what it holds."""
+        return self.state.flow.views(now)
 
     # -- introspection --------------------------------------------------------------------
     def job_status(self, job_id: uuid.UUID) -> JobStatus | None:
@@ -314,6 +357,8 @@ class Scheduler:
                 rng=self._rng,
             )
         worker_id, job.worker_id = job.worker_id, None
+        self.state.stopped_running(job)
+        self.state.flow.ended(job.id, job.type, outcome, now)
         if decision.verdict is Verdict.RETRY:
             return [
                 self._retry(job, decision.delay, now, decision.reason, error, worker_id, outcome)

@@ -49,6 +49,7 @@ def _take_in(state: SchedulerState, job: JobRecord, spec: JobSpec, now: float) -
     if job.status is JobStatus.RUNNING:
         if job.worker_id is not None:
             state.hold(job, job.worker_id, job.attempts)
+        state.was_running(job)
         return []
     if job.status is JobStatus.RETRYING:
         state.push_timer(job, job.not_before if job.not_before is not None else now)

@@ -84,6 +84,7 @@ def hold_lingering(
 def give_back(state: SchedulerState, job: JobRecord, worker_id: str) -> Transition:
     """The job's current attempt reached no worker: ready again, its attempt number back."""
     attempt = job.attempts
+    state.stopped_running(job)
     job.worker_id = None
     job.attempts -= 1
     dag.make_ready(state, job)

@@ -1,6 +1,5 @@
 """Rate and concurrency limits, pure: fed the clock and the dispatches the pass makes, they say
-whether one more job may go now and, when not, when it may (issue 17; not wired into the pass
-yet).
+whether one more job may go now and, when not, when it may (issue 17).
 
 A rate is a token bucket: ``rate`` tokens a second, at most ``burst`` held (by default one
 second's worth, at least one), one token per dispatch; a type limited to 5/s with 100 jobs
@@ -99,8 +98,11 @@ class Held:
     next_at: float | None
 
     def reason(self) -> str:
-        when = "" if self.next_at is None else f", next slot at {_clock(self.next_at)}"
-        return f"{self.what} limited: {self.limit}{when}"
+        """``rate limited: type resize, 5/s, next slot at …`` or ``concurrency limited:
+        tenant acme, 3 running at most``."""
+        if self.next_at is None:
+            return f"concurrency limited: {self.what}, {self.limit}"
+        return f"rate limited: {self.what}, {self.limit}, next slot at {_clock(self.next_at)}"
 
 
 class TypeLimits:
@@ -123,13 +125,52 @@ class TypeLimits:
 
     def admit(self, now: float) -> Held | None:
         """None, having taken a token and a slot, when one more may go; else why not."""
+        held = self.blocked(now)
+        if held is None:
+            self.take(now)
+        return held
+
+    def blocked(self, now: float) -> Held | None:
+        """Why one more may not go now, or None (taking nothing: the pass looks before it
+        knows a worker has room, and takes only for a job it starts)."""
         if self.slots is not None and not self.slots.free():
             return Held(self.name, f"{self.slots.limit} running at most", None)
-        if self.bucket is not None and not self.bucket.take(now):
+        if self.bucket is not None and self.bucket.next_at(now) > now:
             return Held(self.name, f"{self.rate_text}", self.bucket.next_at(now))
+        return None
+
+    def take(self, now: float) -> None:
+        """One more goes (after :meth:`blocked` said it may)."""
+        if self.bucket is not None:
+            self.bucket.take(now)
         if self.slots is not None:
             self.slots.take()
-        return None
+
+    def room(self, now: float) -> int | None:
+        """How many more may go now (None: no bound)."""
+        room: int | None = None
+        if self.slots is not None:
+            room = max(0, self.slots.limit - self.slots.running)
+        if self.bucket is not None:
+            self.bucket.next_at(now)  # refill
+            tokens = math.floor(self.bucket.tokens + _EPSILON)
+            room = tokens if room is None else min(room, tokens)
+        return room
+
+    @property
+    def running(self) -> int:
+        return self.slots.running if self.slots is not None else 0
+
+    @property
+    def max_running(self) -> int | None:
+        return self.slots.limit if self.slots is not None else None
+
+    def describe(self) -> str:
+        """``5/s, 3 running at most``."""
+        parts = [self.rate_text] if self.rate_text else []
+        if self.slots is not None:
+            parts.append(f"{self.slots.limit} running at most")
+        return ", ".join(parts)
 
     def finished(self) -> None:
         """An attempt it admitted no longer holds its slot."""

@@ -46,11 +46,11 @@ no worker changed).
 from __future__ import annotations
 
 import bisect
-import heapq
 from dataclasses import dataclass
 
 from models.enums import JobStatus
-from scheduler.state import JobRecord, ReadyEntry, SchedulerState, WorkerRecord
+from scheduler.fairshare import ReadyEntry
+from scheduler.state import JobRecord, SchedulerState, WorkerRecord
 from scheduler.values import Placement
 
 
@@ -226,17 +226,25 @@ class _Pool:
 
 def plan(state: SchedulerState, now: float, config: PlacementConfig) -> list[Placement]:
     """Decide which ready jobs start now and where; the state records them as running."""
+    released = state.flow.release(now, lambda entry: state.live_ready(entry) is not None)
+    for entry in released:
+        state.push_back(entry)
+    if released:
+        state.dirty = True
     if not state.dirty and not state.capacity_changed:
         return []
     _drop_stale_reservations(state)
     pool = _Pool(state)
     out: list[Placement] = []
     if pool.accepting:
+        state.ready.set_capacity(
+            sum(w.cpu_total for w in pool.accepting), sum(w.mem_total for w in pool.accepting)
+        )
         if state.capacity_changed:
             _unpark(state, pool)
             state.capacity_changed = False
         state.compact()
-        _place_reserved(state, pool, out)
+        _place_reserved(state, pool, now, out)
         _scan(state, pool, now, config, out)
     state.dirty = False
     return out
@@ -266,14 +274,18 @@ def _unpark(state: SchedulerState, pool: _Pool) -> None:
             state.push_ready(job)
 
 
-def _place_reserved(state: SchedulerState, pool: _Pool, out: list[Placement]) -> None:
-    """Start each job whose reserved worker has room for it now."""
+def _place_reserved(state: SchedulerState, pool: _Pool, now: float, out: list[Placement]) -> None:
+    """Start each job whose reserved worker has room for it now (a limit that holds it gives
+    the worker back: its entry in the ready queue then meets the limit)."""
     for worker in pool.accepting:
         job = state.jobs.get(worker.reserved_for) if worker.reserved_for else None
         if job is None:
             continue
-        if worker.cpu_free >= job.cpu and worker.mem_free >= job.mem:
-            _start(state, job, worker, out)
+        if state.flow.blocked(job.type, job.tenant, now) is not None:
+            state.unreserve(job)
+            pool.reopen(worker)
+        elif worker.cpu_free >= job.cpu and worker.mem_free >= job.mem:
+            _start(state, job, worker, now, out)
             pool.reopen(worker)
 
 
@@ -288,17 +300,24 @@ def _scan(
     passed_over: list[ReadyEntry] = []
     #: Passed over in this pass and not yet overtaken by a job behind them.
     overtaken_now: list[JobRecord] = []
+    flow = state.flow
     while state.ready and len(passed_over) < config.lookahead and pool.has_room():
-        entry = heapq.heappop(state.ready)
+        entry = state.ready.pop()
+        if entry is None:
+            break
         job = state.live_ready(entry)
         if job is None:
+            continue
+        gate = flow.blocked(job.type, job.tenant, now)
+        if gate is not None:
+            flow.hold(gate, entry)  # stays ready, out of the queue until the gate has room
             continue
         if not pool.fits_total(job):
             _park(state, job)
             continue
         worker = pool.best_fit(job)
         if worker is not None:
-            _start(state, job, worker, out)
+            _start(state, job, worker, now, out)
             pool.taken(worker, job)
             for ahead in overtaken_now:
                 if ahead.overtaken_since is None:
@@ -309,7 +328,7 @@ def _scan(
         overtaken_now.append(job)
         _maybe_reserve(pool, job, now, config)
     for entry in passed_over:
-        heapq.heappush(state.ready, entry)
+        state.push_back(entry)
 
 
 def _park(state: SchedulerState, job: JobRecord) -> None:
@@ -334,7 +353,7 @@ def _maybe_reserve(pool: _Pool, job: JobRecord, now: float, config: PlacementCon
 
 
 def _start(
-    state: SchedulerState, job: JobRecord, worker: WorkerRecord, out: list[Placement]
+    state: SchedulerState, job: JobRecord, worker: WorkerRecord, now: float, out: list[Placement]
 ) -> None:
     state.unreserve(job)
     job.attempts += 1
@@ -342,4 +361,5 @@ def _start(
     job.worker_id = worker.id
     job.overtaken_since = None
     state.hold(job, worker.id, job.attempts)
+    state.started_running(job, now)
     out.append(Placement(job.id, worker.id, job.attempts, job.cpu, job.mem))

@@ -13,14 +13,14 @@ import uuid
 from dataclasses import dataclass, field
 
 from models.enums import JobStatus
+from scheduler.fairshare import ReadyEntry, ReadyQueue
+from scheduler.flow import Flow
 from scheduler.retry import RetryPolicy
 from scheduler.values import JobSpec, Lingering, WorkerView
 
 #: Statuses of a job that waits (no worker holds it).
 WAITING = frozenset({JobStatus.PENDING, JobStatus.BLOCKED, JobStatus.READY, JobStatus.RETRYING})
 
-#: (-priority, created_at, seq, ticket, job_id): priority first, then age, then arrival order.
-ReadyEntry = tuple[int, float, int, int, uuid.UUID]
 #: (due, ticket, job_id)
 TimerEntry = tuple[float, int, uuid.UUID]
 HoldKey = tuple[uuid.UUID, int]
@@ -46,6 +46,7 @@ class JobRecord:
     created_at: float
     seq: int
     status: JobStatus
+    tenant: str = "default"
     attempts: int = 0
     attempts_base: int = 0
     not_before: float | None = None
@@ -73,6 +74,7 @@ class JobRecord:
             created_at=spec.created_at,
             seq=seq,
             status=spec.status,
+            tenant=spec.tenant,
             attempts=spec.attempts,
             attempts_base=spec.attempts_base,
             not_before=spec.not_before,
@@ -157,8 +159,11 @@ class SchedulerState:
         self.jobs: dict[uuid.UUID, JobRecord] = {}
         #: parent id → ids of jobs waiting on it (the parent may not be known yet).
         self.dependents: dict[uuid.UUID, list[uuid.UUID]] = {}
-        self.ready: list[ReadyEntry] = []
+        #: Ready jobs by priority, then fair share between tenants (:mod:`scheduler.fairshare`).
+        self.ready = ReadyQueue()
         self.timers: list[TimerEntry] = []
+        #: Breakers and limits, and the ready jobs they hold (:mod:`scheduler.flow`).
+        self.flow = Flow()
         self.workers: dict[str, WorkerRecord] = {}
         self.holds: dict[HoldKey, Hold] = {}
         #: Ready jobs no accepting worker could ever fit; re-examined when capacity changes.
@@ -180,8 +185,15 @@ class SchedulerState:
         """Put ``job`` (status READY) in the ready heap."""
         job.ticket = next(self._ticket)
         job.parked = False
-        heapq.heappush(self.ready, (-job.priority, job.created_at, job.seq, job.ticket, job.id))
+        self.ready.push((-job.priority, job.created_at, job.seq, job.ticket, job.id), job.tenant)
         self.dirty = True
+
+    def push_back(self, entry: ReadyEntry) -> None:
+        """Put an entry taken from the ready queue back (a job passed over, or released by a
+        limit: the caller says whether that is news for the next pass)."""
+        job = self.live_ready(entry)
+        if job is not None:
+            self.ready.push(entry, job.tenant)
 
     def push_timer(self, job: JobRecord, due: float) -> None:
         job.ticket = next(self._ticket)
@@ -210,8 +222,7 @@ class SchedulerState:
         """Drop stale entries once they outnumber what could be live (amortised O(1))."""
         limit = len(self.jobs) + _COMPACT_SLACK
         if len(self.ready) > 2 * limit:
-            self.ready = [e for e in self.ready if self.live_ready(e) is not None]
-            heapq.heapify(self.ready)
+            self.ready.compact(lambda e: self.live_ready(e) is not None)
         if len(self.timers) > 2 * limit:
             self.timers = [e for e in self.timers if self.live_timer(e) is not None]
             heapq.heapify(self.timers)
@@ -231,6 +242,22 @@ class SchedulerState:
                 worker.reserved_for = None
             job.reserved_on = None
             self.dirty = True
+
+    # -- running jobs: what limits and fair share count ---------------------------------
+    def started_running(self, job: JobRecord, now: float) -> None:
+        self.flow.started(job.id, job.type, job.tenant, now)
+        self.ready.running(job.tenant, job.cpu, job.mem)
+
+    def was_running(self, job: JobRecord) -> None:
+        """At a rebuild: ``job`` runs (it holds its slots and its share)."""
+        self.flow.was_running(job.type, job.tenant)
+        self.ready.running(job.tenant, job.cpu, job.mem)
+
+    def stopped_running(self, job: JobRecord) -> None:
+        """``job`` left ``running`` (it ended, or its dispatch reached no worker)."""
+        self.flow.stopped_running(job.type, job.tenant)
+        self.ready.running(job.tenant, -job.cpu, -job.mem)
+        self.dirty = True
 
     # -- workers and holds ------------------------------------------------------------------
     def worker(self, worker_id: str) -> WorkerRecord:

@@ -49,6 +49,7 @@ SPEC_COLUMNS = (
     jobs.c.batch_id,
     jobs.c.cancel_requested_at,
     jobs.c.attempts_base,
+    jobs.c.tenant,
 )
 
 
@@ -154,6 +155,7 @@ def _spec(
         depends_on=tuple(depends),
         upstream_failure=failure,
         status=JobStatus(r["status"]),
+        tenant=r["tenant"],
         attempts=r["attempts"],
         not_before=ts(r["not_before"]),
         worker_id=r["worker_id"],

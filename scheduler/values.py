@@ -46,6 +46,7 @@ class JobSpec:
     depends_on: tuple[uuid.UUID, ...] = ()
     upstream_failure: UpstreamFailure | None = None
     status: JobStatus = JobStatus.PENDING
+    tenant: str = "default"
     attempts: int = 0
     #: Attempts made before the last manual resubmission; the budget counts from here.
     attempts_base: int = 0

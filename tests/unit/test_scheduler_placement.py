@@ -239,21 +239,21 @@ def test_pass_does_nothing_when_every_worker_is_full() -> None:
 
 
 def _count_heappops(sched: Scheduler, now: float) -> int:
-    before = list(sched.state.ready)
+    """How many entries one pass takes from the ready queue."""
+    queue = sched.state.ready
+    before = len(queue)
     count = 0
-    original = heapq.heappop
+    original = queue.pop
 
-    def counting(heap: list[tuple[int, float, int, int, uuid.UUID]]) -> object:
+    def counting() -> object:
         nonlocal count
         count += 1
-        return original(heap)
+        return original()
 
-    import scheduler.placement as placement
-
-    placement.heapq.heappop = counting  # type: ignore[assignment]
+    queue.pop = counting  # type: ignore[method-assign]
     try:
         sched.plan(now)
     finally:
-        placement.heapq.heappop = original
-    assert len(sched.state.ready) <= len(before)
+        del queue.pop  # type: ignore[method-assign]
+    assert len(sched.state.ready) <= before
     return count
