@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import errors
+from api.admission import Admission
 from api.deps import ApiContext
 from api.fastpath import SubmitFastPath
 from api.hints import SubmitHints
@@ -123,6 +124,7 @@ async def _running(
             hub=hub,
             hints=hints,
             keys=verifier,
+            admission=Admission(settings),
         )
     finally:
         await watch.stop()

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from api.admission import Admission
 from api.hints import SubmitHints
 from api.metrics import Metrics
 from api.stream import StreamHub
@@ -33,6 +34,7 @@ class ApiContext:
     hub: StreamHub
     hints: SubmitHints
     keys: KeyVerifier
+    admission: Admission
     extra: dict[str, object] = field(default_factory=dict)
 
 

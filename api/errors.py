@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import retry_after
-from smartq.errors import SmartqError
+from smartq.errors import OverQuota, SmartqError
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,28 @@ async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
         "no database connection free in time",
         extra={"action": "api.overloaded", "path": request.url.path},
     )
+    _refused(request, "overloaded")
     response = error(503, "the API is overloaded (no database connection free); retry shortly")
     seconds = retry_after.spread(retry_after.OVERLOADED_SECONDS, random.random())
     response.headers["Retry-After"] = str(seconds)
     return response
+
+
+async def _over_quota(request: Request, exc: Exception) -> JSONResponse:
+    """A submission over its tenant's quota: nothing was written, nothing is kept under its
+    idempotency key, and ``Retry-After`` says when to come back (:mod:`api.admission`). Not
+    logged one by one: a flood of them is what the quota is for; the counter has them."""
+    assert isinstance(exc, OverQuota)
+    _refused(request, exc.quota)
+    response = error(429, exc.message, exc.detail)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _refused(request: Request, reason: str) -> None:
+    ctx = getattr(request.app.state, "ctx", None)
+    if ctx is not None:
+        ctx.metrics.refused.labels(reason).inc()
 
 
 async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
@@ -126,6 +144,7 @@ _HANDLERS: dict[type[Exception], Handler] = {
     OperationalError: _database_down,
     InterfaceError: _database_down,
     PoolTimeout: _overloaded,
+    OverQuota: _over_quota,
     DataError: _bad_value,
 }
 

@@ -132,6 +132,13 @@ class Metrics:
             "POST /jobs requests served without FastAPI's request machinery (api/fastpath.py).",
             registry=r,
         )
+        self.refused = Counter(
+            "smartq_api_refused",
+            "Requests refused for now, with Retry-After, by why: a tenant's submit_rate or "
+            "max_active_jobs (429), or no database connection free in time (overloaded, 503).",
+            ["reason"],
+            registry=r,
+        )
         self.retried = Counter(
             "smartq_jobs_retried", "Attempts after the first (retries).", by_type, registry=r
         )

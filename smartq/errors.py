@@ -86,6 +86,20 @@ class SubmissionRejected(SmartqError):
         self.kind = kind
 
 
+class OverQuota(SmartqError):
+    """A submission over one of its tenant's quotas for now (its submit rate, its active jobs):
+    nothing was written and the same request may succeed later. ``quota`` names the quota,
+    ``detail`` (its limit and the count against it) goes into the API's error shape, and
+    ``retry_after`` is the whole seconds to wait; the API answers 429."""
+
+    def __init__(self, message: str, quota: str, detail: dict[str, Any], retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.quota = quota
+        self.detail = {"quota": quota, **detail}
+        self.retry_after = retry_after
+
+
 # -- the SDK's errors ---------------------------------------------------------------------
 
 

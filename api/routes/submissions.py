@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import store
+from api.admission import Quotas
 from api.auth import AUTH_ERRORS, Access, Submit
 from api.deps import ApiContext, ConnDep, ContextDep
 from api.routes.jobs import ERRORS
@@ -26,7 +27,7 @@ from api.submit import Owner, ResolvedBatch, job_row, resolve_batch
 from api.views import job_doc, json_response
 from models import storable
 from models.types import utcnow
-from smartq.errors import SubmissionRejected
+from smartq.errors import OverQuota, SubmissionRejected
 from smartq.registry import JobType
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=AUTH_ERRORS)
@@ -110,14 +111,18 @@ async def submit_one(
         if body.idempotency_key not in (None, idempotency_key):
             raise HTTPException(422, "Idempotency-Key header and idempotency_key field differ")
         body = body.model_copy(update={"idempotency_key": idempotency_key})
+    tenant = access.home
+    quotas = await ctx.admission.admit(conn, tenant)
     try:
         job_type = _job_type(ctx, body.type)
         _check_payload(ctx, body.payload)
         deps = list(dict.fromkeys(body.depends_on))
         values = job_row(body, job_type, utcnow(), owner=_owner(access, body), depends_on=deps)
-        if deps:
+        if deps or quotas.max_active_jobs is not None:
+            replay = (body.idempotency_key, store.job_by_idempotency_key)
             async with conn.begin():
-                await _require_known(conn, deps, access.home)
+                await _require_known(conn, deps, tenant)
+                await _hold_room(ctx, conn, tenant, quotas, 1, replay)
                 created = await store.insert_job(conn, values, deps)
         else:
             # One statement, atomic on its own: in autocommit it is one round trip to the
@@ -143,12 +148,37 @@ def _owner(access: Access, body: JobCreate | BatchCreate) -> Owner:
 async def _require_known(conn: AsyncConnection, deps: list[uuid.UUID], tenant: str) -> None:
     """422 naming the dependencies that are not jobs of ``tenant`` (checked in the submit's
     transaction): another tenant's job is as unknown as a random id."""
+    if not deps:
+        return
     missing = set(deps) - await store.existing_ids(conn, deps, tenant)
     if missing:
         raise SubmissionRejected(
             "unknown dependencies: " + ", ".join(sorted(map(str, missing))),
             {"unknown_dependencies": sorted(map(str, missing))},
         )
+
+
+#: What a submission's idempotency key already made, read in the submit's transaction.
+FindByKey = Callable[[AsyncConnection, str, str], Awaitable[RowMapping | None]]
+
+
+async def _hold_room(
+    ctx: ApiContext,
+    conn: AsyncConnection,
+    tenant: str,
+    quotas: Quotas,
+    n: int,
+    replay: tuple[str | None, FindByKey],
+) -> None:
+    """Room for ``n`` more active jobs in the submit's transaction (:mod:`api.admission`),
+    unless the submission replays what its idempotency key already made: that writes nothing
+    (the insert after this conflicts and answers the replay), so no quota refuses it."""
+    try:
+        await ctx.admission.hold_room(conn, tenant, quotas, n)
+    except (OverQuota, SubmissionRejected):
+        key, find = replay
+        if key is None or await find(conn, key, tenant) is None:
+            raise
 
 
 async def _replay(conn: AsyncConnection, values: dict[str, Any], tenant: str) -> Response:
@@ -194,6 +224,7 @@ async def submit_batch(
     limit = ctx.settings.max_batch_jobs
     if len(body.jobs) > limit:
         raise HTTPException(422, f"batch has {len(body.jobs)} jobs; the limit is {limit}")
+    quotas = await ctx.admission.admit(conn, access.home)  # a batch is one request
     batch_id = uuid.uuid4()
     now = utcnow()
     try:
@@ -213,8 +244,10 @@ async def submit_batch(
             "idempotency_key": idempotency_key,
             "request_hash": _batch_hash(body) if idempotency_key else None,
         }
+        replay = (idempotency_key, store.batch_by_idempotency_key)
         async with conn.begin():
             await _require_known(conn, sorted(resolved.external), owner.tenant)
+            await _hold_room(ctx, conn, owner.tenant, quotas, len(resolved.rows), replay)
             created = await store.insert_batch(conn, batch, resolved.rows, resolved.edges)
     except SubmissionRejected as exc:
         raise _fail(exc) from None

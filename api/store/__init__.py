@@ -1,8 +1,17 @@
 """The API's database access, by what it does: :mod:`~api.store.reads`,
-:mod:`~api.store.submissions` (what users submit) and :mod:`~api.store.transitions` (the few
-state changes the API makes; every other transition belongs to the scheduler). Routes use
-``from api import store`` and call ``store.<function>``."""
+:mod:`~api.store.submissions` (what users submit), :mod:`~api.store.transitions` (the few
+state changes the API makes; every other transition belongs to the scheduler) and
+:mod:`~api.store.quotas` (tenants' quotas, and the counts admission makes against them).
+Routes use ``from api import store`` and call ``store.<function>``."""
 
+from api.store.quotas import (
+    QUOTA_FIELDS,
+    active_counts,
+    delete_tenant,
+    put_tenant,
+    tenant_row,
+    tenant_rows,
+)
 from api.store.reads import (
     ListFilter,
     batch_jobs,
@@ -38,9 +47,11 @@ from api.store.transitions import Cancelled, cancel_waiting, request_stop, resub
 
 __all__ = [
     "HASHED",
+    "QUOTA_FIELDS",
     "WAITING",
     "Cancelled",
     "ListFilter",
+    "active_counts",
     "attempts_t",
     "batch_by_idempotency_key",
     "batch_jobs",
@@ -49,6 +60,7 @@ __all__ = [
     "batches",
     "batches_totals",
     "cancel_waiting",
+    "delete_tenant",
     "dependencies_of",
     "dependents_of",
     "edges",
@@ -69,9 +81,12 @@ __all__ = [
     "log_lines",
     "logs_t",
     "progress_of",
+    "put_tenant",
     "request_hash",
     "request_stop",
     "resubmit",
+    "tenant_row",
+    "tenant_rows",
     "unfinished_dependencies",
     "workers_t",
 ]

@@ -15,11 +15,10 @@ from sqlalchemy import (
     Table,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.tables import batches, edges, jobs
+from api.store.tables import batches, edges, insert_of, jobs
 from models.enums import CANCELLABLE_AT_ONCE
 
 HASHED = (
@@ -43,11 +42,6 @@ def request_hash(values: dict[str, Any], depends_on: Iterable[Any]) -> str:
     doc = {k: values[k] for k in HASHED}
     doc["depends_on"] = sorted(str(d) for d in depends_on)
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _insert(conn: AsyncConnection, table: Table) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 async def existing_ids(
@@ -77,7 +71,7 @@ async def _insert_once(conn: AsyncConnection, table: Table, values: dict[str, An
     stmt = _INSERT_ONCE.get(cache_key)
     if stmt is None:
         stmt = (
-            _insert(conn, table)
+            insert_of(conn, table)
             .on_conflict_do_nothing(
                 index_elements=["tenant", "idempotency_key"],
                 index_where=table.c.idempotency_key.isnot(None),
