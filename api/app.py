@@ -17,6 +17,7 @@ from api.keywatch import KeyWatch
 from api.metrics import Metrics
 from api.routes import (
     admin_keys,
+    admin_tenants,
     batches,
     health,
     jobs,
@@ -71,6 +72,7 @@ def create_app(
         workers.router,
         types.router,
         admin_keys.router,
+        admin_tenants.router,
     )
     for router in (*routers, metrics.router, health.router):
         app.include_router(router)
