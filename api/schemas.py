@@ -267,8 +267,27 @@ class BatchReport(BatchSummary):
     next_cursor: str | None = Field(description="The cursor of the next page; null on the last.")
 
 
+class TypeLimitsOut(BaseModel):
+    """An admin's override of a type's limits (``PATCH /types/{name}``); null: the
+    ``@smartq.job`` decorator's value, and ``breaker_force`` null lets the breaker decide."""
+
+    rate_limit: str | None = Field(description="e.g. 5/s, 30/min, 100/h.")
+    max_running: int | None
+    breaker_force: Literal["open", "closed"] | None
+    updated_at: datetime | None = Field(description="When an admin last patched it.")
+
+
+class BreakerOut(BaseModel):
+    """A type's circuit breaker as the scheduler last left it."""
+
+    state: str = Field(description="closed, open or half_open.")
+    opened_at: datetime | None
+    forced: bool = Field(description="Held open or closed by an admin (breaker_force).")
+
+
 class TypeOut(BaseModel):
-    """A job type: its defaults where this API knows it, and the live workers that run it."""
+    """A job type: its defaults where this API knows it, the live workers that run it, an
+    admin's override of its limits and its breaker."""
 
     name: str
     known_to_api: bool = Field(description="Registered in this API process (it can be submitted).")
@@ -277,6 +296,8 @@ class TypeOut(BaseModel):
     max_attempts: int | None
     timeout_seconds: float | None
     workers: int = Field(description="Live workers that run it.")
+    limits: TypeLimitsOut | None = Field(description="An admin's override; null: none.")
+    breaker: BreakerOut | None = Field(description="Null: the scheduler stored none yet.")
 
 
 class CancelResult(BaseModel):

@@ -1,8 +1,9 @@
 """The API's database access, by what it does: :mod:`~api.store.reads`,
 :mod:`~api.store.submissions` (what users submit), :mod:`~api.store.transitions` (the few
-state changes the API makes; every other transition belongs to the scheduler) and
-:mod:`~api.store.quotas` (tenants' quotas, and the counts admission makes against them).
-Routes use ``from api import store`` and call ``store.<function>``."""
+state changes the API makes; every other transition belongs to the scheduler),
+:mod:`~api.store.quotas` (tenants' quotas, and the counts admission makes against them) and
+:mod:`~api.store.type_limits` (job types' overrides, and their breakers). Routes use
+``from api import store`` and call ``store.<function>``."""
 
 from api.store.quotas import (
     QUOTA_FIELDS,
@@ -44,9 +45,17 @@ from api.store.submissions import (
 )
 from api.store.tables import WAITING, attempts_t, batches, edges, jobs, logs_t, workers_t
 from api.store.transitions import Cancelled, cancel_waiting, request_stop, resubmit
+from api.store.type_limits import (
+    OVERRIDE_FIELDS,
+    breaker_rows,
+    patch_type_limits,
+    type_limit_row,
+    type_limit_rows,
+)
 
 __all__ = [
     "HASHED",
+    "OVERRIDE_FIELDS",
     "QUOTA_FIELDS",
     "WAITING",
     "Cancelled",
@@ -59,6 +68,7 @@ __all__ = [
     "batch_totals",
     "batches",
     "batches_totals",
+    "breaker_rows",
     "cancel_waiting",
     "delete_tenant",
     "dependencies_of",
@@ -80,6 +90,7 @@ __all__ = [
     "list_workers",
     "log_lines",
     "logs_t",
+    "patch_type_limits",
     "progress_of",
     "put_tenant",
     "request_hash",
@@ -87,6 +98,8 @@ __all__ = [
     "resubmit",
     "tenant_row",
     "tenant_rows",
+    "type_limit_row",
+    "type_limit_rows",
     "unfinished_dependencies",
     "workers_t",
 ]
