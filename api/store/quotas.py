@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import RowMapping, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.tables import insert_of, jobs, tenants_t
+from api.store.tables import jobs, tenants_t, upsert_by_name
 from models.enums import ACTIVE_STATUSES
 
 #: What a tenant's row may set; NULL (or no row): the settings' default.
@@ -38,13 +38,7 @@ async def put_tenant(
 ) -> RowMapping:
     """Replace the tenant's row with ``quotas`` (a field left out is NULL: the default)."""
     values = {field: quotas.get(field) for field in QUOTA_FIELDS}
-    stmt = insert_of(conn, tenants_t).values(name=name, updated_at=now, **values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["name"], set_={**values, "updated_at": now}
-    ).returning(*tenants_t.c)
-    async with conn.begin():
-        row = (await conn.execute(stmt)).mappings().one()
-    return row
+    return await upsert_by_name(conn, tenants_t, name, {**values, "updated_at": now})
 
 
 async def delete_tenant(conn: AsyncConnection, name: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import RowMapping, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,3 +41,16 @@ def insert_of(conn: AsyncConnection, table: Table) -> Any:
     """``INSERT`` into ``table`` in the connection's dialect, which has ``on_conflict_do_…``."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+async def upsert_by_name(
+    conn: AsyncConnection, table: Table, name: str, values: dict[str, Any]
+) -> RowMapping:
+    """Set ``values`` on the row named ``name`` of a table keyed by ``name`` (made if none),
+    other columns as they were, in one statement committed on its own: two admins writing
+    the same row at once each keep their own columns. The row as it is now."""
+    stmt = insert_of(conn, table).values(name=name, **values)
+    stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=values)
+    async with conn.begin():
+        row = (await conn.execute(stmt.returning(*table.c))).mappings().one()
+    return row

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.tables import breakers_t, insert_of, type_limits_t
+from api.store.tables import breakers_t, type_limits_t, upsert_by_name
 
 #: What an override may set; NULL: the ``@smartq.job`` decorator's value (``breaker_force``
 #: NULL: the breaker decides by itself).
@@ -38,15 +38,8 @@ async def patch_type_limits(
     conn: AsyncConnection, name: str, changes: dict[str, Any], now: datetime
 ) -> RowMapping:
     """Set the ``changes`` (columns of :data:`OVERRIDE_FIELDS`; None clears one) of a type's
-    override, the other columns as they were; one statement, so two admins patching the
-    same type at once each keep their own columns."""
+    override, the other columns as they were."""
     unknown = set(changes) - set(OVERRIDE_FIELDS)
     if unknown:
         raise ValueError(f"not an override column: {sorted(unknown)}")
-    stmt = insert_of(conn, type_limits_t).values(name=name, updated_at=now, **changes)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["name"], set_={**changes, "updated_at": now}
-    ).returning(*type_limits_t.c)
-    async with conn.begin():
-        row = (await conn.execute(stmt)).mappings().one()
-    return row
+    return await upsert_by_name(conn, type_limits_t, name, {**changes, "updated_at": now})
