@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import RowMapping, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import store
 from api.capacity import Holding, holding
 from models.enums import JobStatus, WorkerState
+from models.messages import GateSnapshot
 from models.tables import Worker
 from models.types import utcnow
 from scheduler.reasons import DependencyFacts, JobFacts, why_waiting
@@ -39,11 +42,31 @@ async def _workers(conn: AsyncConnection) -> list[WorkerView]:
     return out
 
 
-async def waiting_reason(conn: AsyncConnection, job: RowMapping) -> str | None:
+def held_by(gates: Iterable[GateSnapshot], job_type: str, tenant: str) -> str | None:
+    """Why a ready job waits for flow control, from the scheduler's latest snapshot (on the
+    stream every ``monitor_seconds``): its type's breaker when not closed, else its type's or
+    its tenant's limit while that limit holds jobs back."""
+    gates = list(gates)
+    for kind, name in (("breaker", job_type), ("type", job_type), ("tenant", tenant)):
+        for gate in gates:
+            if gate.kind != kind or gate.name != name or not gate.reason:
+                continue
+            if kind == "breaker" or gate.held:
+                return gate.reason
+    return None
+
+
+async def waiting_reason(
+    conn: AsyncConnection, job: RowMapping, gates: Iterable[GateSnapshot] = ()
+) -> str | None:
     """One line for a job that has not finished; ``None`` once it has."""
     status = JobStatus(job["status"])
     if status.is_final:
         return None
+    if status is JobStatus.READY:
+        held = held_by(gates, job["type"], job["tenant"])
+        if held is not None:
+            return held
     deps = [
         DependencyFacts(job_id=d["id"], name=d["name"], status=JobStatus(d["status"]))
         for d in await store.unfinished_dependencies(conn, job["id"])

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "batch": "bench.api:main_batch",
     "latency": "bench.latency",
     "pass": "bench.sched_pass",
+    "pass-flow": "bench.sched_pass:main_flow",
     "dag10k": "bench.dags:main_dag10k",
     "dag1k": "bench.dags:main_dag1k",
     "chain": "bench.dags:main_chain",

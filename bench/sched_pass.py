@@ -101,10 +101,25 @@ class RecordingConnection(PassConnection):
         return await super().run(sql, params)
 
 
+#: ``pass-flow``: the job types and tenants the active jobs are spread over.
+FLOW_TYPES, FLOW_TENANTS = 100, 1_000
+_FLOW_SETUP = f"""
+UPDATE jobs SET type = 't' || (abs(hashtext(id::text)) % {FLOW_TYPES}),
+                tenant = 'tenant' || (abs(hashtext(id::text || 'x')) % {FLOW_TENANTS})
+WHERE status IN ('pending', 'ready', 'running', 'retrying', 'blocked');
+INSERT INTO job_type_limits (name, rate_limit, max_running, updated_at)
+SELECT 't' || n, '100000/s', 100000, now() FROM generate_series(0, {FLOW_TYPES - 1}) AS n;
+INSERT INTO tenants (name, max_running, weight, updated_at)
+SELECT 'tenant' || n, 100000, 1 + n % 3, now() FROM generate_series(0, {FLOW_TENANTS - 1}) AS n;
+"""
+
+
 class Bench:
-    def __init__(self, db_url: str, exchange: str) -> None:
+    def __init__(self, db_url: str, exchange: str, flow: bool = False) -> None:
         self.db_url = db_url
         self.exchange = exchange
+        #: New jobs get one of the limited types and tenants (``pass-flow``).
+        self.flow = flow
         self.settings = Settings(
             database_url=db_url,
             broker_url=harness.AMQP_URL,
@@ -177,17 +192,25 @@ class Bench:
         assert self.db is not None
         now = datetime.now(UTC)
         ids = [uuid.uuid4() for _ in range(count)]
-        rows = [(i, f"new-{self.next_name + k}", now, now) for k, i in enumerate(ids)]
+        rows = [
+            (i, f"new-{self.next_name + k}", *self._type_and_tenant(), now, now)
+            for k, i in enumerate(ids)
+        ]
         self.next_name += count
         async with self.db.cursor() as cur:
             await cur.executemany(
-                "INSERT INTO jobs (id, name, type, payload, priority, cpu_units, memory_mb,"
-                " max_attempts, initial_delay_seconds, backoff_multiplier, status, attempts,"
-                " created_at, updated_at)"
-                " VALUES (%s, %s, 'noop', '{}', 5, 1, 256, 3, 1, 2, 'pending', 0, %s, %s)",
+                "INSERT INTO jobs (id, name, type, tenant, payload, priority, cpu_units,"
+                " memory_mb, max_attempts, initial_delay_seconds, backoff_multiplier, status,"
+                " attempts, created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, '{}', 5, 1, 256, 3, 1, 2, 'pending', 0, %s, %s)",
                 rows,
             )
         return ids
+
+    def _type_and_tenant(self) -> tuple[str, str]:
+        if not self.flow:
+            return "noop", "default"
+        return f"t{self.rng.randrange(FLOW_TYPES)}", f"tenant{self.rng.randrange(FLOW_TENANTS)}"
 
     async def _feed(self, k: int) -> None:
         self.rng.shuffle(self.running)
@@ -282,15 +305,23 @@ def explain(db_url: str, statements: list[tuple[str, Any]]) -> dict[str, dict[st
     return out
 
 
-async def measure(total: int, waiting: int, runs: int, passes: int) -> dict[str, Any]:
+async def measure(
+    total: int, waiting: int, runs: int, passes: int, flow: bool = False
+) -> dict[str, Any]:
     token = uuid.uuid4().hex[:10]
     exchange = f"smartq_bench_{token}"
     db_url = harness.create_database(token)
     try:
         await asyncio.to_thread(harness.migrate, harness.smartq_env(db_url, exchange))
         seeded = await asyncio.to_thread(seed.seed, db_url, total - waiting, waiting)
-        bench = Bench(db_url, exchange)
+        if flow:
+            with psycopg.connect(harness.psycopg_dsn(db_url), autocommit=True) as conn:
+                conn.execute(_FLOW_SETUP)
+                conn.execute("ANALYZE jobs")
+        bench = Bench(db_url, exchange, flow)
         await bench.start()
+        flow_state = bench.service.core.state.flow
+        limited = (len(flow_state.types), len(bench.service.flow_config.weights))
         try:
             for k in EVENTS:  # warm-up: caches, prepared statements
                 for _ in range(10):
@@ -312,6 +343,7 @@ async def measure(total: int, waiting: int, runs: int, passes: int) -> dict[str,
         "passes": {k: _percentiles(segments[k]) for k in EVENTS},
         "poll_ms": [w for w, _, _ in polls],
         "explain": plans,
+        "limited": limited,
     }
 
 
@@ -372,8 +404,42 @@ async def run(options: figures.Options) -> dict[str, Any]:
     return out
 
 
+async def run_flow(options: figures.Options) -> dict[str, Any]:
+    """``pass-flow``: the pass with every active job in one of 100 limited types and 1,000
+    weighted tenants (limits that never bind: every gate is looked at, tokens and slots
+    taken, fair share ordering 1,000 tenants), against the same pass without, each on a fresh
+    table of the same size, alternating; target: p50 and p99 at most 1.5x."""
+    runs = options.pick(3, 1)
+    passes = 10 if options.quick else 200
+    total, waiting = (2_000, 500) if options.quick else (100_000, 10_000)
+    plain: list[dict[str, Any]] = []
+    flow: list[dict[str, Any]] = []
+    for _ in range(runs):
+        plain.append(await measure(total, waiting, 1, passes))
+        flow.append(await measure(total, waiting, 1, passes, flow=True))
+    out: dict[str, Any] = {"runs": runs, "passes_per_run": passes, "jobs": total}
+    # What the scheduler took in (limited types, weighted tenants): proof the gates were on.
+    out["limited_types"], out["weighted_tenants"] = flow[0]["limited"]
+    if out["limited_types"] != FLOW_TYPES or out["weighted_tenants"] != FLOW_TENANTS:
+        raise RuntimeError(f"the scheduler did not take the limits in: {flow[0]['limited']}")
+    for k in EVENTS:
+        suffix = "" if k == 1 else f"_k{k}"
+        for q in ("p50_ms", "p99_ms"):
+            a_s = [m["passes"][k][q][0] for m in plain]
+            b_s = [m["passes"][k][q][0] for m in flow]
+            out[f"plain{suffix}_{q}"] = figures.figure(a_s, digits=3)
+            out[f"flow{suffix}_{q}"] = figures.figure(b_s, digits=3)
+            ratios = [b / a for a, b in zip(a_s, b_s, strict=True) if a > 0]
+            out[f"ratio{suffix}_{q[:3]}"] = figures.figure(ratios, "<= 1.5" if k == 1 else None, 3)
+    return out
+
+
 def main(argv: list[str]) -> int:
     return figures.run_main("pass", argv, run)
+
+
+def main_flow(argv: list[str]) -> int:
+    return figures.run_main("pass-flow", argv, run_flow)
 
 
 if __name__ == "__main__":

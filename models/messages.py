@@ -138,6 +138,19 @@ class RunningAttempt(BaseModel):
     memory_mb: int
 
 
+class TypeFlow(BaseModel):
+    """A job type's flow control as its ``@smartq.job`` declares it (in heartbeats: the
+    scheduler has no user code)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rate_limit: str | None = None
+    max_running: int | None = None
+    breaker_enabled: bool = True
+    #: The breaker policy's fields (None: the settings').
+    breaker: dict[str, float] | None = None
+
+
 class Heartbeat(_Message):
     """worker → scheduler: I am alive, this is my capacity and what I run."""
 
@@ -154,6 +167,8 @@ class Heartbeat(_Message):
     ts: datetime
     cpu_percent: float | None = None
     rss_mb: float | None = None
+    #: The types of ``job_types`` that declare limits or a breaker policy.
+    type_flow: dict[str, TypeFlow] = {}
 
 
 class JobStatusEvent(_Message):
@@ -254,6 +269,38 @@ class QueueMonitor(_Message):
     jobs_by_status: dict[str, int]
     ready_by_priority: dict[int, int]
     oldest_ready_wait_seconds: float | None
+    #: Breakers not closed and every limit, with the ready jobs each holds.
+    gates: list[GateSnapshot] = []
+
+
+class GateSnapshot(BaseModel):
+    """One flow-control gate: a job type's breaker (when not closed), a type's limits or a
+    tenant's, with what it holds and why (the words ``GET /jobs/{id}`` shows)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["breaker", "type", "tenant"]
+    name: str
+    limit: str | None = None
+    running: int = 0
+    held: int = 0
+    next_at: datetime | None = None
+    reason: str | None = None
+    state: str | None = None
+
+
+class BreakerChanged(_Message):
+    """scheduler → everyone (``job.monitoring.breaker``): a job type's breaker changed."""
+
+    type: Literal["breaker.state"] = "breaker.state"
+    job_type: str
+    state: str
+    before: str
+    ts: datetime
+    why: str
+    forced: bool = False
+    #: When an open breaker lets its probe through (None: forced, or not open).
+    probe_at: datetime | None = None
 
 
 class ResourceMonitor(_Message):
@@ -291,7 +338,13 @@ WorkerInbound = Annotated[Dispatch | CancelJob | LogsStored, Field(discriminator
 
 #: Events on the API's stream queue (``job.status.#``, ``job.logs.#``, ``job.monitoring.#``).
 StreamEvent = Annotated[
-    JobStatusEvent | LogLine | JobProgress | QueueMonitor | ResourceMonitor | LoggerMonitor,
+    JobStatusEvent
+    | LogLine
+    | JobProgress
+    | QueueMonitor
+    | ResourceMonitor
+    | LoggerMonitor
+    | BreakerChanged,
     Field(discriminator="type"),
 ]
 #: What the logger consumes: log lines, and progress to keep the latest of.

@@ -27,6 +27,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from models.enums import Outcome
+from smartq.flowspec import BreakerPolicy
+
+__all__ = ["FAILURES", "Breaker", "BreakerPolicy", "BreakerRecord", "BreakerState", "Change"]
 
 #: Outcomes that say the environment is broken.
 FAILURES = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.LOST})
@@ -36,23 +39,6 @@ class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    min_attempts: int = 10
-    window_seconds: float = 60.0
-    failure_ratio: float = 0.5
-    cooldown_seconds: float = 30.0
-    max_cooldown_seconds: float = 600.0
-
-    def __post_init__(self) -> None:
-        if self.min_attempts < 1 or self.window_seconds <= 0 or self.cooldown_seconds <= 0:
-            raise ValueError("min_attempts, window_seconds and cooldown_seconds must be > 0")
-        if not 0 < self.failure_ratio <= 1:
-            raise ValueError("failure_ratio must be in (0, 1]")
-        if self.max_cooldown_seconds < self.cooldown_seconds:
-            raise ValueError("max_cooldown_seconds must be at least cooldown_seconds")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,26 +12,16 @@ Limits are checked in the pass, never at submit, so what they hold stays ready w
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+from smartq.flowspec import parse_rate
+
+__all__ = ["Held", "Slots", "TokenBucket", "TypeLimits", "parse_rate"]
+
 #: Tokens short of a whole one that still count as one (the clock's float arithmetic: a token
 #: due at ``next_at`` must be there at ``next_at``).
 _EPSILON = 1e-9
-_PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-
-
-def parse_rate(text: str) -> float:
-    """``"5/s"``, ``"30/min"``, ``"100/h"`` as a rate per second (> 0)."""
-    match = _RATE.match(text)
-    if match is None:
-        raise ValueError(f"not a rate: {text!r} (say e.g. 5/s, 30/min or 100/h)")
-    rate = float(match.group(1)) / _PER[match.group(2)]
-    if rate <= 0:
-        raise ValueError(f"a rate must be more than zero: {text!r}")
-    return rate
 
 
 class TokenBucket:

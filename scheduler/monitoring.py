@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from models.enums import FINAL_STATUSES, JobStatus, WorkerState
-from models.messages import Heartbeat, QueueMonitor, ResourceMonitor, WorkerSnapshot
+from models.messages import (
+    GateSnapshot,
+    Heartbeat,
+    QueueMonitor,
+    ResourceMonitor,
+    WorkerSnapshot,
+)
+from scheduler.flow import GateView
 from scheduler.state import JobRecord, WorkerRecord
 from scheduler.values import Transition
 
@@ -36,7 +43,10 @@ def ready_since(job: JobRecord) -> float:
 
 
 def queue_snapshot(
-    jobs: Iterable[JobRecord], finished: Mapping[str, int], now: float
+    jobs: Iterable[JobRecord],
+    finished: Mapping[str, int],
+    now: float,
+    gates: Iterable[GateView] = (),
 ) -> QueueMonitor:
     """Jobs by status (every status present, 0 included), ready jobs by priority, and how long
     the oldest ready job has waited. O(active jobs)."""
@@ -58,6 +68,19 @@ def queue_snapshot(
         jobs_by_status=counts,
         ready_by_priority=dict(sorted(by_priority.items(), reverse=True)),
         oldest_ready_wait_seconds=None if oldest is None else max(0.0, now - oldest),
+        gates=[
+            GateSnapshot(
+                kind=g.kind,
+                name=g.name,
+                limit=g.limit,
+                running=g.running,
+                held=g.held,
+                next_at=None if g.next_at is None else _dt(g.next_at),
+                reason=g.reason,
+                state=g.state,
+            )
+            for g in gates
+        ],
     )
 
 

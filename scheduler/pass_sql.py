@@ -90,6 +90,15 @@ WITH v AS (
 ), gone AS (
     UPDATE workers SET state = 'offline'
     WHERE id IN (SELECT jsonb_array_elements_text(%(gone)s::jsonb))
+), kept AS (
+    INSERT INTO breakers AS k (job_type, state, opened_at, cooldown_seconds, forced, updated_at)
+    SELECT job_type, state, opened_at, cooldown_seconds, forced, %(now)s
+    FROM jsonb_to_recordset(%(breakers)s::jsonb) AS k2(
+        job_type text, state text, opened_at timestamptz, cooldown_seconds float8, forced bool)
+    ON CONFLICT (job_type) DO UPDATE SET
+        state = excluded.state, opened_at = excluded.opened_at,
+        cooldown_seconds = excluded.cooldown_seconds, forced = excluded.forced,
+        updated_at = excluded.updated_at
 ), dropped AS (
     DELETE FROM job_attempts AS a
     USING jsonb_to_recordset(%(drops)s::jsonb) AS d(job_id uuid, attempt int)
@@ -142,6 +151,7 @@ def pass_params(
     now: datetime,
     drops: Sequence[tuple[uuid.UUID, int]] = (),
     releases: Sequence[tuple[uuid.UUID, int]] = (),
+    breakers: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The statement's parameters (``writes`` in id order, the lock order every writer uses)."""
     jobs = [_job_row(w, opens) for w in writes]
@@ -167,6 +177,7 @@ def pass_params(
         "gone": _doc(gone),
         "drops": _doc([{"job_id": j, "attempt": a} for j, a in drops]),
         "releases": _doc([{"job_id": j, "attempt": a} for j, a in releases]),
+        "breakers": _doc(list(breakers)),
     }
 
 
@@ -225,6 +236,7 @@ class PassConnection:
             w.now,
             w.attempts.drops,
             w.attempts.releases,
+            w.breakers,
         )
         return {row["id"]: row for row in await self.run(_PASS, params)}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,7 +96,7 @@ class AttemptWrites:
 class PassWrite:
     """One pass's writes: job rows (in id order, the lock order of every writer), attempt rows
     to open for the placements that win, attempt rows to close, release or delete, the
-    heartbeating workers' rows, and the workers past their lease."""
+    heartbeating workers' rows, the workers past their lease, and changed breakers."""
 
     jobs: Sequence[JobWrite]
     placements: Sequence[Placement]
@@ -104,3 +104,5 @@ class PassWrite:
     workers: list[dict[str, Any]]
     gone: list[str]
     now: datetime
+    #: The ``breakers`` rows of the types whose breaker changed (scheduler.flowconfig).
+    breakers: list[dict[str, Any]] = field(default_factory=list)

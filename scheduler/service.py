@@ -25,8 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.enums import FINAL_STATUSES, Outcome
 from scheduler import encode, intake, maintenance, upkeep
+from scheduler.breaker import Change
 from scheduler.core import Scheduler
 from scheduler.feed import Feed
+from scheduler.flowconfig import (
+    FlowConfig,
+    breaker_events,
+    breaker_rows,
+    default_policy,
+    restore_breakers,
+)
 from scheduler.inbox import Inbox, decode
 from scheduler.leader import Leadership
 from scheduler.liveness import Liveness
@@ -89,6 +97,7 @@ class SchedulerService:
             pass_store = PassConnection(psycopg_dsn(engine.url)) if postgres else None
         self.store: PassStore = pass_store or SqlitePassStore(engine)
         self.intake = intake.Intake(self.store, engine, settings.scheduler_poll_seconds)
+        self.flow_config = FlowConfig(settings)
         self.monitor = Monitor()
         self.timings = PassTimings()
         self.worker_rows = encode.WorkerRows()
@@ -99,6 +108,7 @@ class SchedulerService:
         self._pending_transitions: list[Transition] = []
         self._cancels_at_start: list[uuid.UUID] = []
         self._redispatch: list[tuple[uuid.UUID, int, str]] = []
+        self._breaker_changes: list[Change] = []
 
     def _new_core(self) -> Scheduler:
         return Scheduler(
@@ -106,6 +116,8 @@ class SchedulerService:
             reserve_after=self.settings.scheduler_reserve_after_seconds,
             jitter=self.settings.retry_jitter,
             rng=random.Random(),
+            breaker_policy=default_policy(self.settings),
+            tenant_max_running=self.settings.tenant_max_running,
         )
 
     # -- start-up -------------------------------------------------------------------------
@@ -118,6 +130,11 @@ class SchedulerService:
         self._batch_of = restored.batch_of
         self._cancels_at_start = restored.cancels
         self._redispatch = restored.running
+        async with self.engine.connect() as conn:
+            await self.flow_config.read(conn)
+            await restore_breakers(conn, self.core)
+        self.flow_config.changed = True
+        self.flow_config.apply(self.core, now)
         old = self.feed.tracker
         self.feed.tracker = tracker = DispatchTracker(old.grace, old.max_republish)
         for job_id, attempt, worker_id in self._redispatch:
@@ -183,6 +200,7 @@ class SchedulerService:
         tasks = [
             group.create_task(self.publisher.run(), name="scheduler-publisher"),
             group.create_task(self._monitoring(), name="scheduler-monitoring"),
+            group.create_task(self._poll_flow(), name="scheduler-flow-config"),
             group.create_task(
                 upkeep.probe(self.broker, self.clock, self.settings.heartbeat_seconds),
                 name="scheduler-probe",
@@ -276,6 +294,8 @@ class SchedulerService:
         transitions, self._pending_transitions = self._pending_transitions, []
         inbox.cancels += self._cancels_at_start
         self._cancels_at_start = []
+        self.flow_config.heard(inbox.beats.values())
+        self.flow_config.apply(self.core, now)
         transitions += self.feed.events(self.core, inbox, now)
         if inbox.probed and self.liveness.probe_back(now):
             log.warning(
@@ -317,6 +337,7 @@ class SchedulerService:
         """Write the pass, then its messages: dispatches of the placements that won, a status
         event per job that moved."""
         self.worker_rows.count(transitions)
+        self._breaker_changes = self.core.take_breaker_changes()
         writes, write = plan_pass(
             transitions,
             placements,
@@ -325,6 +346,7 @@ class SchedulerService:
             self.worker_rows.rows(inbox.beats.values()),
             gone,
             now,
+            breaker_rows(self.core, self._breaker_changes),
         )
         self.timings.mark("plan")
         won = await write_retrying(self.store, write)
@@ -337,7 +359,21 @@ class SchedulerService:
                 why = "cancelled before dispatch"
                 self.feed.lost.append((p.job_id, p.attempt, why, Outcome.LOST))
         ran = {(f.job_id, f.attempt): f.finished_at - f.started_at for f in inbox.finished}
-        return self._messages_for(writes, won, started, now, ran)
+        out = self._messages_for(writes, won, started, now, ran)
+        for change in self._breaker_changes:
+            log.info(
+                "circuit breaker %s: %s",
+                change.after.value,
+                change.why,
+                extra={
+                    "action": "scheduler.breaker",
+                    "job_type": change.job_type,
+                    "state": change.after.value,
+                    "before": change.before.value,
+                },
+            )
+        events = breaker_events(self.core, self._breaker_changes)
+        return out + [(key, event.dumps()) for key, event in events]
 
     def _messages_for(
         self,
@@ -359,6 +395,23 @@ class SchedulerService:
 
     async def _republish(self, todo: list[tuple[uuid.UUID, int, str]]) -> None:
         await self.publisher.republish(self.engine, todo, self._incarnation, self.clock())
+
+    async def _poll_flow(self) -> None:
+        """Read what admins set every ``limits_poll_seconds``; a change wakes a pass."""
+        while True:
+            await asyncio.sleep(self.settings.limits_poll_seconds)
+            try:
+                async with self.engine.connect() as conn:
+                    await self.flow_config.read(conn)
+            except Exception:
+                log.warning(
+                    "could not read the flow-control settings",
+                    exc_info=True,
+                    extra={"action": "scheduler.flow_config_failed"},
+                )
+                continue
+            if self.flow_config.changed:
+                self._wake_up()
 
     async def _monitoring(self) -> None:
         """Started with each leadership, so finished counts are re-read from the database."""

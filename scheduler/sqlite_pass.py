@@ -16,11 +16,14 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models.enums import WorkerState
+from models.tables import BreakerRow
 from scheduler import store
 from scheduler.pass_store import Won
 from scheduler.rows import JOB_COLUMNS, JobWrite, PassWrite
 from scheduler.store import Loaded, attempts_t, jobs, workers_t
 from scheduler.values import Placement
+
+breakers_t = BreakerRow.__table__  # type: ignore[attr-defined]
 
 
 class SqlitePassStore:
@@ -46,6 +49,7 @@ class SqlitePassStore:
             await release_attempts(conn, w.attempts.releases, w.now)
             await upsert_workers(conn, w.workers)
             await mark_workers(conn, w.gone, WorkerState.OFFLINE.value)
+            await keep_breakers(conn, w.breakers, w.now)
         return won
 
     async def close(self) -> None:
@@ -213,3 +217,24 @@ async def upsert_workers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> N
 async def mark_workers(conn: AsyncConnection, ids: Sequence[str], state: str) -> None:
     if ids:
         await conn.execute(update(workers_t).where(workers_t.c.id.in_(ids)).values(state=state))
+
+
+async def keep_breakers(conn: AsyncConnection, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Upsert the changed breakers' rows."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(breakers_t)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["job_type"],
+        set_={
+            "state": excluded.state,
+            "opened_at": excluded.opened_at,
+            "cooldown_seconds": excluded.cooldown_seconds,
+            "forced": excluded.forced,
+            "updated_at": excluded.updated_at,
+        },
+    )
+    for row in rows:
+        await conn.execute(stmt.values(**row, updated_at=now))

@@ -69,7 +69,7 @@ async def monitoring(
 async def publish_monitoring(
     broker: Broker, monitor: Monitor, state: SchedulerState, now: float
 ) -> None:
-    queue = queue_snapshot(state.jobs.values(), monitor.finished, now)
+    queue = queue_snapshot(state.jobs.values(), monitor.finished, now, state.flow.views(now))
     resources = resource_snapshot(state.workers.values(), monitor.beats, now)
     await broker.publish_many(
         [

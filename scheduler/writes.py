@@ -89,6 +89,7 @@ def plan_pass(
     workers: list[dict[str, Any]],
     gone: list[str],
     now: float,
+    breakers: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[uuid.UUID, JobWrite], PassWrite]:
     """A pass's decisions as its one write: the job writes (by job), and everything the store
     writes atomically (job rows in id order, attempt rows, workers)."""
@@ -103,5 +104,6 @@ def plan_pass(
         workers=workers,
         gone=gone,
         now=at,
+        breakers=breakers or [],
     )
     return writes, write

@@ -34,6 +34,7 @@ from smartq.errors import (
     Unreachable,
     WaitTimeout,
 )
+from smartq.flowspec import BreakerPolicy
 from smartq.registry import JobType, job, registry
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "APIError",
     "AsyncClient",
+    "BreakerPolicy",
     "Client",
     "Conflict",
     "Forbidden",

@@ -23,6 +23,7 @@ from models.limits import (
     MAX_TIMEOUT_SECONDS,
 )
 from smartq.errors import ConfigurationError, UnknownJobType
+from smartq.flowspec import BreakerPolicy, parse_rate
 
 BUILTIN_MODULE = "worker.builtin_jobs"
 
@@ -44,6 +45,12 @@ class JobType:
     memory_mb: int | None = None
     #: Run in a child process that can be killed at its deadline (plain functions only).
     isolated: bool = False
+    #: Dispatched at most this often (``"5/s"``) and this many at once, cluster-wide.
+    rate_limit: str | None = None
+    max_running: int | None = None
+    #: Its circuit breaker's policy (None: the settings'); ``breaker_enabled=False``: none.
+    breaker: BreakerPolicy | None = None
+    breaker_enabled: bool = True
 
 
 class Registry:
@@ -125,6 +132,29 @@ def _defaults(options: dict[str, object], isolated: object) -> dict[str, Any]:
     return out
 
 
+def _flow(rate_limit: object, max_running: object, breaker: object) -> dict[str, Any]:
+    """The flow-control fields; ConfigurationError for a value the scheduler could not use."""
+    if rate_limit is not None:
+        try:
+            parse_rate(rate_limit)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"@smartq.job: rate_limit: {exc}") from None
+    if max_running is not None and not _Bound(1, MAX_CPU_UNITS, True).admits(max_running):
+        raise ConfigurationError(
+            f"@smartq.job: max_running must be an integer from 1, not {max_running!r}"
+        )
+    if not isinstance(breaker, bool | BreakerPolicy):
+        raise ConfigurationError(
+            f"@smartq.job: breaker must be True, False or a BreakerPolicy, not {breaker!r}"
+        )
+    return {
+        "rate_limit": rate_limit,
+        "max_running": max_running,
+        "breaker": breaker if isinstance(breaker, BreakerPolicy) else None,
+        "breaker_enabled": breaker is not False,
+    }
+
+
 def _check_name(name: object) -> None:
     """A name the API can be asked for: text of 1 to 200 characters without NUL."""
     ok = isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH and "\x00" not in name
@@ -173,6 +203,9 @@ def job(
     cpu_units: int | None = None,
     memory_mb: int | None = None,
     isolated: bool = False,
+    rate_limit: str | None = None,
+    max_running: int | None = None,
+    breaker: bool | BreakerPolicy = True,
     into: Registry | None = None,
 ) -> Callable[[F], F]: ...
 
@@ -187,6 +220,9 @@ def job(
     cpu_units: int | None = None,
     memory_mb: int | None = None,
     isolated: bool = False,
+    rate_limit: str | None = None,
+    max_running: int | None = None,
+    breaker: bool | BreakerPolicy = True,
     into: Registry | None = None,
 ) -> Any:
     """Register the decorated ``def f(ctx)`` or ``async def f(ctx)`` as a job type, named
@@ -194,6 +230,10 @@ def job(
     ``@smartq.job(...)`` both work; a value it cannot use raises ConfigurationError at import.
 
     The keyword arguments are the type's defaults; a submission's own fields win over them.
+    ``rate_limit`` (``"5/s"``, ``"30/min"``) and ``max_running`` bound how fast and how many of
+    the type run across the cluster (an admin may override both: ``PATCH /types/{name}``);
+    ``breaker`` is its circuit breaker's :class:`~smartq.flowspec.BreakerPolicy`, or False for
+    none.
     """
     if callable(name):  # bare @smartq.job: the function came as the first argument
         return job()(name)
@@ -207,7 +247,7 @@ def job(
         "cpu_units": cpu_units,
         "memory_mb": memory_mb,
     }
-    defaults = _defaults(options, isolated)
+    defaults = _defaults(options, isolated) | _flow(rate_limit, max_running, breaker)
     target = into or registry
 
     def decorate(func: F) -> F:

@@ -18,6 +18,7 @@ routing key                        published by      consumed from
 ``job.stored.<worker>.batch``      logger            ``smartq.worker.<worker>``
 ``job.monitoring.queue``           scheduler         the api stream queues
 ``job.monitoring.resource``        scheduler         the api stream queues
+``job.monitoring.breaker``         scheduler         the api stream queues
 ``job.monitoring.logger``          logger            the api stream queues
 =================================  ================  =================================
 
@@ -58,6 +59,7 @@ PROGRESS_BATCH = "job.progress.batch"
 SCHEDULER_PROBE = "scheduler.probe"
 MONITORING_QUEUE = "job.monitoring.queue"
 MONITORING_RESOURCE = "job.monitoring.resource"
+MONITORING_BREAKER = "job.monitoring.breaker"
 MONITORING_LOGGER = "job.monitoring.logger"
 
 #: A stream queue drops its oldest events beyond this many, so a slow WebSocket fan-out can

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ from models.messages import (
     LogLine,
     LogsStored,
     ResourcesReleased,
+    TypeFlow,
     incarnation,
     unpack,
     worker_inbound,
@@ -112,6 +114,7 @@ class WorkerService:
             self._lanes[_BULK].hurry,
             lambda: self.settings.worker_log_wait_seconds,
         )
+        self._type_flow = type_flow(registry)
         #: The latest progress of each attempt not sent yet (put from job threads).
         self._latest: dict[tuple[uuid.UUID, int], JobProgress] = {}
         self._latest_lock = threading.Lock()
@@ -189,6 +192,7 @@ class WorkerService:
             ts=datetime.now(UTC),
             cpu_percent=cpu,
             rss_mb=rss,
+            type_flow=self._type_flow,
         )
 
     async def _heartbeats(self) -> None:
@@ -337,3 +341,20 @@ def _envelopes(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         + topology.batched(topology.LOGS_BATCH, lines)
         + topology.batched(topology.PROGRESS_BATCH, progress)
     )
+
+
+def type_flow(registry: Registry) -> dict[str, TypeFlow]:
+    """What the registered types declare for flow control (``@smartq.job(rate_limit=...,
+    max_running=..., breaker=...)``), for the heartbeats: the scheduler runs no user code."""
+    out: dict[str, TypeFlow] = {}
+    for name in registry.names():
+        t = registry.get(name)
+        if (t.rate_limit, t.max_running, t.breaker, t.breaker_enabled) == (None, None, None, True):
+            continue
+        out[name] = TypeFlow(
+            rate_limit=t.rate_limit,
+            max_running=t.max_running,
+            breaker_enabled=t.breaker_enabled,
+            breaker=dataclasses.asdict(t.breaker) if t.breaker is not None else None,
+        )
+    return out

@@ -26,7 +26,7 @@ from api.schemas import (
 from api.views import job_public
 from api.waiting import waiting_reason
 from models.enums import CANCELLABLE_AT_ONCE, FINAL_STATUSES, JobStatus
-from models.messages import CancelRequested, JobStatusEvent
+from models.messages import CancelRequested, GateSnapshot, JobStatusEvent
 from models.types import utcnow
 from smartq import topology
 from smartq.db import is_retryable
@@ -79,7 +79,7 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=ERRORS)
-async def get_job(job_id: uuid.UUID, access: Read, conn: ConnDep) -> JobDetail:
+async def get_job(job_id: uuid.UUID, access: Read, conn: ConnDep, ctx: ContextDep) -> JobDetail:
     """The job, its dependencies and dependents, and while it waits, why."""
     row = await store.get_job(conn, job_id, access.tenant)
     if row is None:
@@ -94,9 +94,15 @@ async def get_job(job_id: uuid.UUID, access: Read, conn: ConnDep) -> JobDetail:
     return JobDetail(
         **public.model_dump(),
         dependents=await store.dependents_of(conn, job_id),
-        waiting_reason=await waiting_reason(conn, row),
+        waiting_reason=await waiting_reason(conn, row, _gates(ctx)),
         progress=ProgressOut.model_validate(dict(progress)) if progress is not None else None,
     )
+
+
+def _gates(ctx: ApiContext) -> list[GateSnapshot]:
+    """The flow-control gates of the scheduler's latest snapshot this process received."""
+    queue = ctx.metrics.snapshots.queue
+    return queue.gates if queue is not None else []
 
 
 @router.patch(

@@ -20,6 +20,7 @@ EventType = Literal[
     "monitoring.queue",
     "monitoring.resource",
     "monitoring.logger",
+    "breaker.state",
 ]
 
 

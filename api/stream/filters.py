@@ -20,7 +20,9 @@ from models.messages import JobProgress, JobStatusEvent, LogLine, StreamEvent
 from smartq.errors import StreamRequestError
 
 JOB_TYPES = frozenset({"job.status", "job.log", "job.progress"})
-MONITORING_TYPES = frozenset({"monitoring.queue", "monitoring.resource", "monitoring.logger"})
+MONITORING_TYPES = frozenset(
+    {"monitoring.queue", "monitoring.resource", "monitoring.logger", "breaker.state"}
+)
 EVENT_TYPES = JOB_TYPES | MONITORING_TYPES
 #: Accepted in ``types`` besides the event types: every monitoring event.
 TYPE_ALIASES = {"monitoring": MONITORING_TYPES}

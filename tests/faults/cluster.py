@@ -49,6 +49,10 @@ FAST_ENV = {
     "SMARTQ_MONITOR_SECONDS": "0.5",
     "SMARTQ_LOG_BATCH_SECONDS": "0.02",
     "SMARTQ_LOG_LEVEL": "INFO",
+    # Faults lose many attempts at once (a worker killed under load), and the default breaker
+    # would rightly hold their type for its cool-down; the flow-control tests set policies per
+    # type (tests/e2e/flowjobs.py).
+    "SMARTQ_BREAKER_MIN_ATTEMPTS": "1000000",
 }
 FINAL = ("completed", "failed", "cancelled")
 #: The tenant the cluster's key acts for.

@@ -1,0 +1,201 @@
+"""What the scheduler's flow control is told (issue 17), for the shell: the limits and breaker
+policies workers declare for their types (``@smartq.job``, in heartbeats: the scheduler runs no
+user code), what admins set (``tenants``, ``job_type_limits``: read at a rebuild and polled
+every ``limits_poll_seconds``), and the breakers' state (``breakers``: restored at a rebuild,
+written in the transaction of each pass that changed one, so a standby keeps an open breaker
+open).
+
+An admin's override wins over the decorator field by field (``rate_limit``, ``max_running``);
+NULL falls back to the decorator's value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from models.messages import BreakerChanged, Heartbeat, TypeFlow
+from models.tables import BreakerRow, JobTypeLimits, Tenant
+from scheduler.breaker import BreakerRecord, BreakerState, Change
+from scheduler.core import Scheduler
+from scheduler.flow import TypeRule
+from smartq.flowspec import BreakerPolicy
+from smartq.settings import Settings
+
+log = logging.getLogger(__name__)
+tenants_t = Tenant.__table__  # type: ignore[attr-defined]
+limits_t = JobTypeLimits.__table__  # type: ignore[attr-defined]
+breakers_t = BreakerRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    rate_limit: str | None
+    max_running: int | None
+    breaker_force: BreakerState | None
+
+
+def default_policy(settings: Settings) -> BreakerPolicy:
+    return BreakerPolicy(
+        min_attempts=settings.breaker_min_attempts,
+        window_seconds=settings.breaker_window_seconds,
+        failure_ratio=settings.breaker_failure_ratio,
+        cooldown_seconds=settings.breaker_cooldown_seconds,
+        max_cooldown_seconds=max(
+            settings.breaker_max_cooldown_seconds, settings.breaker_cooldown_seconds
+        ),
+    )
+
+
+class FlowConfig:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.declared: dict[str, TypeFlow] = {}
+        self.overrides: dict[str, Override] = {}
+        self.tenant_max_running: dict[str, int | None] = {}
+        self.weights: dict[str, float] = {}
+        #: Something changed that the core has not been given yet.
+        self.changed = True
+
+    # -- what comes in ------------------------------------------------------------------
+    def heard(self, beats: Iterable[Heartbeat]) -> None:
+        """Heartbeats: the types' declarations (the latest heartbeat's win)."""
+        for beat in beats:
+            for name, flow in beat.type_flow.items():
+                if self.declared.get(name) != flow:
+                    self.declared[name] = flow
+                    self.changed = True
+
+    async def read(self, conn: AsyncConnection) -> None:
+        """What admins set, from the database."""
+        overrides = {
+            r["name"]: Override(
+                r["rate_limit"],
+                r["max_running"],
+                BreakerState(r["breaker_force"]) if r["breaker_force"] else None,
+            )
+            for r in (await conn.execute(select(limits_t))).mappings()
+        }
+        rows = list((await conn.execute(select(tenants_t))).mappings())
+        running = {r["name"]: r["max_running"] for r in rows if r["max_running"] is not None}
+        weights = {r["name"]: float(r["weight"]) for r in rows if r["weight"] is not None}
+        if (overrides, running, weights) != (
+            self.overrides,
+            self.tenant_max_running,
+            self.weights,
+        ):
+            self.overrides, self.tenant_max_running, self.weights = overrides, running, weights
+            self.changed = True
+
+    # -- what the core is given ---------------------------------------------------------
+    def rules(self) -> dict[str, TypeRule]:
+        out: dict[str, TypeRule] = {}
+        for name in set(self.declared) | set(self.overrides):
+            flow = self.declared.get(name, TypeFlow())
+            override = self.overrides.get(name)
+            rule = TypeRule(
+                rate=(override.rate_limit if override and override.rate_limit else None)
+                or flow.rate_limit,
+                max_running=(override.max_running if override else None) or flow.max_running,
+                breaker=_policy(name, flow.breaker),
+                breaker_enabled=flow.breaker_enabled,
+            )
+            if rule != TypeRule():
+                out[name] = rule
+        return out
+
+    def apply(self, core: Scheduler, now: float) -> None:
+        """Give the core what changed (called at the start of a pass)."""
+        if not self.changed:
+            return
+        self.changed = False
+        core.set_type_rules(self.rules(), now)
+        core.set_tenants(self.tenant_max_running, self.weights, self.settings.tenant_max_running)
+        forced = {name: o.breaker_force for name, o in self.overrides.items() if o.breaker_force}
+        for name, breaker in list(core.state.flow.breakers.items()):
+            if breaker.forced and name not in forced:
+                core.force_breaker(name, None, now)  # an admin released it
+        for name, state in forced.items():
+            core.force_breaker(name, state, now)
+
+
+def _policy(name: str, fields: dict[str, float] | None) -> BreakerPolicy | None:
+    if not fields:
+        return None
+    try:
+        values: dict[str, Any] = dict(fields)
+        if "min_attempts" in values:
+            values["min_attempts"] = int(values["min_attempts"])
+        return BreakerPolicy(**values)
+    except (TypeError, ValueError):
+        log.warning(
+            "a worker declared a breaker policy the scheduler cannot use; the default applies",
+            extra={"action": "scheduler.bad_breaker_policy", "job_type": name},
+        )
+        return None
+
+
+# -- the breakers' state ------------------------------------------------------------------
+async def restore_breakers(conn: AsyncConnection, core: Scheduler) -> int:
+    """At a rebuild: each breaker as the last leader left it; how many."""
+    rows = list((await conn.execute(select(breakers_t))).mappings())
+    for r in rows:
+        opened = r["opened_at"]
+        core.restore_breaker(
+            r["job_type"],
+            BreakerRecord(
+                BreakerState(r["state"]),
+                opened.timestamp() if opened is not None else None,
+                float(r["cooldown_seconds"]),
+                bool(r["forced"]),
+            ),
+        )
+    return len(rows)
+
+
+def breaker_rows(core: Scheduler, changes: list[Change]) -> list[dict[str, Any]]:
+    """The ``breakers`` rows a pass writes for its changes (the latest state of each type)."""
+    records = core.breaker_records({c.job_type for c in changes})
+    return [
+        {
+            "job_type": name,
+            "state": record.state.value,
+            "opened_at": _dt(record.opened_at),
+            "cooldown_seconds": record.cooldown,
+            "forced": record.forced,
+        }
+        for name, record in sorted(records.items())
+    ]
+
+
+def breaker_events(core: Scheduler, changes: list[Change]) -> list[tuple[str, BreakerChanged]]:
+    from smartq import topology
+
+    breakers = core.state.flow.breakers
+    out = []
+    for change in changes:
+        breaker = breakers.get(change.job_type)
+        probe = None
+        if breaker is not None and change.after is BreakerState.OPEN and not breaker.forced:
+            probe = _dt(breaker.probe_at())
+        event = BreakerChanged(
+            job_type=change.job_type,
+            state=change.after.value,
+            before=change.before.value,
+            ts=_dt(change.at) or datetime.now(UTC),
+            why=change.why,
+            forced=breaker.forced if breaker is not None else False,
+            probe_at=probe,
+        )
+        out.append((topology.MONITORING_BREAKER, event))
+    return out
+
+
+def _dt(at: float | None) -> datetime | None:
+    return None if at is None else datetime.fromtimestamp(at, UTC)
