@@ -10,8 +10,9 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypedDict
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from enum import Enum
+from typing import Any, Final, Literal, Protocol, TypedDict
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -290,3 +291,51 @@ def spec_body(spec: Mapping[str, Any]) -> dict[str, Any]:
 def page_call(path: str, params: list[tuple[str, str]], cursor: str | None) -> Call:
     """A page of a list: the first (no ``cursor``) or the one after ``cursor``."""
     return Call("GET", path, params=[*params, ("cursor", cursor)] if cursor else params)
+
+
+# -- administration (admin keys) --------------------------------------------------------------
+
+
+class Unchanged(Enum):
+    """The type of :data:`UNCHANGED`."""
+
+    UNCHANGED = "unchanged"
+
+
+#: A field a patch leaves as it is (None would clear it).
+UNCHANGED: Final = Unchanged.UNCHANGED
+Breaker = Literal["open", "closed", "auto"]
+
+
+def tenant_path(name: str) -> str:
+    return f"/admin/tenants/{quote(name, safe='')}"
+
+
+def tenant_put_call(
+    name: str,
+    max_active_jobs: int | None,
+    submit_rate: float | None,
+    max_running: int | None,
+    weight: float | None,
+) -> Call:
+    """``PUT /admin/tenants/{name}``: what it says replaces what was set (None: the
+    default); sending it twice does the same, so it may be retried."""
+    body = {
+        "max_active_jobs": max_active_jobs,
+        "submit_rate": submit_rate,
+        "max_running": max_running,
+        "weight": weight,
+    }
+    return Call("PUT", tenant_path(name), body=orjson.dumps(body))
+
+
+def type_patch_call(
+    name: str,
+    rate_limit: str | Unchanged | None,
+    max_running: int | Unchanged | None,
+    breaker: Breaker | Unchanged,
+) -> Call:
+    """``PATCH /types/{name}`` with only the fields given (None clears one); repeatable."""
+    fields = {"rate_limit": rate_limit, "max_running": max_running, "breaker": breaker}
+    body = {k: v for k, v in fields.items() if v is not UNCHANGED}
+    return Call("PATCH", f"/types/{quote(name, safe='')}", body=orjson.dumps(body))

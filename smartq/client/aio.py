@@ -18,9 +18,12 @@ from typing_extensions import Unpack
 from smartq.client._core import (
     CHUNK,
     PAGE_SIZE,
+    UNCHANGED,
+    Breaker,
     Call,
     JobOptions,
     JobRef,
+    Unchanged,
     Wire,
     accepted_docs,
     batch_call,
@@ -31,6 +34,9 @@ from smartq.client._core import (
     ref_ids,
     spec_body,
     submit_call,
+    tenant_path,
+    tenant_put_call,
+    type_patch_call,
 )
 from smartq.client.answers import POLL, RetryPolicy, decode, error_of, retry_delay
 from smartq.client.batch import AsyncBatch
@@ -157,6 +163,58 @@ class AsyncClient:
             cursor = page["next_cursor"]
             if cursor is None:
                 return
+
+    # -- types and tenants --------------------------------------------------------------------
+    async def types(self) -> list[dict[str, Any]]:
+        """Every job type (``GET /types``): defaults, live workers, an admin's override of its
+        limits and its breaker."""
+        answer: list[dict[str, Any]] = await self._send(Call("GET", "/types"))
+        return answer
+
+    async def set_type_limits(
+        self,
+        name: str,
+        *,
+        rate_limit: str | Unchanged | None = UNCHANGED,
+        max_running: int | Unchanged | None = UNCHANGED,
+        breaker: Breaker | Unchanged = UNCHANGED,
+    ) -> dict[str, Any]:
+        """Override a job type's limits (admin keys): ``rate_limit`` like ``"5/s"``,
+        ``max_running``, ``breaker`` ``"open"``/``"closed"``/``"auto"``. Only what is given
+        changes; None clears an override (back to the ``@smartq.job`` value). The override."""
+        answer: dict[str, Any] = await self._send(
+            type_patch_call(name, rate_limit, max_running, breaker)
+        )
+        return answer
+
+    async def tenants(self) -> list[dict[str, Any]]:
+        """Every tenant an admin set quotas for, with what applies and its active jobs."""
+        answer: list[dict[str, Any]] = await self._send(Call("GET", "/admin/tenants"))
+        return answer
+
+    async def tenant(self, name: str) -> dict[str, Any]:
+        """A tenant's quotas (its defaults when nobody set any) and its active jobs."""
+        answer: dict[str, Any] = await self._send(Call("GET", tenant_path(name)))
+        return answer
+
+    async def set_tenant(
+        self,
+        name: str,
+        *,
+        max_active_jobs: int | None = None,
+        submit_rate: float | None = None,
+        max_running: int | None = None,
+        weight: float | None = None,
+    ) -> dict[str, Any]:
+        """Replace a tenant's quotas (admin keys): what is not given is the default again."""
+        call = tenant_put_call(name, max_active_jobs, submit_rate, max_running, weight)
+        answer: dict[str, Any] = await self._send(call)
+        return answer
+
+    async def reset_tenant(self, name: str) -> dict[str, Any]:
+        """A tenant back to the defaults (admin keys)."""
+        answer: dict[str, Any] = await self._send(Call("DELETE", tenant_path(name)))
+        return answer
 
     # -- the stream ---------------------------------------------------------------------------
     def stream(

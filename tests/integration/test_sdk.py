@@ -70,9 +70,13 @@ class Served:
 
 
 async def _serve(system: System, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(
-        system.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-    )
+    assert system.app is not None
+    return await serve_app(system.app, port)
+
+
+async def serve_app(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """``app`` (its lifespan already run) under uvicorn on ``port``, once it listens."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
