@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from smartq.commands import batches, explain, jobs, logs, submit, types, watch, workers
+from smartq.commands import batches, explain, jobs, logs, submit, tenants, types, watch, workers
 
 PANEL = "Jobs, batches and workers (over the API)"
 
@@ -32,5 +32,6 @@ def register(app: typer.Typer) -> None:
         ("batches", batches.app),
         ("workers", workers.app),
         ("types", types.app),
+        ("tenants", tenants.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=PANEL)

@@ -259,6 +259,77 @@ def test_the_live_view_on_a_terminal_without_colour(cli: Cli) -> None:
     assert _COLOUR.search(coloured.stdout)  # the same output has colour without NO_COLOR
 
 
+def test_tenants_and_types_set_as_an_admin_would(cli: Cli) -> None:
+    """``smartq dev`` runs open: every request is an admin of ``default``. ``set`` changes only
+    what it names; ``none`` and ``reset`` go back to the defaults; bad values exit 2."""
+    made = cli.json("tenants", "set", "acme", "--max-active-jobs", "2", "--weight", "2")
+    assert (made["max_active_jobs"], made["weight"], made["submit_rate"]) == (2, 2.0, None)
+    more = cli.json("tenants", "set", "acme", "--submit-rate", "5.5", "--weight", "none")
+    assert more["effective"] == {
+        "max_active_jobs": 2,  # kept
+        "submit_rate": 5.5,
+        "max_running": None,
+        "weight": 1.0,  # back to the default
+    }
+    assert [t["name"] for t in cli.json("tenants", "ls")] == ["acme"]
+    table = cli("tenants", "ls")
+    assert table.returncode == 0 and "\x1b" not in table.stdout
+    header, row = table.stdout.splitlines()
+    assert header.split()[:3] == ["NAME", "ACTIVE", "MAX"]
+    assert row.split()[:5] == ["acme", "0", "2", "5.5", "unlimited"]
+    assert "1 (default)" in row
+    assert cli.json("tenants", "show", "acme")["submit_rate"] == 5.5
+    for args, says in [
+        (("tenants", "set", "acme", "--max-active-jobs", "lots"), "--max-active-jobs takes a"),
+        (("tenants", "set", "acme"), "nothing to set"),
+        (("tenants", "set", "acme", "--weight", "0"), "weight: Input should be greater than 0"),
+        (("tenants", "show", "ac me"), "invalid tenant 'ac me'"),
+        (("types", "set", "cli-demo", "--rate-limit", "fast"), "not a rate: 'fast'"),
+        (("types", "set", "cli-demo", "--breaker", "ajar"), "--breaker takes open, closed"),
+        (("types", "set", "cli-demo"), "nothing to set"),
+    ]:
+        ran = cli(*args)
+        assert ran.returncode == 2, (args, ran.stdout, ran.stderr)
+        _one_error_line(ran, says)
+    reset = cli.json("tenants", "reset", "acme")
+    assert reset["effective"]["max_active_jobs"] is None and reset["updated_at"] is None
+    assert cli.json("tenants", "ls") == []
+
+    # A type nobody deployed (the dev worker's own types keep running unheld meanwhile).
+    limits = cli.json("types", "set", "cli-demo", "--rate-limit", "5/s", "--breaker", "open")
+    assert (limits["rate_limit"], limits["breaker_force"]) == ("5/s", "open")
+    limits = cli.json("types", "set", "cli-demo", "--max-running", "3", "--rate-limit", "none")
+    assert (limits["rate_limit"], limits["max_running"], limits["breaker_force"]) == (
+        None,
+        3,
+        "open",
+    )
+    listed = {t["name"]: t for t in cli.json("types", "ls")}
+    assert listed["cli-demo"]["limits"]["max_running"] == 3
+    assert listed["cli-demo"]["known_to_api"] is False and listed["noop"]["limits"] is None
+    shown = cli("types", "ls")
+    assert "3 running, forced open" in shown.stdout
+    auto = cli.json("types", "set", "cli-demo", "--breaker", "auto", "--max-running", "none")
+    assert (auto["max_running"], auto["breaker_force"]) == (None, None)
+
+
+def test_a_submit_over_the_quota_waits_its_retry_after_and_makes_one_job(cli: Cli) -> None:
+    """The SDK under ``smartq submit`` retries a 429 after its Retry-After, with the same
+    idempotency key: once the job holding the quota ends, the submit makes exactly one job."""
+    before = len(cli.json("jobs", "ls", "--type", "noop", "--limit", "500"))
+    cli.json("tenants", "set", "default", "--max-active-jobs", "1")
+    try:
+        held = cli.json("submit", "sleep", "--payload", '{"seconds": 1}')
+        started = time.monotonic()
+        waited = cli.json("submit", "noop", "--wait")
+        assert time.monotonic() - started >= 1.0  # it was refused first, and waited
+        assert waited["status"] == "completed"
+        assert cli.status(held["id"]) == "completed"
+    finally:
+        cli.json("tenants", "reset", "default")
+    assert len(cli.json("jobs", "ls", "--type", "noop", "--limit", "500")) == before + 1
+
+
 # -- the split processes, with keys -------------------------------------------------------------
 
 
