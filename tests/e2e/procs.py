@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,6 +79,25 @@ class Procs:
     def stop_all(self) -> None:
         for name in list(self.running):
             self.stop(name, timeout=15)
+
+
+def split_env(database_url: str, rabbitmq_url: str, exchange_prefix: str) -> dict[str, str]:
+    """The environment of the split processes on PostgreSQL + RabbitMQ, on an exchange of
+    their own (fast heartbeats)."""
+    return {
+        "SMARTQ_DATABASE_URL": database_url,
+        "SMARTQ_BROKER_URL": rabbitmq_url,
+        "SMARTQ_BROKER_EXCHANGE": f"{exchange_prefix}{uuid.uuid4().hex[:8]}",
+        "SMARTQ_HEARTBEAT_SECONDS": "0.5",
+    }
+
+
+def start_split(procs: Procs, port: int, cpu_units: int, memory_mb: int) -> None:
+    """``smartq api`` on ``port``, ``scheduler``, one ``worker`` of that size and ``logger``."""
+    procs.start("api", "api", "--port", str(port))
+    procs.start("scheduler", "scheduler")
+    procs.start("worker", "worker", "--cpu-units", str(cpu_units), "--memory-mb", str(memory_mb))
+    procs.start("logger", "logger")
 
 
 def wait_ready(base: str, timeout: float = 30) -> None:

@@ -23,7 +23,15 @@ import httpx
 import pytest
 
 from tests.databases import PostgresDatabases
-from tests.e2e.procs import ROOT, Procs, free_port, processes, wait_ready
+from tests.e2e.procs import (
+    ROOT,
+    Procs,
+    free_port,
+    processes,
+    split_env,
+    start_split,
+    wait_ready,
+)
 from tests.services import require_rabbitmq
 
 pytestmark = pytest.mark.slow
@@ -343,19 +351,11 @@ def pg_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
 def test_the_cli_on_the_split_processes_with_keys(pg_url: str, tmp_path: Path) -> None:
     """A key from ``SMARTQ_API_KEY`` or ``--api-key``; none is refused (4, with what to do);
     a key without the ``monitor`` scope may not list workers, one with it may."""
-    env = {
-        "SMARTQ_DATABASE_URL": pg_url,
-        "SMARTQ_BROKER_URL": require_rabbitmq(),
-        "SMARTQ_BROKER_EXCHANGE": f"cli{uuid.uuid4().hex[:8]}",
-        "SMARTQ_HEARTBEAT_SECONDS": "0.5",
-    }
+    env = split_env(pg_url, require_rabbitmq(), "cli")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with processes(env, tmp_path) as procs:
-        procs.start("api", "api", "--port", str(port))
-        procs.start("scheduler", "scheduler")
-        procs.start("worker", "worker", "--cpu-units", "4", "--memory-mb", "2048")
-        procs.start("logger", "logger")
+        start_split(procs, port, cpu_units=4, memory_mb=2048)
         user = procs.create_key("cli", "--scope", "submit,read,cancel")
         monitor = procs.create_key("cli", "--scope", "read,monitor")
         wait_ready(base, timeout=90)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from api.store import attempts_t, jobs
 from smartq.db import create_sync
 from tests.apikeys import bearer
 from tests.databases import PostgresDatabases
-from tests.e2e.procs import free_port, processes, wait_ready
+from tests.e2e.procs import free_port, processes, split_env, start_split, wait_ready
 from tests.services import require_rabbitmq
 
 pytestmark = pytest.mark.slow
@@ -96,19 +95,11 @@ def _attempts(pg_url: str) -> int:
 def test_a_burst_over_the_quotas_is_refused_with_retry_after_and_writes_nothing(
     pg_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        "SMARTQ_DATABASE_URL": pg_url,
-        "SMARTQ_BROKER_URL": require_rabbitmq(),
-        "SMARTQ_BROKER_EXCHANGE": f"quota{uuid.uuid4().hex[:8]}",
-        "SMARTQ_HEARTBEAT_SECONDS": "0.5",
-    }
+    env = split_env(pg_url, require_rabbitmq(), "quota")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with processes(env, tmp_path) as procs:
-        procs.start("api", "api", "--port", str(port))
-        procs.start("scheduler", "scheduler")
-        procs.start("worker", "worker", "--cpu-units", "16", "--memory-mb", "8192")
-        procs.start("logger", "logger")
+        start_split(procs, port, cpu_units=16, memory_mb=8192)
         admin = procs.create_key("ops", "--admin")
         user = procs.create_key(TENANT, "--scope", "submit,read")
         wait_ready(base, timeout=90)
