@@ -11,7 +11,8 @@ memory over the workers' memory (DRF, Ghodsi et al. 2011; Kueue and Mesos use it
   they are bound by (a memory-heavy tenant is charged for memory, not cpu);
 * a tenant arriving beside another with 10,000 jobs queued holds nothing, so its first job
   is the next one to start when capacity frees;
-* one tenant alone gets everything (nothing is reserved for absent tenants).
+* one tenant alone gets everything (nothing is reserved for absent tenants);
+* among tenants with equal shares, the one served least recently goes first.
 
 Why what runs *now*, not usage decayed over hours (Slurm's fair-share): it needs no history
 to persist (a standby scheduler takes over with the same shares, read from running jobs), it
@@ -20,7 +21,7 @@ few percent of the weights. A tenant that ran a lot an hour ago is not penalised
 is what users of a shared queue expect when capacity is free.
 
 Structure: a heap of ready entries per tenant, and a heap of tenants keyed by (priority of
-their first entry, share / weight, age of that entry). A tenant's key changes when its first
+their first entry, share / weight, when last served, age of that entry). A tenant's key changes when its first
 entry or its running resources change; the old heap item then goes stale (a version number),
 so every change is O(log tenants). With one tenant this is one more heap operation per pop.
 """
@@ -33,8 +34,8 @@ from collections.abc import Callable, Iterator
 
 #: (-priority, created_at, seq, ticket, job_id): priority first, then age, then arrival order.
 ReadyEntry = tuple[int, float, int, int, uuid.UUID]
-#: (-priority, share / weight, created_at, seq, version, tenant)
-_TenantKey = tuple[int, float, float, int, int, str]
+#: (-priority, share / weight, when last served, created_at, seq, version, tenant)
+_TenantKey = tuple[int, float, int, float, int, int, str]
 
 
 class ReadyQueue:
@@ -51,6 +52,12 @@ class ReadyQueue:
         self._inv_cpu = 1.0
         self._inv_mem = 1.0
         self._size = 0
+        #: When each tenant last had a job start (a count): among tenants with equal shares
+        #: the one served least recently goes first. (By age of the first job, the tenant
+        #: that came first won every tie, and with whole cpu units ties are common: in a
+        #: simulation of 1:1 tenants it got 14 % more than the other.)
+        self._served: dict[str, int] = {}
+        self._serves = 0
 
     # -- entries ------------------------------------------------------------------------
     def push(self, entry: ReadyEntry, tenant: str) -> None:
@@ -67,8 +74,8 @@ class ReadyQueue:
         order = self._order
         while order:
             key = heapq.heappop(order)
-            tenant = key[5]
-            if self._version.get(tenant) != key[4]:
+            tenant = key[6]
+            if self._version.get(tenant) != key[5]:
                 continue
             heap = self._by_tenant[tenant]
             entry = heapq.heappop(heap)
@@ -79,6 +86,16 @@ class ReadyQueue:
                 del self._by_tenant[tenant]
                 self._version.pop(tenant, None)
             return entry
+        return None
+
+    def first_tenant(self) -> str | None:
+        """The tenant the next entry comes from (None when empty)."""
+        order = self._order
+        while order:
+            key = order[0]
+            if self._version.get(key[6]) == key[5]:
+                return key[6]
+            heapq.heappop(order)
         return None
 
     def __len__(self) -> int:
@@ -109,8 +126,13 @@ class ReadyQueue:
         """``tenant``'s running jobs now hold ``cpu`` and ``mem`` more (or less, negative)."""
         self._cpu[tenant] = self._cpu.get(tenant, 0) + cpu
         self._mem[tenant] = self._mem.get(tenant, 0) + mem
+        if cpu > 0 or mem > 0:
+            self._serves += 1
+            self._served[tenant] = self._serves
         if self._cpu[tenant] <= 0 and self._mem[tenant] <= 0:
             del self._cpu[tenant], self._mem[tenant]
+            if tenant not in self._by_tenant:
+                self._served.pop(tenant, None)
         if tenant in self._by_tenant:
             self._rekey(tenant)
 
@@ -146,15 +168,16 @@ class ReadyQueue:
         version = self._version.get(tenant, 0) + 1
         self._version[tenant] = version
         first = self._by_tenant[tenant][0]
-        heapq.heappush(
-            self._order, (first[0], self.share(tenant), first[1], first[2], version, tenant)
-        )
+        heapq.heappush(self._order, self._key(tenant, first, version))
+
+    def _key(self, tenant: str, first: ReadyEntry, version: int) -> _TenantKey:
+        share = self.share(tenant)
+        return (first[0], share, self._served.get(tenant, 0), first[1], first[2], version, tenant)
 
     def _rebuild(self) -> None:
         self._order = []
         for tenant in self._by_tenant:
             version = self._version.get(tenant, 0) + 1
             self._version[tenant] = version
-            first = self._by_tenant[tenant][0]
-            self._order.append((first[0], self.share(tenant), first[1], first[2], version, tenant))
+            self._order.append(self._key(tenant, self._by_tenant[tenant][0], version))
         heapq.heapify(self._order)

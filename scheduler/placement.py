@@ -251,6 +251,11 @@ def plan(state: SchedulerState, now: float, config: PlacementConfig) -> list[Pla
 
 
 def _drop_stale_reservations(state: SchedulerState) -> None:
+    """Reservations whose job left, no longer fits, or whose tenant fair share does not serve
+    next: a reservation blocks the worker for everyone else, so it is kept only for the
+    tenant that would get the capacity anyway (else a tenant arriving beside old reserved
+    jobs got a fifth of its share)."""
+    first = state.ready.first_tenant()
     for worker in state.workers.values():
         job_id = worker.reserved_for
         if job_id is None:
@@ -258,7 +263,7 @@ def _drop_stale_reservations(state: SchedulerState) -> None:
         job = state.jobs.get(job_id)
         if job is None or job.status is not JobStatus.READY or job.reserved_on != worker.id:
             worker.reserved_for = None
-        elif (
+        elif (first is not None and job.tenant != first) or (
             not worker.accepting
             or worker.cpu_total < job.cpu
             or worker.mem_total < job.mem
@@ -301,6 +306,9 @@ def _scan(
     #: Passed over in this pass and not yet overtaken by a job behind them.
     overtaken_now: list[JobRecord] = []
     flow = state.flow
+    #: The tenant fair share served first in this pass: only its jobs may reserve a worker
+    #: (a reservation blocks other work, so it goes where fair share would send capacity).
+    first_tenant: str | None = None
     while state.ready and len(passed_over) < config.lookahead and pool.has_room():
         entry = state.ready.pop()
         if entry is None:
@@ -312,6 +320,8 @@ def _scan(
         if gate is not None:
             flow.hold(gate, entry)  # stays ready, out of the queue until the gate has room
             continue
+        if first_tenant is None:
+            first_tenant = job.tenant
         if not pool.fits_total(job):
             _park(state, job)
             continue
@@ -326,7 +336,8 @@ def _scan(
             continue
         passed_over.append(entry)
         overtaken_now.append(job)
-        _maybe_reserve(pool, job, now, config)
+        if job.tenant == first_tenant:
+            _maybe_reserve(pool, job, now, config)
     for entry in passed_over:
         state.push_back(entry)
 

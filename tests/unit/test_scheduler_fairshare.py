@@ -48,7 +48,31 @@ def test_each_completion_goes_to_the_tenant_furthest_below_its_share() -> None:
     sched.on_attempt_finished(first[1].job_id, 1, Outcome.SUCCEEDED, 3.0)
     assert tenants(sched, 3.0) == {"late": 1}  # 3 vs 1 running: late is still below
     sched.on_attempt_finished(first[2].job_id, 1, Outcome.SUCCEEDED, 4.0)
-    assert tenants(sched, 4.0) == {"a": 1}  # 2 and 2: ties go to the oldest job
+    assert tenants(sched, 4.0) == {"a": 1}  # 2 and 2: the tenant served least recently
+
+
+def test_equal_tenants_take_turns_on_ties_whatever_their_age() -> None:
+    sched = Scheduler()
+    sched.upsert_worker("w", 1, 1_000)
+    sched.add_jobs([spec(i, "old") for i in range(1, 11)], 0.0)
+    sched.add_jobs([spec(i, "new") for i in range(11, 21)], 5.0)
+    order = []
+    for step in range(6):
+        (placed,) = sched.plan(float(10 + step))
+        order.append(sched.state.jobs[placed.job_id].tenant)
+        sched.on_attempt_finished(placed.job_id, 1, Outcome.SUCCEEDED, 10.5 + step)
+    assert order == ["old", "new", "old", "new", "old", "new"]
+
+
+def test_a_reservation_is_kept_only_for_the_tenant_served_next() -> None:
+    sched = Scheduler(reserve_after=0.0)
+    sched.upsert_worker("w", 4, 4_000)
+    sched.add_jobs([spec(1, "a", cpu=3), spec(2, "a", cpu=4), spec(3, "a", cpu=1)], 0.0)
+    sched.plan(0.0)  # 1 and 3 start; 2 does not fit and reserves the worker
+    assert sched.state.workers["w"].reserved_for == uuid.UUID(int=2)
+    sched.add_jobs([spec(4, "b", cpu=1)], 1.0)  # b holds nothing: it is served next
+    sched.on_attempt_finished(uuid.UUID(int=3), 1, Outcome.SUCCEEDED, 2.0)
+    assert tenants(sched, 2.0) == {"b": 1}  # the reservation for a's job gave way
 
 
 def test_priorities_rank_above_fairness() -> None:
