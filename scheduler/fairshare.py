@@ -23,7 +23,8 @@ is what users of a shared queue expect when capacity is free.
 Structure: a heap of ready entries per tenant, and a heap of tenants keyed by (priority of
 their first entry, share / weight, when last served, age of that entry). A tenant's key
 changes when its first entry or its running resources change; the old heap item then goes
-stale (a version number), so every change is O(log tenants). With one tenant this is one more heap operation per pop.
+stale (a version number), so every change is O(log tenants). With one tenant this is one
+more heap operation per pop.
 """
 
 from __future__ import annotations
