@@ -18,6 +18,7 @@ BENCHMARKS = {
     "latency": "bench.latency",
     "pass": "bench.sched_pass",
     "pass-flow": "bench.sched_pass:main_flow",
+    "fairness": "bench.fairness",
     "dag10k": "bench.dags:main_dag10k",
     "dag1k": "bench.dags:main_dag1k",
     "chain": "bench.dags:main_chain",
