@@ -18,7 +18,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from models.enums import JobStatus, WorkerState
-from models.messages import JobStatusEvent, LoggerMonitor, QueueMonitor, ResourceMonitor
+from models.messages import (
+    BreakerChanged,
+    JobStatusEvent,
+    LoggerMonitor,
+    QueueMonitor,
+    ResourceMonitor,
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
@@ -29,6 +35,9 @@ _FINAL = {
 }
 
 
+_BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
 class Snapshots:
     """The latest monitoring snapshots this process received."""
 
@@ -36,10 +45,16 @@ class Snapshots:
         self.queue: QueueMonitor | None = None
         self.resources: ResourceMonitor | None = None
         self.loggers: dict[str, LoggerMonitor] = {}
+        #: Each job type's breaker as last heard (a ``breaker.state`` event or a snapshot).
+        self.breakers: dict[str, str] = {}
 
     def observe(self, event: QueueMonitor | ResourceMonitor | LoggerMonitor) -> None:
         if isinstance(event, QueueMonitor):
             self.queue = event
+            open_now = {g.name: g.state for g in event.gates if g.kind == "breaker" and g.state}
+            for name in self.breakers:
+                self.breakers[name] = open_now.get(name, "closed")
+            self.breakers.update(open_now)
         elif isinstance(event, ResourceMonitor):
             self.resources = event
         else:
@@ -80,6 +95,28 @@ class _SnapshotCollector(Collector):
                 ready.add_metric([str(priority)], n)
             oldest.add_metric([], q.oldest_ready_wait_seconds or 0.0)
         yield from (by_status, ready, oldest)
+        breaker = GaugeMetricFamily(
+            "smartq_breaker_state",
+            "A job type's circuit breaker: 0 closed, 1 half-open, 2 open.",
+            labels=["type"],
+        )
+        for name, state in sorted(self._s.breakers.items()):
+            breaker.add_metric([name], _BREAKER_VALUE.get(state, 0))
+        held = GaugeMetricFamily(
+            "smartq_jobs_held",
+            "Ready jobs a breaker or a limit holds back, by gate (breaker, type, tenant).",
+            labels=["gate", "name"],
+        )
+        running = GaugeMetricFamily(
+            "smartq_limit_running",
+            "Running jobs a type's or tenant's concurrency limit counts.",
+            labels=["gate", "name"],
+        )
+        for gate in q.gates if q is not None else []:
+            held.add_metric([gate.kind, gate.name], gate.held)
+            if gate.kind != "breaker":
+                running.add_metric([gate.kind, gate.name], gate.running)
+        yield from (breaker, held, running)
 
     def _workers(self) -> Iterator[Metric]:
         label = ["worker"]
@@ -159,7 +196,17 @@ class Metrics:
         self.log_lines = Counter(
             "smartq_log_lines_streamed", "Log lines seen on the live stream.", registry=r
         )
+        self.breaker_transitions = Counter(
+            "smartq_breaker_transitions",
+            "Changes of a job type's circuit breaker, by the state it went to.",
+            ["type", "to"],
+            registry=r,
+        )
         r.register(_SnapshotCollector(self.snapshots))
+
+    def breaker_changed(self, event: BreakerChanged) -> None:
+        self.snapshots.breakers[event.job_type] = event.state
+        self.breaker_transitions.labels(event.job_type, event.state).inc()
 
     def job_status(self, event: JobStatusEvent) -> None:
         """Count one status event (the stream hub drops duplicates and stale ones first)."""

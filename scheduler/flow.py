@@ -284,16 +284,17 @@ class Flow:
             )
         for kind, gates in ((TYPE, self.types), (TENANT, self.tenants)):
             for name, limits in sorted(gates.items()):
-                blocked = limits.blocked(now)
+                held = len(self.held.get((kind, name), ()))
+                why = limits.holding(now) if held else limits.blocked(now)
                 out.append(
                     GateView(
                         kind,
                         name,
                         limits.describe(),
                         limits.running,
-                        len(self.held.get((kind, name), ())),
-                        blocked.next_at if blocked is not None else None,
-                        blocked.reason() if blocked is not None else None,
+                        held,
+                        why.next_at if why is not None else None,
+                        why.reason() if why is not None else None,
                     )
                 )
         return out

@@ -129,6 +129,14 @@ class TypeLimits:
             return Held(self.name, f"{self.rate_text}", self.bucket.next_at(now))
         return None
 
+    def holding(self, now: float) -> Held | None:
+        """What holds the jobs waiting on it: :meth:`blocked`, or when a token came since
+        the last pass (jobs still wait for that pass), the rate with its next slot now."""
+        held = self.blocked(now)
+        if held is None and self.bucket is not None:
+            held = Held(self.name, f"{self.rate_text}", self.bucket.next_at(now))
+        return held
+
     def take(self, now: float) -> None:
         """One more goes (after :meth:`blocked` said it may)."""
         if self.bucket is not None:

@@ -118,9 +118,11 @@ async def system(request: pytest.FixtureRequest) -> AsyncIterator[System]:
         "postgres_databases" if kind == "servers" else "sqlite_databases"
     )
     rabbit = require_rabbitmq() if kind == "servers" else None
+    marker = request.node.get_closest_marker("system_settings")
+    overrides = dict(marker.kwargs) if marker is not None else {}
     url = dbs.create()
     try:
-        async with running_system(kind, url, rabbit) as sys_:
+        async with running_system(kind, url, rabbit, **overrides) as sys_:
             yield sys_
     finally:
         dbs.drop(url)

@@ -22,6 +22,7 @@ from api.stream.filters import EventKeys, StreamFilter
 from api.stream.index import ClientIndex
 from models.messages import (
     BATCH_TYPE,
+    BreakerChanged,
     JobStatusEvent,
     LoggerMonitor,
     LogLine,
@@ -161,6 +162,8 @@ class StreamHub:
             self.metrics.log_lines.inc()
         elif isinstance(event, QueueMonitor | ResourceMonitor | LoggerMonitor):
             self.metrics.snapshots.observe(event)
+        elif isinstance(event, BreakerChanged):
+            self.metrics.breaker_changed(event)
         self.events += 1
         keys = EventKeys.of(event, self.batch_of)
         for client in self.index.candidates(keys):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.databases import PostgresDatabases
 from tests.faults.cluster import Cluster, cluster
@@ -38,6 +39,18 @@ def reason(c: Cluster, job_id: str) -> str:
         got = http.get(f"/jobs/{job_id}")
         assert got.status_code == 200, got.text
         return str(got.json().get("waiting_reason"))
+
+
+def metric(c: Cluster, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name{labels}`` on ``GET /metrics``, None when absent."""
+    with c.client() as http:
+        got = http.get("/metrics")
+        assert got.status_code == 200, got.text
+    for family in text_string_to_metric_families(got.text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
 
 
 def started_at(c: Cluster, ids: list[str]) -> list[float]:
@@ -104,9 +117,21 @@ def test_a_type_failing_transiently_opens_its_breaker_keeps_attempts_and_one_pro
     assert "failed" not in statuses.values()  # no job went to the dead letters
     waiting = [j for j, s in statuses.items() if s == "ready"]
     assert waiting and reason(c, waiting[0]).startswith("circuit open for type fragile since")
+    c.wait_for(  # the breaker.state event reaches the API's /metrics
+        lambda: (
+            (metric(c, "smartq_breaker_transitions_total", type="fragile", to="open") or 0) >= 1
+        ),
+        timeout=10,
+        what="the open breaker on /metrics",
+    )
+    assert metric(c, "smartq_breaker_state", type="fragile") in (1, 2)  # (a probe may run)
     broken.unlink()  # the environment recovers: the probe succeeds and closes it
     c.wait_for(lambda: set(c.statuses(ids).values()) == {"completed"}, timeout=60, what="recovery")
     assert c.scalar("SELECT state FROM breakers WHERE job_type = 'fragile'") == "closed"
+    c.wait_for(
+        lambda: metric(c, "smartq_breaker_state", type="fragile") == 0, timeout=10, what="metric"
+    )
+    assert metric(c, "smartq_breaker_transitions_total", type="fragile", to="closed") == 1
     probes = c.scalar(
         "SELECT count(*) FROM job_attempts a JOIN breakers b ON b.job_type = 'fragile' "
         "WHERE a.started_at >= b.opened_at AND a.started_at < b.opened_at + interval '3 s'"

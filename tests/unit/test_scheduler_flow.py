@@ -204,3 +204,13 @@ def test_a_type_without_a_breaker_never_opens() -> None:
     sched.add_jobs([spec(i, max_attempts=3, initial_delay_seconds=0.0) for i in range(1, 9)], 0.0)
     failing(sched, Outcome.FAILED, 0.0)
     assert len(failing(sched, Outcome.FAILED, 0.0)) == 8
+
+
+def test_a_gate_holding_jobs_keeps_its_reason_when_a_token_is_due_before_the_pass() -> None:
+    sched = big_worker()
+    sched.set_type_rules({"slow": TypeRule(rate="1/s")}, 0.0)
+    sched.add_jobs([spec(i, "slow") for i in range(1, 4)], 0.0)
+    run(sched, 0.0)
+    (gate,) = sched.gates(1.5)  # a token is there; the pass that takes it has not run
+    assert gate.held == 2
+    assert gate.reason == "rate limited: type slow, 1/s, next slot at 1970-01-01T00:00:01.500Z"
