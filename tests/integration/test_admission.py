@@ -82,7 +82,9 @@ async def test_over_max_active_jobs_is_a_429_that_writes_nothing(
         "retry_after": 0,
     }
     assert "3 active jobs of its quota of 3" in over.json()["error"]
-    with_deps = await client.post("/jobs", json={"type": "noop", "depends_on": [first.json()["id"]]})
+    with_deps = await client.post(
+        "/jobs", json={"type": "noop", "depends_on": [first.json()["id"]]}
+    )
     refused(with_deps, "max_active_jobs", 5)
     batch = await client.post("/jobs/batch", json={"jobs": [{"type": "noop"}]})
     refused(batch, "max_active_jobs", 5)
@@ -100,7 +102,9 @@ async def test_a_batch_is_refused_whole_and_one_larger_than_the_quota_is_a_422(
     assert (await client.post("/jobs", json={"type": "noop"})).status_code == 201
     two = await client.post("/jobs/batch", json={"jobs": [{"type": "noop"}] * 2})
     assert two.status_code == 201, two.text
-    dag = {"jobs": [{"key": "a", "type": "noop"}, {"key": "b", "type": "noop", "depends_on": ["a"]}]}
+    dag = {
+        "jobs": [{"key": "a", "type": "noop"}, {"key": "b", "type": "noop", "depends_on": ["a"]}]
+    }
     over = await client.post("/jobs/batch", json=dag)
     assert refused(over, "max_active_jobs", 5)["requested"] == 2
     assert await rows(engine) == (3, 1)  # none of its jobs, no batch row
