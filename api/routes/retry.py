@@ -30,7 +30,14 @@ async def retry_job(
 ) -> ResubmitResult:
     """Run a failed job again with a fresh retry budget; with ``with_descendants=true`` the jobs
     that were cancelled because of it run again too. Only ``failed`` jobs: others are 409.
-    It runs work again, so it needs the ``submit`` scope."""
+    It runs work again, so it needs the ``submit`` scope, and it is held to the tenant's
+    quotas like a submit (a 429 leaves the job failed)."""
+    owner = access.tenant
+    if owner is None:  # an admin acting on every tenant: the job's own tenant's quotas
+        async with conn.begin():
+            found = await store.get_job(conn, job_id, None)
+        owner = found["tenant"] if found is not None else access.home
+    quotas = await ctx.admission.admit(conn, owner)
     for attempt in range(1, 4):
         try:
             async with conn.begin():
@@ -46,6 +53,8 @@ async def retry_job(
                         },
                     )
                 ids = await store.resubmit(conn, row, utcnow(), with_descendants)
+                # Counted with the jobs it made active again (this transaction sees them).
+                await ctx.admission.hold_room(conn, owner, quotas, 0)
             break
         except HTTPException:
             raise

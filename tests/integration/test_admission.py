@@ -8,12 +8,13 @@ refused like any request (over the rate); concurrent submits never pass the quot
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.store import batches, jobs
@@ -231,3 +232,20 @@ async def test_no_quota_no_checks_and_the_defaults_come_from_settings(
     refused(over, quota, 5)
     await set_quotas(api_app, engine, **{quota: 1000})  # the tenant's row wins
     assert (await client.post("/jobs", json={"type": "noop"})).status_code == 201
+
+
+async def test_a_retry_of_a_failed_job_is_held_to_the_active_jobs_quota(
+    api_app: FastAPI, client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    made = [(await client.post("/jobs", json={"type": "noop"})).json()["id"] for _ in range(2)]
+    async with engine.begin() as conn:  # as if the first one had failed for good
+        await conn.execute(
+            update(jobs).where(jobs.c.id == uuid.UUID(made[0])).values(status="failed")
+        )
+    await set_quotas(api_app, engine, max_active_jobs=1)
+    refused(await client.post(f"/jobs/{made[0]}/retry"), "max_active_jobs", 5)
+    assert (await client.get(f"/jobs/{made[0]}")).json()["status"] == "failed"  # untouched
+    assert (await client.patch(f"/jobs/{made[1]}/cancel")).status_code == 200
+    again = await client.post(f"/jobs/{made[0]}/retry")
+    assert again.status_code == 200, again.text
+    assert again.json()["job"]["status"] == "pending"
