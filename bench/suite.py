@@ -31,6 +31,8 @@ ORDER = (
     "dag10k",
     "packing",
     "pass",
+    "pass-flow",
+    "fairness",
     "memory",
     "ws",
     "auth",
@@ -101,6 +103,7 @@ async def _smoke() -> int:
     offline = (
         ("packing", packing.run),
         ("pass", sched_pass.run),
+        ("pass-flow", sched_pass.run_flow),
         ("memory", memory.run),
         ("auth", auth.run),
     )
