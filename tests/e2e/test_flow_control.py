@@ -76,7 +76,9 @@ def test_a_type_limited_to_5_a_second_goes_at_5_while_another_runs_at_full_speed
     free_done = time.time()
     held = [j for j, s in c.statuses(paced).items() if s == "ready"]
     assert len(held) > 50, "the limit held the paced jobs back while the others ran"
-    assert reason(c, held[-1]).startswith("rate limited: type paced, 5/s, next slot at ")
+    # the last submitted goes last (age order): it waits ~20 s, so it is still held now
+    assert paced[-1] in held
+    assert reason(c, paced[-1]).startswith("rate limited: type paced, 5/s, next slot at ")
     c.wait_for(
         lambda: set(c.statuses(paced).values()) == {"completed"}, timeout=60, what="paced jobs"
     )
@@ -116,7 +118,9 @@ def test_a_type_failing_transiently_opens_its_breaker_keeps_attempts_and_one_pro
     statuses = c.statuses(ids)
     assert "failed" not in statuses.values()  # no job went to the dead letters
     waiting = [j for j, s in statuses.items() if s == "ready"]
-    assert waiting and reason(c, waiting[0]).startswith("circuit open for type fragile since")
+    # (on a slow machine the 3 s cool-down may end meanwhile: one of them is then the probe)
+    reasons = [reason(c, j) for j in waiting[:3]]
+    assert any(r.startswith("circuit open for type fragile since") for r in reasons), reasons
     c.wait_for(  # the breaker.state event reaches the API's /metrics
         lambda: (
             (metric(c, "smartq_breaker_transitions_total", type="fragile", to="open") or 0) >= 1
