@@ -72,6 +72,7 @@ class Breaker:
         self.forced = False
         self.probe: object | None = None  # the job let through while half-open
         self._window: deque[tuple[float, bool]] = deque()  # (when, failed)
+        self._failures = 0  # failed ones in the window
 
     # -- what the pass asks -------------------------------------------------------------
     def may_dispatch(self, now: float) -> tuple[bool, Change | None]:
@@ -124,15 +125,16 @@ class Breaker:
                 self.cooldown = min(2 * self.cooldown, self.policy.max_cooldown_seconds)
                 return self._open(now, "the probe failed")
             self.cooldown = self.policy.cooldown_seconds
-            self._window.clear()
+            self._clear()
             return self._move(BreakerState.CLOSED, now, "the probe succeeded")
         if not counted or self.state is not BreakerState.CLOSED:
             return None
         window = self._window
         window.append((now, failed))
+        self._failures += failed
         while window and window[0][0] <= now - self.policy.window_seconds:
-            window.popleft()
-        failures = sum(1 for _, f in window if f)
+            self._failures -= window.popleft()[1]
+        failures = self._failures  # kept with the window: a sum per attempt was O(window)
         if len(window) >= self.policy.min_attempts and failures >= self.policy.failure_ratio * len(
             window
         ):
@@ -147,7 +149,7 @@ class Breaker:
             raise ValueError("a breaker can be forced open or closed, not half-open")
         self.forced = state is not None
         self.probe = None
-        self._window.clear()
+        self._clear()
         target = state or BreakerState.CLOSED
         if target is BreakerState.OPEN:
             self.opened_at = now
@@ -166,14 +168,18 @@ class Breaker:
         self.cooldown = record.cooldown
         self.forced = record.forced
         self.probe = None
-        self._window.clear()
+        self._clear()
         if self.state is BreakerState.HALF_OPEN:
             self.state = BreakerState.OPEN
 
     # -- moves ---------------------------------------------------------------------------
+    def _clear(self) -> None:
+        self._window.clear()
+        self._failures = 0
+
     def _open(self, now: float, why: str) -> Change | None:
         self.opened_at = now
-        self._window.clear()
+        self._clear()
         return self._move(BreakerState.OPEN, now, why)
 
     def _move(self, to: BreakerState, now: float, why: str) -> Change | None:

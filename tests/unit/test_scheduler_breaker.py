@@ -156,3 +156,17 @@ def test_its_state_survives_a_failover_and_a_half_open_one_probes_once_more() ->
 def test_a_policy_that_cannot_work_is_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         BreakerPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_the_window_keeps_its_failure_count_as_attempts_leave_it() -> None:
+    breaker = Breaker("t", BreakerPolicy(min_attempts=4, window_seconds=10, failure_ratio=0.5))
+    for i in range(3):  # three failures at 0-2 s: too few to count
+        assert breaker.finished(i, Outcome.FAILED, float(i)) is None
+    for i in range(6):  # six successes at 14-19 s: the failures have left the window
+        assert breaker.finished(10 + i, Outcome.SUCCEEDED, 14.0 + i) is None
+    opened_at = None
+    for n in range(1, 7):  # failures at 20 s: 1/7 ... 6/12 failed
+        change = breaker.finished(20 + n, Outcome.FAILED, 20.0)
+        if change is not None:
+            opened_at = n
+    assert opened_at == 6 and breaker.state is BreakerState.OPEN  # 6 of 12 = 50 %
