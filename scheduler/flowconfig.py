@@ -11,20 +11,22 @@ NULL falls back to the decorator's value.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models.messages import BreakerChanged, Heartbeat, TypeFlow
 from models.tables import BreakerRow, JobTypeLimits, Tenant
 from scheduler.breaker import BreakerRecord, BreakerState, Change
 from scheduler.core import Scheduler
 from scheduler.flow import TypeRule
+from smartq import topology
 from smartq.flowspec import BreakerPolicy
 from smartq.settings import Settings
 
@@ -174,12 +176,41 @@ def breaker_rows(core: Scheduler, changes: list[Change]) -> list[dict[str, Any]]
     ]
 
 
-def breaker_events(core: Scheduler, changes: list[Change]) -> list[tuple[str, BreakerChanged]]:
-    from smartq import topology
+async def poll(engine: AsyncEngine, config: FlowConfig, wake: Callable[[], None]) -> None:
+    """Read what admins set every ``limits_poll_seconds``; a change wakes a pass (which
+    applies it: the core changes only inside a pass)."""
+    while True:
+        await asyncio.sleep(config.settings.limits_poll_seconds)
+        try:
+            async with engine.connect() as conn:
+                await config.read(conn)
+        except Exception:
+            log.warning(
+                "could not read the flow-control settings",
+                exc_info=True,
+                extra={"action": "scheduler.flow_config_failed"},
+            )
+            continue
+        if config.changed:
+            wake()
 
+
+def announce(core: Scheduler, changes: list[Change]) -> list[tuple[str, bytes]]:
+    """Log each breaker change; its ``breaker.state`` events, to publish with the pass."""
     breakers = core.state.flow.breakers
     out = []
     for change in changes:
+        log.info(
+            "circuit breaker %s: %s",
+            change.after.value,
+            change.why,
+            extra={
+                "action": "scheduler.breaker",
+                "job_type": change.job_type,
+                "state": change.after.value,
+                "before": change.before.value,
+            },
+        )
         breaker = breakers.get(change.job_type)
         probe = None
         if breaker is not None and change.after is BreakerState.OPEN and not breaker.forced:
@@ -193,7 +224,7 @@ def breaker_events(core: Scheduler, changes: list[Change]) -> list[tuple[str, Br
             forced=breaker.forced if breaker is not None else False,
             probe_at=probe,
         )
-        out.append((topology.MONITORING_BREAKER, event))
+        out.append((topology.MONITORING_BREAKER, event.dumps()))
     return out
 
 

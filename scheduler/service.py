@@ -30,9 +30,10 @@ from scheduler.core import Scheduler
 from scheduler.feed import Feed
 from scheduler.flowconfig import (
     FlowConfig,
-    breaker_events,
+    announce,
     breaker_rows,
     default_policy,
+    poll,
     restore_breakers,
 )
 from scheduler.inbox import Inbox, decode
@@ -200,7 +201,9 @@ class SchedulerService:
         tasks = [
             group.create_task(self.publisher.run(), name="scheduler-publisher"),
             group.create_task(self._monitoring(), name="scheduler-monitoring"),
-            group.create_task(self._poll_flow(), name="scheduler-flow-config"),
+            group.create_task(
+                poll(self.engine, self.flow_config, self._wake_up), name="scheduler-flow-config"
+            ),
             group.create_task(
                 upkeep.probe(self.broker, self.clock, self.settings.heartbeat_seconds),
                 name="scheduler-probe",
@@ -360,20 +363,7 @@ class SchedulerService:
                 self.feed.lost.append((p.job_id, p.attempt, why, Outcome.LOST))
         ran = {(f.job_id, f.attempt): f.finished_at - f.started_at for f in inbox.finished}
         out = self._messages_for(writes, won, started, now, ran)
-        for change in self._breaker_changes:
-            log.info(
-                "circuit breaker %s: %s",
-                change.after.value,
-                change.why,
-                extra={
-                    "action": "scheduler.breaker",
-                    "job_type": change.job_type,
-                    "state": change.after.value,
-                    "before": change.before.value,
-                },
-            )
-        events = breaker_events(self.core, self._breaker_changes)
-        return out + [(key, event.dumps()) for key, event in events]
+        return out + announce(self.core, self._breaker_changes)
 
     def _messages_for(
         self,
@@ -395,23 +385,6 @@ class SchedulerService:
 
     async def _republish(self, todo: list[tuple[uuid.UUID, int, str]]) -> None:
         await self.publisher.republish(self.engine, todo, self._incarnation, self.clock())
-
-    async def _poll_flow(self) -> None:
-        """Read what admins set every ``limits_poll_seconds``; a change wakes a pass."""
-        while True:
-            await asyncio.sleep(self.settings.limits_poll_seconds)
-            try:
-                async with self.engine.connect() as conn:
-                    await self.flow_config.read(conn)
-            except Exception:
-                log.warning(
-                    "could not read the flow-control settings",
-                    exc_info=True,
-                    extra={"action": "scheduler.flow_config_failed"},
-                )
-                continue
-            if self.flow_config.changed:
-                self._wake_up()
 
     async def _monitoring(self) -> None:
         """Started with each leadership, so finished counts are re-read from the database."""
