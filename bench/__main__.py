@@ -23,6 +23,7 @@ BENCHMARKS = {
     "dag1k": "bench.dags:main_dag1k",
     "chain": "bench.dags:main_chain",
     "packing": "bench.packing",
+    "placement": "bench.placement",
     "memory": "bench.memory",
     "ws": "bench.ws",
     "auth": "bench.auth",

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from models.enums import JobStatus, Outcome
 from scheduler import dag, fleet
 from scheduler.breaker import BreakerPolicy, BreakerRecord, BreakerState, Change
+from scheduler.durations import Durations
 from scheduler.flow import Flow, GateView, TypeRule
 from scheduler.placement import PlacementConfig, plan
 from scheduler.reasons import CANCELLED_BY_USER, never_fits_reason, upstream_reason
@@ -64,10 +65,17 @@ class Scheduler:
         rng: random.Random | None = None,
         breaker_policy: BreakerPolicy | None = None,
         tenant_max_running: int | None = None,
+        backfill: bool = True,
+        prediction_default: float = 10.0,
+        rank_by_path: bool = True,
     ) -> None:
         self.state = SchedulerState()
         self.state.flow = Flow(breaker_policy, tenant_max_running)
-        self._placement = PlacementConfig(lookahead=lookahead, reserve_after=reserve_after)
+        self.state.durations = Durations(prediction_default)
+        self.state.rank_by_path = rank_by_path
+        self._placement = PlacementConfig(
+            lookahead=lookahead, reserve_after=reserve_after, backfill=backfill
+        )
         self._jitter = jitter
         self._max_backoff = max_backoff_seconds
         self._rng = rng
@@ -347,6 +355,8 @@ class Scheduler:
     ) -> list[Transition]:
         if outcome is Outcome.SUCCEEDED:
             decision = _COMPLETE
+            if job.started_at is not None:
+                self.state.durations.observe(job.type, job.tenant, now - job.started_at)
         else:
             decision = decide(
                 outcome,

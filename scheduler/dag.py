@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable
 
 from models.enums import JobStatus
+from scheduler import rank
 from scheduler.reasons import iso, upstream_reason
 from scheduler.state import WAITING, JobRecord, SchedulerState
 from scheduler.values import JobSpec, Transition, UpstreamFailure
@@ -36,6 +37,8 @@ def add_jobs(state: SchedulerState, specs: Iterable[JobSpec], now: float) -> lis
             record.remaining = len(deps)
         for dep in deps:
             state.dependents.setdefault(dep, []).append(record.id)
+    if state.rank_by_path:
+        rank.assign(state, [record for record, _ in fresh])
     out: list[Transition] = []
     for record, spec in fresh:
         if state.jobs.get(record.id) is record:
@@ -49,7 +52,7 @@ def _take_in(state: SchedulerState, job: JobRecord, spec: JobSpec, now: float) -
     if job.status is JobStatus.RUNNING:
         if job.worker_id is not None:
             state.hold(job, job.worker_id, job.attempts)
-        state.was_running(job)
+        state.was_running(job, now)
         return []
     if job.status is JobStatus.RETRYING:
         state.push_timer(job, job.not_before if job.not_before is not None else now)

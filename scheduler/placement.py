@@ -49,6 +49,8 @@ import bisect
 from dataclasses import dataclass
 
 from models.enums import JobStatus
+from scheduler import backfill
+from scheduler.backfill import Shadow
 from scheduler.fairshare import ReadyEntry
 from scheduler.state import JobRecord, SchedulerState, WorkerRecord
 from scheduler.values import Placement
@@ -58,6 +60,9 @@ from scheduler.values import Placement
 class PlacementConfig:
     lookahead: int = 256
     reserve_after: float = 10.0
+    #: EASY backfilling (:mod:`scheduler.backfill`): the first job of a pass that does not fit
+    #: reserves at once, and its worker takes only work predicted not to delay it.
+    backfill: bool = True
 
 
 class _Pool:
@@ -91,6 +96,8 @@ class _Pool:
         self.max_cpu_free = 0
         self.max_mem_free = 0
         self.refresh()
+        #: Reserved workers open to backfill in this pass, by worker id.
+        self.shadows: dict[str, Shadow] = {}
 
     def _index(self, worker: WorkerRecord) -> None:
         if worker.cpu_free >= 1 and worker.mem_free >= 1:
@@ -121,7 +128,9 @@ class _Pool:
             self.refresh()
 
     def has_room(self) -> bool:
-        return self.max_cpu_free >= 1 and self.max_mem_free >= 1
+        return (self.max_cpu_free >= 1 and self.max_mem_free >= 1) or any(
+            s.worker.cpu_free >= 1 and s.worker.mem_free >= 1 for s in self.shadows.values()
+        )
 
     def everywhere(self, job_type: str) -> bool:
         """Does every accepting worker run ``job_type``?"""
@@ -191,8 +200,12 @@ class _Pool:
                 best, best_score = worker, score
         return best
 
-    def soonest(self, job: JobRecord) -> WorkerRecord | None:
-        """The open worker, big enough in total, missing the least room for ``job`` now."""
+    def soonest(
+        self, state: SchedulerState, job: JobRecord, now: float, predicted: bool
+    ) -> WorkerRecord | None:
+        """The open worker, big enough in total, where ``job`` is predicted to fit first
+        (``predicted``: by the predicted ends of what runs there) or missing the least room
+        now."""
         candidates = [
             w
             for w in self.open
@@ -209,6 +222,14 @@ class _Pool:
             in_use = w.cpu_used * self.inv_cpu + w.mem_used * self.inv_mem
             return (missing, -in_use, w.id)
 
+        if predicted:
+            far = float("inf")
+
+            def when(w: WorkerRecord) -> tuple[float, tuple[float, float, str]]:
+                found = backfill.shadow_time(state, w, job, now)
+                return (found[0] if found is not None else far, key(w))
+
+            return min(candidates, key=when)
         return min(candidates, key=key)
 
     def close(self, worker: WorkerRecord) -> None:
@@ -245,6 +266,8 @@ def plan(state: SchedulerState, now: float, config: PlacementConfig) -> list[Pla
             state.capacity_changed = False
         state.compact()
         _place_reserved(state, pool, now, out)
+        if config.backfill:
+            _promise_all(state, pool, now, config)
         _scan(state, pool, now, config, out)
     state.dirty = False
     return out
@@ -294,6 +317,43 @@ def _place_reserved(state: SchedulerState, pool: _Pool, now: float, out: list[Pl
             pool.reopen(worker)
 
 
+def _promise_all(state: SchedulerState, pool: _Pool, now: float, config: PlacementConfig) -> None:
+    """Each reservation's shadow, so its worker can take backfill that does not delay it."""
+    for worker in pool.accepting:
+        job = state.jobs.get(worker.reserved_for) if worker.reserved_for else None
+        if job is not None:
+            _promise(state, pool, worker, job, now, config)
+
+
+def _promise(
+    state: SchedulerState,
+    pool: _Pool,
+    worker: WorkerRecord,
+    job: JobRecord,
+    now: float,
+    config: PlacementConfig,
+) -> None:
+    shadow = backfill.promise(state, worker, job, now, config.reserve_after)
+    if shadow is not None:
+        pool.shadows[worker.id] = shadow
+
+
+def _place_now(
+    state: SchedulerState, pool: _Pool, job: JobRecord, now: float, out: list[Placement]
+) -> bool:
+    """Start ``job`` where it fits best now, or on a reserved worker it does not delay."""
+    worker = pool.best_fit(job)
+    if worker is not None:
+        _start(state, job, worker, now, out)
+        pool.taken(worker, job)
+        return True
+    for shadow in pool.shadows.values():
+        if shadow.job is not job and backfill.admits(state, shadow, job, now):
+            _start(state, job, shadow.worker, now, out)  # a reserved worker: not in the index
+            return True
+    return False
+
+
 def _scan(
     state: SchedulerState,
     pool: _Pool,
@@ -309,6 +369,8 @@ def _scan(
     #: The tenant fair share served first in this pass: only its jobs may reserve a worker
     #: (a reservation blocks other work, so it goes where fair share would send capacity).
     first_tenant: str | None = None
+    #: The first job of the pass that did not fit: with backfill it reserves at once.
+    head_seen = False
     while state.ready and len(passed_over) < config.lookahead and pool.has_room():
         entry = state.ready.pop()
         if entry is None:
@@ -325,10 +387,7 @@ def _scan(
         if not pool.fits_total(job):
             _park(state, job)
             continue
-        worker = pool.best_fit(job)
-        if worker is not None:
-            _start(state, job, worker, now, out)
-            pool.taken(worker, job)
+        if _place_now(state, pool, job, now, out):
             for ahead in overtaken_now:
                 if ahead.overtaken_since is None:
                     ahead.overtaken_since = now
@@ -337,7 +396,8 @@ def _scan(
         passed_over.append(entry)
         overtaken_now.append(job)
         if job.tenant == first_tenant:
-            _maybe_reserve(pool, job, now, config)
+            _maybe_reserve(state, pool, job, now, config, head=not head_seen)
+        head_seen = True
     for entry in passed_over:
         state.push_back(entry)
 
@@ -349,18 +409,30 @@ def _park(state: SchedulerState, job: JobRecord) -> None:
     state.parked[job.id] = job
 
 
-def _maybe_reserve(pool: _Pool, job: JobRecord, now: float, config: PlacementConfig) -> None:
+def _maybe_reserve(
+    state: SchedulerState,
+    pool: _Pool,
+    job: JobRecord,
+    now: float,
+    config: PlacementConfig,
+    *,
+    head: bool,
+) -> None:
     if job.reserved_on is not None:
         return
-    if config.reserve_after > 0 and (
-        job.overtaken_since is None or now - job.overtaken_since < config.reserve_after
+    if (
+        not (config.backfill and head)
+        and config.reserve_after > 0
+        and (job.overtaken_since is None or now - job.overtaken_since < config.reserve_after)
     ):
         return  # (reserve_after=0: first come, first served; reserve at the first pass-over)
-    worker = pool.soonest(job)
+    worker = pool.soonest(state, job, now, config.backfill)
     if worker is not None:
         worker.reserved_for = job.id
         job.reserved_on = worker.id
         pool.close(worker)
+        if config.backfill:
+            _promise(state, pool, worker, job, now, config)
 
 
 def _start(

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from models.enums import JobStatus
+from scheduler.durations import Durations, predicted_end
 from scheduler.fairshare import ReadyEntry, ReadyQueue
 from scheduler.flow import Flow
 from scheduler.retry import RetryPolicy
@@ -57,6 +58,16 @@ class JobRecord:
     cancel_requested: bool = False
     reserved_on: str | None = None
     parked: bool = False
+    timeout: float | None = None
+    #: The running attempt's start and its predicted run time then (:mod:`scheduler.durations`).
+    started_at: float | None = None
+    predicted: float = 0.0
+    #: Upward rank: the predicted run time from this job's start to the end of its DAG
+    #: (:mod:`scheduler.rank`); the ready queue takes it off the job's age.
+    rank: float = 0.0
+    #: An EASY reservation's first promised start: past it by ``reserve_after``, the worker
+    #: takes no more backfill (bad predictions must not starve the job).
+    shadow_first: float | None = None
 
     @classmethod
     def from_spec(cls, spec: JobSpec, seq: int) -> JobRecord:
@@ -79,6 +90,8 @@ class JobRecord:
             attempts_base=spec.attempts_base,
             not_before=spec.not_before,
             worker_id=spec.worker_id,
+            timeout=spec.timeout_seconds,
+            started_at=spec.started_at,
         )
 
     def policy(self, jitter: float, max_delay: float | None) -> RetryPolicy:
@@ -164,6 +177,10 @@ class SchedulerState:
         self.timers: list[TimerEntry] = []
         #: Breakers and limits, and the ready jobs they hold (:mod:`scheduler.flow`).
         self.flow = Flow()
+        #: Learned run times (:mod:`scheduler.durations`).
+        self.durations = Durations()
+        #: Order a priority's jobs by upward rank off their age (:mod:`scheduler.rank`).
+        self.rank_by_path = True
         self.workers: dict[str, WorkerRecord] = {}
         self.holds: dict[HoldKey, Hold] = {}
         #: Ready jobs no accepting worker could ever fit; re-examined when capacity changes.
@@ -185,7 +202,9 @@ class SchedulerState:
         """Put ``job`` (status READY) in the ready heap."""
         job.ticket = next(self._ticket)
         job.parked = False
-        self.ready.push((-job.priority, job.created_at, job.seq, job.ticket, job.id), job.tenant)
+        self.ready.push(
+            (-job.priority, job.created_at - job.rank, job.seq, job.ticket, job.id), job.tenant
+        )
         self.dirty = True
 
     def push_back(self, entry: ReadyEntry) -> None:
@@ -236,6 +255,7 @@ class SchedulerState:
         job.ticket = 0
 
     def unreserve(self, job: JobRecord) -> None:
+        job.shadow_first = None
         if job.reserved_on is not None:
             worker = self.workers.get(job.reserved_on)
             if worker is not None and worker.reserved_for == job.id:
@@ -245,19 +265,49 @@ class SchedulerState:
 
     # -- running jobs: what limits and fair share count ---------------------------------
     def started_running(self, job: JobRecord, now: float) -> None:
+        job.started_at = now
+        job.predicted = self.predict(job)
         self.flow.started(job.id, job.type, job.tenant, now)
         self.ready.running(job.tenant, job.cpu, job.mem)
 
-    def was_running(self, job: JobRecord) -> None:
+    def was_running(self, job: JobRecord, now: float) -> None:
         """At a rebuild: ``job`` runs (it holds its slots and its share)."""
+        if job.started_at is None:
+            job.started_at = now
+        job.predicted = self.predict(job)
         self.flow.was_running(job.type, job.tenant)
         self.ready.running(job.tenant, job.cpu, job.mem)
 
     def stopped_running(self, job: JobRecord) -> None:
         """``job`` left ``running`` (it ended, or its dispatch reached no worker)."""
+        job.started_at = None
         self.flow.stopped_running(job.type, job.tenant)
         self.ready.running(job.tenant, -job.cpu, -job.mem)
         self.dirty = True
+
+    # -- predictions ------------------------------------------------------------------------
+    def predict(self, job: JobRecord) -> float:
+        """``job``'s predicted run time (:mod:`scheduler.durations`)."""
+        return self.durations.predict(job.type, job.tenant, job.timeout)
+
+    def ends_at(self, job: JobRecord, now: float) -> float:
+        """When running ``job`` is predicted to end (later than ``now``)."""
+        started = job.started_at if job.started_at is not None else now
+        return predicted_end(started, job.predicted, now, job.timeout)
+
+    def releases(self, worker: WorkerRecord, now: float) -> list[tuple[float, int, int]]:
+        """What ``worker``'s holds give back and when, soonest first: (time, cpu, mem). A
+        lingering hold (a timed-out thread) has no predicted end: it is left out (it frees
+        nothing the pass can count on)."""
+        out = []
+        for key in worker.holds:
+            hold = self.holds[key]
+            job = self.jobs.get(key[0])
+            if hold.lingering or job is None or job.attempts != key[1]:
+                continue
+            out.append((self.ends_at(job, now), hold.cpu, hold.mem))
+        out.sort()
+        return out
 
     # -- workers and holds ------------------------------------------------------------------
     def worker(self, worker_id: str) -> WorkerRecord:

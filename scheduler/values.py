@@ -52,6 +52,10 @@ class JobSpec:
     attempts_base: int = 0
     not_before: float | None = None
     worker_id: str | None = None
+    #: The worker ends an attempt here; predictions are capped by it.
+    timeout_seconds: float | None = None
+    #: When the running attempt started (a rebuild: its predicted end counts from here).
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

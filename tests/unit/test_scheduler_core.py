@@ -247,7 +247,7 @@ def test_cancel_unknown_job_is_a_no_op() -> None:
 
 # -- rebuild --------------------------------------------------------------------------------
 def test_rebuild_restores_running_and_retrying_jobs() -> None:
-    sched = Scheduler()
+    sched = Scheduler(backfill=False)  # (with it, job 4 reserves the worker: see backfill tests)
     sched.upsert_worker("w", 4, 4096)
     out = sched.add_jobs(
         [

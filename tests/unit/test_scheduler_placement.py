@@ -154,20 +154,30 @@ def _run_stream(sched: Scheduler, horizon: float) -> float | None:
 
 
 def test_backfill_alone_starves_a_big_job() -> None:
-    assert _run_stream(Scheduler(reserve_after=float("inf")), 60.0) is None
+    assert _run_stream(Scheduler(reserve_after=float("inf"), backfill=False), 60.0) is None
 
 
 @pytest.mark.parametrize("reserve_after", [0.0, 2.0, 10.0])
 def test_reservation_stops_starvation(reserve_after: float) -> None:
-    start = _run_stream(Scheduler(reserve_after=reserve_after), 60.0)
+    start = _run_stream(Scheduler(reserve_after=reserve_after, backfill=False), 60.0)
     assert start is not None
     # passed over from t=0.5; reserved after reserve_after; the worker drains within ~1.1 s
     assert start <= 0.5 + reserve_after + 1.5
 
 
+@pytest.mark.parametrize("reserve_after", [0.0, 10.0, float("inf")])
+def test_easy_backfill_reserves_the_head_at_once(reserve_after: float) -> None:
+    """With backfill the big job reserves when it is first passed over, whatever the delay
+    rule says, and starts once what runs there ends (~1.1 s), not after ``reserve_after``."""
+    start = _run_stream(Scheduler(reserve_after=reserve_after, prediction_default=1.0), 60.0)
+    assert start is not None
+    assert start <= 0.5 + 1.5
+
+
 def test_only_an_overtaken_job_reserves() -> None:
-    """Waiting behind older jobs is not starving; being overtaken by younger ones is."""
-    sched = Scheduler(reserve_after=10.0)
+    """Waiting behind older jobs is not starving; being overtaken by younger ones is (the
+    delay rule; with backfill the first job passed over reserves at once)."""
+    sched = Scheduler(reserve_after=10.0, backfill=False)
     sched.upsert_worker("w", 4, 4096)
     sched.add_jobs([spec(1, 3, 1), spec(2, 4, 1)], 0.0)
     assert placed(sched.plan(0.0)) == [(1, "w")]
