@@ -196,6 +196,14 @@ class JobDetail(JobPublic):
     dependents: list[uuid.UUID]
     waiting_reason: str | None = None
     progress: ProgressOut | None = None
+    predicted_start_at: AwareDatetime | None = Field(
+        default=None,
+        description="A ready job among the next ones: when it is predicted to start, from "
+        "learned run times (null: not predicted, e.g. further back in the queue or held).",
+    )
+    predicted_start_late_at: AwareDatetime | None = Field(
+        default=None, description="The same with each type's 90th-percentile run time."
+    )
 
 
 class JobPage(BaseModel):
@@ -298,6 +306,14 @@ class TypeOut(BaseModel):
     workers: int = Field(description="Live workers that run it.")
     limits: TypeLimitsOut | None = Field(description="An admin's override; null: none.")
     breaker: BreakerOut | None = Field(description="Null: the scheduler stored none yet.")
+    predicted_seconds: float | None = Field(
+        default=None,
+        description="The scheduler's predicted run time, learned from the type's last "
+        "successful runs (null: none seen yet; a job then counts as "
+        "SMARTQ_PREDICTION_DEFAULT_SECONDS).",
+    )
+    p90_seconds: float | None = Field(default=None, description="The 90th percentile of those.")
+    runs_seen: int = Field(default=0, description="How many runs the prediction is made of.")
 
 
 class CancelResult(BaseModel):

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import uuid
 from typing import Any
 
 from bench import figures
 from bench.simulate import SimJob, run
+from scheduler import forecast
 from scheduler.core import Scheduler
 from scheduler.values import JobSpec
 
@@ -92,6 +94,39 @@ def w2(seed: int, lognormal: bool) -> tuple[float, int]:
     return out.makespan / bound, out.over_capacity
 
 
+# -- W3 ---------------------------------------------------------------------------------------
+def w3(seed: int, load: float, jobs_n: int = 2000, sigma: float = 0.5) -> float:
+    """The share of predicted starts of the next 32 jobs, probed every 10 s, that came true
+    within max(20 % of the predicted wait, 0.5 s)."""
+    rng = random.Random(seed)
+    mean_work = 1.5 * statistics.fmean(TYPE_MEDIANS) * math.exp(sigma * sigma / 2)
+    rate = load * 8 / mean_work
+    jobs, at = [], 0.0
+    for _ in range(jobs_n):
+        at += rng.expovariate(rate)
+        kind = rng.randrange(10)
+        seconds = TYPE_MEDIANS[kind] * math.exp(rng.gauss(0, sigma))
+        jobs.append(_job(rng, at, seconds, type=f"t{kind}", cpu_units=rng.randint(1, 2)))
+    sched = Scheduler()
+    _warm(sched, {
+        f"t{k}": [TYPE_MEDIANS[k] * math.exp(rng.gauss(0, sigma)) for _ in range(20)]
+        for k in range(10)
+    })  # fmt: skip
+    said: list[tuple[float, uuid.UUID, float]] = []
+
+    def probe(s: Scheduler, now: float) -> None:
+        said.extend((now, f.job_id, f.start) for f in forecast.forecast(s.state, now, 32))
+
+    out = run(sched, {"w": (8, 8192)}, jobs, probes=[10.0 * i for i in range(1, int(at / 10))],
+              probe=probe)  # fmt: skip
+    good = [
+        abs(out.starts[job_id] - start) <= max(0.2 * (start - now), 0.5)
+        for now, job_id, start in said
+        if job_id in out.starts
+    ]
+    return sum(good) / max(len(good), 1)
+
+
 # -- W4 ---------------------------------------------------------------------------------------
 def _layered(rng: random.Random) -> tuple[list[SimJob], dict[str, list[float]]]:
     jobs: list[SimJob] = []
@@ -148,6 +183,8 @@ async def _run(options: figures.Options) -> dict[str, Any]:
     w1_rows = [w1(s) for s in seeds]
     w2_rows = [w2(s, False) for s in seeds]
     w2_log = [w2(s, True) for s in seeds]
+    w3_70 = [w3(s, 0.7) for s in seeds]
+    w3_90 = [w3(s, 0.9) for s in seeds]
     w4_one = [w4(s, 1) for s in seeds]
     w4_four = [w4(s, 4) for s in seeds]
     return {
@@ -158,6 +195,8 @@ async def _run(options: figures.Options) -> dict[str, Any]:
         "w2_ratio": figures.figure([r for r, _ in w2_rows], "<= 1.05"),
         "w2_lognormal_ratio": figures.figure([r for r, _ in w2_log], "<= 1.10"),
         "over_capacity": max(o for _, o in w2_rows + w2_log),
+        "w3_start_hits_70": figures.figure(w3_70, ">= 0.8"),
+        "w3_start_hits_90": figures.figure(w3_90, ">= 0.8"),
         "w4_gain_1": figures.figure(w4_one, ">= 0.10"),
         "w4_worst_1": round(min(w4_one), 4),
         "w4_gain_4": figures.figure(w4_four, ">= 0.10"),

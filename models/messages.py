@@ -271,6 +271,31 @@ class QueueMonitor(_Message):
     oldest_ready_wait_seconds: float | None
     #: Breakers not closed and every limit, with the ready jobs each holds.
     gates: list[GateSnapshot] = []
+    #: The next ready jobs' predicted starts (``SMARTQ_FORECAST_JOBS`` of them).
+    forecasts: list[StartForecast] = []
+    #: Every job type's learned run time.
+    durations: list[TypeDuration] = []
+
+
+class StartForecast(BaseModel):
+    """When a ready job is predicted to start, and by when at the 90th percentile."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: uuid.UUID
+    start_at: datetime
+    late_at: datetime
+
+
+class TypeDuration(BaseModel):
+    """A job type's predicted run time, learned from its last successful runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_type: str
+    seconds: float
+    p90_seconds: float
+    runs: int
 
 
 class GateSnapshot(BaseModel):

@@ -171,6 +171,13 @@ class JobAttempt(SQLModel, table=True):
             postgresql_where=text("released_at IS NULL"),
             sqlite_where=text("released_at IS NULL"),
         ),
+        # The last successful runs, which a starting scheduler learns run times from.
+        Index(
+            "ix_job_attempts_succeeded",
+            "finished_at",
+            postgresql_where=text("outcome = 'succeeded'"),
+            sqlite_where=text("outcome = 'succeeded'"),
+        ),
     )
 
     job_id: uuid.UUID = Field(

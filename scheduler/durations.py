@@ -2,8 +2,9 @@
 
 **The prediction** of a job's run time, first that applies:
 
-1. the mean of the last two successful runs of its type *for its tenant* (recent, and one
-   tenant's inputs are often larger than another's);
+1. the mean of the last :data:`TENANT_WINDOW` (10) successful runs of its type *for its
+   tenant* (recent, and one tenant's inputs are often larger than another's; in the
+   simulated W3 queue ten predicted starts better than two: 65 % vs 57 % within bounds);
 2. the mean of the type's last :data:`TYPE_WINDOW` successful runs, any tenant;
 3. ``default`` (``SMARTQ_PREDICTION_DEFAULT_SECONDS``), for a type never seen.
 
@@ -29,8 +30,8 @@ from dataclasses import dataclass
 
 #: Runs of a type kept for its mean and percentile.
 TYPE_WINDOW = 50
-#: Runs of a (type, tenant) kept for the first rule.
-TENANT_WINDOW = 2
+#: Runs of a (type, tenant) kept for the first rule (see the module doc for why not 2).
+TENANT_WINDOW = 10
 #: Distinct (type, tenant) pairs remembered; the oldest are forgotten past this.
 MAX_PAIRS = 100_000
 
@@ -75,6 +76,11 @@ class Durations:
                 del self._by_pair[next(iter(self._by_pair))]
         recent.append(seconds)
         self._by_pair[pair] = recent
+
+    @property
+    def runs(self) -> int:
+        """How many runs it holds (0: it learned nothing yet)."""
+        return sum(len(w) for w in self._by_type.values())
 
     def seed(self, runs: list[tuple[str, str, float]]) -> None:
         """Runs read at a rebuild, oldest first: (type, tenant, seconds)."""

@@ -22,9 +22,13 @@ from models.messages import (
     Heartbeat,
     QueueMonitor,
     ResourceMonitor,
+    StartForecast,
+    TypeDuration,
     WorkerSnapshot,
 )
+from scheduler.durations import TypeEstimate
 from scheduler.flow import GateView
+from scheduler.forecast import Forecast
 from scheduler.state import JobRecord, WorkerRecord
 from scheduler.values import Transition
 
@@ -47,6 +51,8 @@ def queue_snapshot(
     finished: Mapping[str, int],
     now: float,
     gates: Iterable[GateView] = (),
+    forecasts: Iterable[Forecast] = (),
+    durations: Iterable[TypeEstimate] = (),
 ) -> QueueMonitor:
     """Jobs by status (every status present, 0 included), ready jobs by priority, and how long
     the oldest ready job has waited. O(active jobs)."""
@@ -80,6 +86,16 @@ def queue_snapshot(
                 state=g.state,
             )
             for g in gates
+        ],
+        forecasts=[
+            StartForecast(job_id=f.job_id, start_at=_dt(f.start), late_at=_dt(f.late))
+            for f in forecasts
+        ],
+        durations=[
+            TypeDuration(
+                job_type=d.job_type, seconds=d.seconds, p90_seconds=d.p90_seconds, runs=d.runs
+            )
+            for d in durations
         ],
     )
 

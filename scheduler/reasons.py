@@ -53,6 +53,13 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def predicted_start_words(start: float, late: float) -> str:
+    """What a waiting reason adds for a job with a predicted start (:mod:`scheduler.forecast`)."""
+    if late - start < 1.0:
+        return f"predicted start {iso(start)}"
+    return f"predicted start {iso(start)} (by {iso(late)} at the 90th percentile)"
+
+
 def upstream_reason(name: str, job_id: uuid.UUID, status: JobStatus, error: str | None) -> str:
     """Reason written on a job cancelled because an upstream job ended badly."""
     if status is JobStatus.CANCELLED:

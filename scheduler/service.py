@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.enums import FINAL_STATUSES, Outcome
-from scheduler import encode, intake, maintenance, upkeep
+from scheduler import encode, intake, maintenance, store, upkeep
 from scheduler.breaker import Change
 from scheduler.core import Scheduler
 from scheduler.feed import Feed
@@ -112,14 +112,21 @@ class SchedulerService:
         self._breaker_changes: list[Change] = []
 
     def _new_core(self) -> Scheduler:
-        return Scheduler(
+        core = Scheduler(
             lookahead=self.settings.scheduler_lookahead,
             reserve_after=self.settings.scheduler_reserve_after_seconds,
             jitter=self.settings.retry_jitter,
             rng=random.Random(),
             breaker_policy=default_policy(self.settings),
             tenant_max_running=self.settings.tenant_max_running,
+            backfill=self.settings.scheduler_backfill,
+            prediction_default=self.settings.prediction_default_seconds,
+            rank_by_path=self.settings.scheduler_critical_path_order,
         )
+        known = getattr(self, "core", None)
+        if known is not None:  # a rebuild after a failed write keeps what it learned
+            core.state.durations = known.state.durations
+        return core
 
     # -- start-up -------------------------------------------------------------------------
     async def rebuild(self) -> None:
@@ -134,6 +141,8 @@ class SchedulerService:
         async with self.engine.connect() as conn:
             await self.flow_config.read(conn)
             await restore_breakers(conn, self.core)
+            if not self.core.state.durations.runs:
+                self.core.state.durations.seed(await store.recent_runs(conn))
         self.flow_config.changed = True
         self.flow_config.apply(self.core, now)
         old = self.feed.tracker
@@ -395,4 +404,5 @@ class SchedulerService:
             lambda: self.core.state,
             self.clock,
             self.settings.monitor_seconds,
+            self.settings.forecast_jobs,
         )

@@ -163,6 +163,29 @@ def _spec(
     )
 
 
+#: Successful runs a starting scheduler learns run times from.
+RECENT_RUNS = 5_000
+
+
+async def recent_runs(
+    conn: AsyncConnection, limit: int = RECENT_RUNS
+) -> list[tuple[str, str, float]]:
+    """The last ``limit`` successful runs, oldest first: (type, tenant, seconds)."""
+    rows = await conn.execute(
+        select(jobs.c.type, jobs.c.tenant, attempts_t.c.started_at, attempts_t.c.finished_at)
+        .join(jobs, jobs.c.id == attempts_t.c.job_id)
+        .where(attempts_t.c.outcome == "succeeded", attempts_t.c.finished_at.is_not(None))
+        .order_by(attempts_t.c.finished_at.desc())
+        .limit(limit)
+    )
+    out = []
+    for job_type, tenant, started, finished in rows:
+        if started is not None:
+            out.append((job_type, tenant, max((finished - started).total_seconds(), 0.0)))
+    out.reverse()
+    return out
+
+
 async def load_active(conn: AsyncConnection) -> Loaded:
     """Every active job, for a rebuild at start-up (or after a failed write)."""
     rows = await conn.execute(select(*SPEC_COLUMNS).where(jobs.c.status.in_(ACTIVE)))

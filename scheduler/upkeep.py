@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.messages import SchedulerProbe
 from scheduler import store
+from scheduler.forecast import DEFAULT_LIMIT, forecast
 from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
 from scheduler.state import SchedulerState
 from scheduler.timings import PassTimings
@@ -47,6 +48,7 @@ async def monitoring(
     state: Callable[[], SchedulerState],
     clock: Callable[[], float],
     every: float,
+    forecast_jobs: int = DEFAULT_LIMIT,
 ) -> None:
     """Publish ``job.monitoring.queue`` and ``job.monitoring.resource`` every ``every``
     seconds; the finished counts are read once, at the start."""
@@ -56,7 +58,7 @@ async def monitoring(
             if not monitor.counted:
                 async with engine.connect() as conn:
                     monitor.start_count(await store.count_finished(conn))
-            await publish_monitoring(broker, monitor, state(), clock())
+            await publish_monitoring(broker, monitor, state(), clock(), forecast_jobs)
         except Exception:
             log.warning(
                 "could not publish monitoring",
@@ -67,9 +69,20 @@ async def monitoring(
 
 
 async def publish_monitoring(
-    broker: Broker, monitor: Monitor, state: SchedulerState, now: float
+    broker: Broker,
+    monitor: Monitor,
+    state: SchedulerState,
+    now: float,
+    forecast_jobs: int = DEFAULT_LIMIT,
 ) -> None:
-    queue = queue_snapshot(state.jobs.values(), monitor.finished, now, state.flow.views(now))
+    queue = queue_snapshot(
+        state.jobs.values(),
+        monitor.finished,
+        now,
+        state.flow.views(now),
+        forecast(state, now, forecast_jobs),
+        state.durations.estimates(),
+    )
     resources = resource_snapshot(state.workers.values(), monitor.beats, now)
     await broker.publish_many(
         [

@@ -80,7 +80,29 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How often the scheduler logs its pass timings."
     )
     scheduler_reserve_after_seconds: float = Field(
-        default=10.0, ge=0, description="How long a big job may be overtaken before it reserves."
+        default=10.0,
+        ge=0,
+        description="How long a big job may be overtaken before it reserves (without backfill), "
+        "and how late a reservation's promised start may be before its worker takes no backfill.",
+    )
+    scheduler_backfill: bool = Field(
+        default=True,
+        description="EASY backfill: the first job that does not fit reserves at once, and its "
+        "worker takes only work predicted not to delay it.",
+    )
+    scheduler_critical_path_order: bool = Field(
+        default=True,
+        description="Among jobs of one priority, a longer predicted path to the end of the DAG "
+        "counts as that much older.",
+    )
+    prediction_default_seconds: float = Field(
+        default=10.0, gt=0, description="Predicted run time of a job type never seen to succeed."
+    )
+    forecast_jobs: int = Field(
+        default=64,
+        ge=0,
+        le=1000,
+        description="How many of the next ready jobs get a predicted start.",
     )
     scheduler_event_flush_seconds: float = Field(
         default=0.02,

@@ -26,8 +26,9 @@ from api.schemas import (
 from api.views import job_public
 from api.waiting import waiting_reason
 from models.enums import CANCELLABLE_AT_ONCE, FINAL_STATUSES, JobStatus
-from models.messages import CancelRequested, GateSnapshot, JobStatusEvent
+from models.messages import CancelRequested, GateSnapshot, JobStatusEvent, StartForecast
 from models.types import utcnow
+from scheduler.reasons import predicted_start_words
 from smartq import topology
 from smartq.db import is_retryable
 
@@ -91,11 +92,18 @@ async def get_job(job_id: uuid.UUID, access: Read, conn: ConnDep, ctx: ContextDe
         # worker of its last attempt.
         public.worker_id = await store.last_worker(conn, job_id)
     progress = await store.progress_of(conn, job_id)
+    reason = await waiting_reason(conn, row, _gates(ctx))
+    predicted = _forecast(ctx, job_id) if row["status"] == JobStatus.READY.value else None
+    if predicted is not None and reason is not None:
+        words = predicted_start_words(predicted.start_at.timestamp(), predicted.late_at.timestamp())
+        reason = f"{reason}; {words}"
     return JobDetail(
         **public.model_dump(),
         dependents=await store.dependents_of(conn, job_id),
-        waiting_reason=await waiting_reason(conn, row, _gates(ctx)),
+        waiting_reason=reason,
         progress=ProgressOut.model_validate(dict(progress)) if progress is not None else None,
+        predicted_start_at=predicted.start_at if predicted else None,
+        predicted_start_late_at=predicted.late_at if predicted else None,
     )
 
 
@@ -103,6 +111,14 @@ def _gates(ctx: ApiContext) -> list[GateSnapshot]:
     """The flow-control gates of the scheduler's latest snapshot this process received."""
     queue = ctx.metrics.snapshots.queue
     return queue.gates if queue is not None else []
+
+
+def _forecast(ctx: ApiContext, job_id: uuid.UUID) -> StartForecast | None:
+    """The job's predicted start in the scheduler's latest snapshot, if it is among the next."""
+    queue = ctx.metrics.snapshots.queue
+    if queue is None:
+        return None
+    return next((f for f in queue.forecasts if f.job_id == job_id), None)
 
 
 @router.patch(

@@ -101,8 +101,10 @@ async def list_types(access: Read, conn: ConnDep, ctx: ContextDep) -> list[TypeO
                 offered[name] = offered.get(name, 0) + 1
     limits = await store.type_limit_rows(conn)
     breakers = await store.breaker_rows(conn)
+    queue = ctx.metrics.snapshots.queue
+    learned = {d.job_type: d for d in queue.durations} if queue is not None else {}
     out = []
-    for name in sorted(set(ctx.registry.names()) | set(offered) | set(limits)):
+    for name in sorted(set(ctx.registry.names()) | set(offered) | set(limits) | set(learned)):
         known = name in ctx.registry
         t = ctx.registry.get(name) if known else None
         out.append(
@@ -116,6 +118,9 @@ async def list_types(access: Read, conn: ConnDep, ctx: ContextDep) -> list[TypeO
                 workers=offered.get(name, 0),
                 limits=_limits(limits.get(name)),
                 breaker=_breaker(breakers.get(name)),
+                predicted_seconds=round(d.seconds, 3) if (d := learned.get(name)) else None,
+                p90_seconds=round(d.p90_seconds, 3) if d else None,
+                runs_seen=d.runs if d else 0,
             )
         )
     return out
