@@ -7,7 +7,8 @@ Every decision is a frozen value; the shell performs it (a DB write, a publish).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from models.enums import JobStatus, Outcome
 
@@ -52,6 +53,9 @@ class JobSpec:
     attempts_base: int = 0
     not_before: float | None = None
     worker_id: str | None = None
+    #: Named resources and labels the job asks for (:mod:`scheduler.resources`).
+    resources: Mapping[str, int] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
