@@ -135,6 +135,8 @@ class _Pool:
 
     def fits_total(self, job: JobRecord) -> bool:
         """Could some accepting worker that runs the job's type hold ``job`` when empty?"""
+        if job.resources or job.labels:
+            return any(w.could_hold(job) for w in self.accepting)
         anywhere = self.everywhere(job.type)
         if anywhere and self._dominant is not None:
             return job.cpu <= self._dominant[0] and job.mem <= self._dominant[1]
@@ -152,7 +154,7 @@ class _Pool:
         """The open worker left with the least room after taking ``job`` (see module doc)."""
         if job.cpu > self.max_cpu_free or job.mem > self.max_mem_free:
             return None
-        if not self.everywhere(job.type):
+        if job.resources or job.labels or not self.everywhere(job.type):
             return self._best_fit_offering(job)
         best: WorkerRecord | None = None
         best_score = float("inf")
@@ -180,9 +182,7 @@ class _Pool:
         best: WorkerRecord | None = None
         best_score = float("inf")
         for worker in self.open:  # in id order: the lowest id wins a tie
-            if worker.cpu_free < job.cpu or worker.mem_free < job.mem:
-                continue
-            if not worker.offers(job.type):
+            if not worker.fits_now(job):
                 continue
             score = (worker.cpu_free - job.cpu) * self.inv_cpu + (
                 worker.mem_free - job.mem
@@ -193,11 +193,7 @@ class _Pool:
 
     def soonest(self, job: JobRecord) -> WorkerRecord | None:
         """The open worker, big enough in total, missing the least room for ``job`` now."""
-        candidates = [
-            w
-            for w in self.open
-            if w.cpu_total >= job.cpu and w.mem_total >= job.mem and w.offers(job.type)
-        ]
+        candidates = [w for w in self.open if w.could_hold(job)]
         if not candidates:
             return None
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from models.enums import JobStatus
 from scheduler.fairshare import ReadyEntry, ReadyQueue
 from scheduler.flow import Flow
+from scheduler.resources import counts_fit, labels_match
 from scheduler.retry import RetryPolicy
 from scheduler.values import JobSpec, Lingering, WorkerView
 
@@ -57,6 +58,9 @@ class JobRecord:
     cancel_requested: bool = False
     reserved_on: str | None = None
     parked: bool = False
+    #: Named resources (``{"gpu": 1}``) and labels (``{"zone": "eu"}``) it asks for.
+    resources: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_spec(cls, spec: JobSpec, seq: int) -> JobRecord:
@@ -79,6 +83,8 @@ class JobRecord:
             attempts_base=spec.attempts_base,
             not_before=spec.not_before,
             worker_id=spec.worker_id,
+            resources=dict(spec.resources),
+            labels=dict(spec.labels),
         )
 
     def policy(self, jitter: float, max_delay: float | None) -> RetryPolicy:
@@ -111,6 +117,10 @@ class WorkerRecord:
     reserved_for: uuid.UUID | None = None
     types: frozenset[str] | None = None
     incarnation: str | None = None
+    #: Named resources declared (``res_total``) and held (``res_used``), and labels.
+    res_total: dict[str, int] = field(default_factory=dict)
+    res_used: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def accepting(self) -> bool:
@@ -126,6 +136,28 @@ class WorkerRecord:
 
     def offers(self, job_type: str) -> bool:
         return self.types is None or job_type in self.types
+
+    def could_hold(self, job: JobRecord) -> bool:
+        """Could this worker, empty, hold ``job`` (cpu, memory, named resources, labels)?"""
+        return (
+            self.cpu_total >= job.cpu
+            and self.mem_total >= job.mem
+            and self.offers(job.type)
+            and counts_fit(job.resources, self.res_total)
+            and labels_match(job.labels, self.labels)
+        )
+
+    def fits_now(self, job: JobRecord) -> bool:
+        """Is there room for ``job`` on this worker now?"""
+        if self.cpu_free < job.cpu or self.mem_free < job.mem or not self.offers(job.type):
+            return False
+        if not labels_match(job.labels, self.labels):
+            return False
+        used = self.res_used
+        return all(
+            self.res_total.get(name, 0) - used.get(name, 0) >= n
+            for name, n in job.resources.items()
+        )
 
     def view(self, lingering: tuple[Lingering, ...] = ()) -> WorkerView:
         return WorkerView(
@@ -150,6 +182,7 @@ class Hold:
     cpu: int
     mem: int
     lingering: bool = False
+    resources: dict[str, int] | None = None
 
 
 class SchedulerState:
@@ -271,10 +304,12 @@ class SchedulerState:
     def hold(self, job: JobRecord, worker_id: str, attempt: int) -> None:
         worker = self.worker(worker_id)
         key = (job.id, attempt)
-        self.holds[key] = Hold(worker_id, job.cpu, job.mem)
+        self.holds[key] = Hold(worker_id, job.cpu, job.mem, resources=job.resources or None)
         worker.holds.add(key)
         worker.cpu_used += job.cpu
         worker.mem_used += job.mem
+        for name, n in job.resources.items():
+            worker.res_used[name] = worker.res_used.get(name, 0) + n
 
     def lingering(self, worker: WorkerRecord) -> tuple[Lingering, ...]:
         """What ended attempts still hold on ``worker``, in (job, attempt) order."""
@@ -297,5 +332,11 @@ class SchedulerState:
             worker.holds.discard(key)
             worker.cpu_used -= hold.cpu
             worker.mem_used -= hold.mem
+            for name, n in (hold.resources or {}).items():
+                left = worker.res_used.get(name, 0) - n
+                if left:
+                    worker.res_used[name] = left
+                else:
+                    worker.res_used.pop(name, None)
         self.dirty = True
         return True
