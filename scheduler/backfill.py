@@ -74,12 +74,11 @@ def promise(
 
 def admits(state: SchedulerState, shadow: Shadow, job: JobRecord, now: float) -> bool:
     """May ``job`` start on the shadow's worker now? If it takes the extra, it is used up."""
-    worker = shadow.worker
-    if worker.cpu_free < job.cpu or worker.mem_free < job.mem or not worker.offers(job.type):
+    if not shadow.worker.fits_now(job):
         return False
     if now + state.predict(job) <= shadow.at:
         return True
-    if job.cpu <= shadow.extra_cpu and job.mem <= shadow.extra_mem:
+    if job.cpu <= shadow.extra_cpu and job.mem <= shadow.extra_mem and not job.resources:
         shadow.extra_cpu -= job.cpu
         shadow.extra_mem -= job.mem
         return True

@@ -144,6 +144,8 @@ class _Pool:
 
     def fits_total(self, job: JobRecord) -> bool:
         """Could some accepting worker that runs the job's type hold ``job`` when empty?"""
+        if job.resources or job.labels:
+            return any(w.could_hold(job) for w in self.accepting)
         anywhere = self.everywhere(job.type)
         if anywhere and self._dominant is not None:
             return job.cpu <= self._dominant[0] and job.mem <= self._dominant[1]
@@ -161,7 +163,7 @@ class _Pool:
         """The open worker left with the least room after taking ``job`` (see module doc)."""
         if job.cpu > self.max_cpu_free or job.mem > self.max_mem_free:
             return None
-        if not self.everywhere(job.type):
+        if job.resources or job.labels or not self.everywhere(job.type):
             return self._best_fit_offering(job)
         best: WorkerRecord | None = None
         best_score = float("inf")
@@ -189,9 +191,7 @@ class _Pool:
         best: WorkerRecord | None = None
         best_score = float("inf")
         for worker in self.open:  # in id order: the lowest id wins a tie
-            if worker.cpu_free < job.cpu or worker.mem_free < job.mem:
-                continue
-            if not worker.offers(job.type):
+            if not worker.fits_now(job):
                 continue
             score = (worker.cpu_free - job.cpu) * self.inv_cpu + (
                 worker.mem_free - job.mem
@@ -206,11 +206,7 @@ class _Pool:
         """The open worker, big enough in total, where ``job`` is predicted to fit first
         (``predicted``: by the predicted ends of what runs there) or missing the least room
         now."""
-        candidates = [
-            w
-            for w in self.open
-            if w.cpu_total >= job.cpu and w.mem_total >= job.mem and w.offers(job.type)
-        ]
+        candidates = [w for w in self.open if w.could_hold(job)]
         if not candidates:
             return None
 
@@ -287,10 +283,7 @@ def _drop_stale_reservations(state: SchedulerState) -> None:
         if job is None or job.status is not JobStatus.READY or job.reserved_on != worker.id:
             worker.reserved_for = None
         elif (first is not None and job.tenant != first) or (
-            not worker.accepting
-            or worker.cpu_total < job.cpu
-            or worker.mem_total < job.mem
-            or not worker.offers(job.type)
+            not worker.accepting or not worker.could_hold(job)
         ):
             state.unreserve(job)
 
@@ -312,7 +305,7 @@ def _place_reserved(state: SchedulerState, pool: _Pool, now: float, out: list[Pl
         if state.flow.blocked(job.type, job.tenant, now) is not None:
             state.unreserve(job)
             pool.reopen(worker)
-        elif worker.cpu_free >= job.cpu and worker.mem_free >= job.mem:
+        elif worker.fits_now(job):
             _start(state, job, worker, now, out)
             pool.reopen(worker)
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from models.enums import JobStatus
 from scheduler.durations import Durations, predicted_end
 from scheduler.fairshare import ReadyEntry, ReadyQueue
 from scheduler.flow import Flow
+from scheduler.resources import counts_fit, labels_match
 from scheduler.retry import RetryPolicy
 from scheduler.values import JobSpec, Lingering, WorkerView
 
@@ -25,6 +28,27 @@ WAITING = frozenset({JobStatus.PENDING, JobStatus.BLOCKED, JobStatus.READY, JobS
 #: (due, ticket, job_id)
 TimerEntry = tuple[float, int, uuid.UUID]
 HoldKey = tuple[uuid.UUID, int]
+
+
+class _Nothing(Mapping[str, Any]):
+    """An empty, hashable mapping: what a job that asks for no named resource or label
+    holds, one object shared by all (a dict per job would cost ~130 MB at a million jobs)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+
+NONE: Mapping[str, int] = _Nothing()
+NONE_LABELS: Mapping[str, str] = _Nothing()
 
 #: Rebuild a heap once it holds this many more entries than could be valid.
 _COMPACT_SLACK = 4096
@@ -68,6 +92,9 @@ class JobRecord:
     #: An EASY reservation's first promised start: past it by ``reserve_after``, the worker
     #: takes no more backfill (bad predictions must not starve the job).
     shadow_first: float | None = None
+    #: Named resources (``{"gpu": 1}``) and labels (``{"zone": "eu"}``) it asks for.
+    resources: Mapping[str, int] = NONE
+    labels: Mapping[str, str] = NONE_LABELS
 
     @classmethod
     def from_spec(cls, spec: JobSpec, seq: int) -> JobRecord:
@@ -92,6 +119,8 @@ class JobRecord:
             worker_id=spec.worker_id,
             timeout=spec.timeout_seconds,
             started_at=spec.started_at,
+            resources=dict(spec.resources) if spec.resources else NONE,
+            labels=dict(spec.labels) if spec.labels else NONE_LABELS,
         )
 
     def policy(self, jitter: float, max_delay: float | None) -> RetryPolicy:
@@ -124,6 +153,10 @@ class WorkerRecord:
     reserved_for: uuid.UUID | None = None
     types: frozenset[str] | None = None
     incarnation: str | None = None
+    #: Named resources declared (``res_total``) and held (``res_used``), and labels.
+    res_total: dict[str, int] = field(default_factory=dict)
+    res_used: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def accepting(self) -> bool:
@@ -139,6 +172,28 @@ class WorkerRecord:
 
     def offers(self, job_type: str) -> bool:
         return self.types is None or job_type in self.types
+
+    def could_hold(self, job: JobRecord) -> bool:
+        """Could this worker, empty, hold ``job`` (cpu, memory, named resources, labels)?"""
+        return (
+            self.cpu_total >= job.cpu
+            and self.mem_total >= job.mem
+            and self.offers(job.type)
+            and counts_fit(job.resources, self.res_total)
+            and labels_match(job.labels, self.labels)
+        )
+
+    def fits_now(self, job: JobRecord) -> bool:
+        """Is there room for ``job`` on this worker now?"""
+        if self.cpu_free < job.cpu or self.mem_free < job.mem or not self.offers(job.type):
+            return False
+        if not labels_match(job.labels, self.labels):
+            return False
+        used = self.res_used
+        return all(
+            self.res_total.get(name, 0) - used.get(name, 0) >= n
+            for name, n in job.resources.items()
+        )
 
     def view(self, lingering: tuple[Lingering, ...] = ()) -> WorkerView:
         return WorkerView(
@@ -163,6 +218,7 @@ class Hold:
     cpu: int
     mem: int
     lingering: bool = False
+    resources: Mapping[str, int] | None = None
 
 
 class SchedulerState:
@@ -321,10 +377,12 @@ class SchedulerState:
     def hold(self, job: JobRecord, worker_id: str, attempt: int) -> None:
         worker = self.worker(worker_id)
         key = (job.id, attempt)
-        self.holds[key] = Hold(worker_id, job.cpu, job.mem)
+        self.holds[key] = Hold(worker_id, job.cpu, job.mem, resources=job.resources or None)
         worker.holds.add(key)
         worker.cpu_used += job.cpu
         worker.mem_used += job.mem
+        for name, n in job.resources.items():
+            worker.res_used[name] = worker.res_used.get(name, 0) + n
 
     def lingering(self, worker: WorkerRecord) -> tuple[Lingering, ...]:
         """What ended attempts still hold on ``worker``, in (job, attempt) order."""
@@ -347,5 +405,11 @@ class SchedulerState:
             worker.holds.discard(key)
             worker.cpu_used -= hold.cpu
             worker.mem_used -= hold.mem
+            for name, n in (hold.resources or {}).items():
+                left = worker.res_used.get(name, 0) - n
+                if left:
+                    worker.res_used[name] = left
+                else:
+                    worker.res_used.pop(name, None)
         self.dirty = True
         return True

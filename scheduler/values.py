@@ -7,7 +7,8 @@ Every decision is a frozen value; the shell performs it (a DB write, a publish).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from models.enums import JobStatus, Outcome
 
@@ -56,6 +57,9 @@ class JobSpec:
     timeout_seconds: float | None = None
     #: When the running attempt started (a rebuild: its predicted end counts from here).
     started_at: float | None = None
+    #: Named resources and labels the job asks for (:mod:`scheduler.resources`).
+    resources: Mapping[str, int] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
