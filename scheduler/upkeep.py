@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.messages import SchedulerProbe
 from scheduler import store
-from scheduler.forecast import DEFAULT_LIMIT, forecast
+from scheduler.forecast import DEFAULT_LIMIT, Forecast, forecast
 from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
 from scheduler.state import SchedulerState
 from scheduler.timings import PassTimings
@@ -68,6 +68,18 @@ async def monitoring(
         await asyncio.sleep(every)
 
 
+def _forecasts(state: SchedulerState, now: float, limit: int) -> list[Forecast]:
+    """The predicted starts; an estimate that fails must not cost the rest of the snapshot
+    (the gates the API's waiting reasons come from), so it is logged and left out."""
+    try:
+        return forecast(state, now, limit)
+    except Exception:
+        log.error(
+            "could not predict starts", exc_info=True, extra={"action": "scheduler.forecast_failed"}
+        )
+        return []
+
+
 async def publish_monitoring(
     broker: Broker,
     monitor: Monitor,
@@ -80,7 +92,7 @@ async def publish_monitoring(
         monitor.finished,
         now,
         state.flow.views(now),
-        forecast(state, now, forecast_jobs),
+        _forecasts(state, now, forecast_jobs),
         state.durations.estimates(),
     )
     resources = resource_snapshot(state.workers.values(), monitor.beats, now)
