@@ -119,6 +119,10 @@ async def test_priorities_are_respected_under_contention(system: System) -> None
     blocker = await system.submit(type="hold", payload={"seconds": 0.6}, cpu_units=1)
     order = ["low", 3, "normal", "high", 9, "critical"]
     jobs = [await system.submit(type="hold", payload={"seconds": 0.02}, priority=p) for p in order]
+    # every job taken in first: a worker heard before the last submissions were read started
+    # the best job known then (a race of the test, seen in CI, not of the scheduler)
+    for j in [blocker, *jobs]:
+        await system.wait_status(j["id"], "ready")
     system.start_worker("solo", cpu_units=1)
     await system.wait_final([blocker["id"], *[j["id"] for j in jobs]])
     started = {a["job_id"]: a["started_at"] for a in await system.attempts()}
