@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -58,7 +58,7 @@ def run(
     workers: dict[str, tuple[int, int]],
     jobs: list[SimJob],
     *,
-    probes: list[float] = (),  # type: ignore[assignment]
+    probes: Sequence[float] = (),
     probe: Probe | None = None,
     horizon: float = 1e7,
 ) -> Result:

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scheduler.durations import predicted_end
 from scheduler.state import JobRecord, SchedulerState, WorkerRecord
 
 #: How many of the next ready jobs get a predicted start.
@@ -97,18 +96,12 @@ def _simulate(
     ends: list[tuple[float, int, str, int, int]] = []
     seq = 0
     for worker in workers:
-        for key in worker.record.holds:
-            hold = state.holds[key]
-            job = state.jobs.get(key[0])
-            if hold.lingering or job is None or job.attempts != key[1]:
-                continue  # no predicted end: it frees nothing to count on
-            started = job.started_at if job.started_at is not None else now
-            end = predicted_end(started, seconds(job), now, job.timeout)
-            ends.append((end, seq, worker.record.id, hold.cpu, hold.mem))
+        for end, cpu, mem in state.releases(worker.record, now, seconds):
+            ends.append((end, seq, worker.record.id, cpu, mem))
             seq += 1
     heapq.heapify(ends)
     starts: dict[uuid.UUID, float] = {}
-    waiting = [job for job in queue if _could_ever_fit(workers, job)]
+    waiting = [job for job in queue if any(w.record.could_hold(job) for w in workers)]
     t = now
     while waiting:
         shadow: float | None = None
@@ -135,15 +128,6 @@ def _simulate(
             freed.cpu += cpu
             freed.mem += mem
     return starts
-
-
-def _could_ever_fit(workers: list[_Worker], job: JobRecord) -> bool:
-    return any(
-        w.record.cpu_total >= job.cpu
-        and w.record.mem_total >= job.mem
-        and w.record.offers(job.type)
-        for w in workers
-    )
 
 
 def _best(workers: list[_Worker], job: JobRecord) -> _Worker | None:

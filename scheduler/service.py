@@ -27,6 +27,7 @@ from models.enums import FINAL_STATUSES, Outcome
 from scheduler import encode, intake, maintenance, store, upkeep
 from scheduler.breaker import Change
 from scheduler.core import Scheduler
+from scheduler.durations import Durations
 from scheduler.feed import Feed
 from scheduler.flowconfig import (
     FlowConfig,
@@ -111,7 +112,8 @@ class SchedulerService:
         self._redispatch: list[tuple[uuid.UUID, int, str]] = []
         self._breaker_changes: list[Change] = []
 
-    def _new_core(self) -> Scheduler:
+    def _new_core(self, durations: Durations | None = None) -> Scheduler:
+        """A fresh core; ``durations``: what an earlier one learned (a rebuild keeps it)."""
         core = Scheduler(
             lookahead=self.settings.scheduler_lookahead,
             reserve_after=self.settings.scheduler_reserve_after_seconds,
@@ -123,15 +125,14 @@ class SchedulerService:
             prediction_default=self.settings.prediction_default_seconds,
             rank_by_path=self.settings.scheduler_critical_path_order,
         )
-        known = getattr(self, "core", None)
-        if known is not None:  # a rebuild after a failed write keeps what it learned
-            core.state.durations = known.state.durations
+        if durations is not None:
+            core.state.durations = durations
         return core
 
     # -- start-up -------------------------------------------------------------------------
     async def rebuild(self) -> None:
         """Load every active job and known worker into a fresh core."""
-        self.core = self._new_core()
+        self.core = self._new_core(self.core.state.durations)
         now = self.clock()
         restored = await intake.restore(self.engine, self.core, self.liveness, now)
         self._pending_transitions = restored.transitions

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -346,12 +346,21 @@ class SchedulerState:
         """``job``'s predicted run time (:mod:`scheduler.durations`)."""
         return self.durations.predict(job.type, job.tenant, job.timeout)
 
-    def ends_at(self, job: JobRecord, now: float) -> float:
-        """When running ``job`` is predicted to end (later than ``now``)."""
+    def ends_at(
+        self, job: JobRecord, now: float, seconds: Callable[[JobRecord], float] | None = None
+    ) -> float:
+        """When running ``job`` is predicted to end (later than ``now``), by its prediction
+        at its start or by ``seconds`` (e.g. a percentile)."""
         started = job.started_at if job.started_at is not None else now
-        return predicted_end(started, job.predicted, now, job.timeout)
+        run = job.predicted if seconds is None else seconds(job)
+        return predicted_end(started, run, now, job.timeout)
 
-    def releases(self, worker: WorkerRecord, now: float) -> list[tuple[float, int, int]]:
+    def releases(
+        self,
+        worker: WorkerRecord,
+        now: float,
+        seconds: Callable[[JobRecord], float] | None = None,
+    ) -> list[tuple[float, int, int]]:
         """What ``worker``'s holds give back and when, soonest first: (time, cpu, mem). A
         lingering hold (a timed-out thread) has no predicted end: it is left out (it frees
         nothing the pass can count on)."""
@@ -361,7 +370,7 @@ class SchedulerState:
             job = self.jobs.get(key[0])
             if hold.lingering or job is None or job.attempts != key[1]:
                 continue
-            out.append((self.ends_at(job, now), hold.cpu, hold.mem))
+            out.append((self.ends_at(job, now, seconds), hold.cpu, hold.mem))
         out.sort()
         return out
 
