@@ -18,13 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from models.enums import JobStatus, WorkerState
-from models.messages import (
-    BreakerChanged,
-    JobStatusEvent,
-    LoggerMonitor,
-    QueueMonitor,
-    ResourceMonitor,
-)
+from models.messages import JobStatusEvent
+from models.monitoring import BreakerChanged, LoggerMonitor, QueueMonitor, ResourceMonitor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api import store
 from api.capacity import Holding, holding
 from models.enums import JobStatus, WorkerState
-from models.messages import GateSnapshot
+from models.monitoring import GateSnapshot
 from models.tables import Worker
 from models.types import utcnow
 from scheduler.reasons import DependencyFacts, JobFacts, why_waiting

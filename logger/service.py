@@ -26,15 +26,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from logger import store
-from models.messages import (
-    JobProgress,
-    LoggerMonitor,
-    LogLine,
-    LogsStored,
-    StoredUpTo,
-    logger_inbound,
-    unpack,
-)
+from models.messages import JobProgress, LogLine, LogsStored, StoredUpTo, logger_inbound, unpack
+from models.monitoring import LoggerMonitor
 from models.types import utcnow
 from smartq import topology
 from smartq.broker import Broker, IncomingMessage

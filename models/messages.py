@@ -14,24 +14,22 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from models import storable
-from models.enums import JobStatus, Outcome, WorkerState
+from models.enums import JobStatus, Outcome
+from models.envelope import Message
+from models.monitoring import (
+    BreakerChanged,
+    LoggerMonitor,
+    QueueMonitor,
+    ResourceMonitor,
+)
 
-SCHEMA_VERSION = 1
 #: Fields that carry what user code produced (see models.storable).
 StorableJson = Annotated[Any, AfterValidator(storable.json_value)]
 StorableText = Annotated[str, AfterValidator(storable.text)]
 OptionalStorableText = Annotated[str | None, AfterValidator(storable.optional_text)]
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    v: int = SCHEMA_VERSION
-
-    def dumps(self) -> bytes:
-        return self.model_dump_json().encode()
-
-
-class SchedulerProbe(_Message):
+class SchedulerProbe(Message):
     """scheduler → itself, through the broker: while probes come back, workers' silence means
     something; while they do not, no lease may expire."""
 
@@ -39,21 +37,21 @@ class SchedulerProbe(_Message):
     sent: float
 
 
-class JobsSubmitted(_Message):
+class JobsSubmitted(Message):
     """api → scheduler: new jobs are in the database (a hint; the scheduler also polls)."""
 
     type: Literal["job.submitted"] = "job.submitted"
     job_ids: list[uuid.UUID]
 
 
-class CancelRequested(_Message):
+class CancelRequested(Message):
     """api → scheduler: the user asked to cancel a running job."""
 
     type: Literal["job.cancel_requested"] = "job.cancel_requested"
     job_id: uuid.UUID
 
 
-class Dispatch(_Message):
+class Dispatch(Message):
     """scheduler → one worker: run this attempt of this job."""
 
     type: Literal["job.dispatch"] = "job.dispatch"
@@ -80,7 +78,7 @@ def incarnation(started_at: datetime) -> str:
     return started_at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-class CancelJob(_Message):
+class CancelJob(Message):
     """scheduler → the worker running it: stop this attempt."""
 
     type: Literal["job.cancel"] = "job.cancel"
@@ -89,7 +87,7 @@ class CancelJob(_Message):
     reason: str = "cancelled by user"
 
 
-class AttemptStarted(_Message):
+class AttemptStarted(Message):
     """worker → scheduler: the attempt began executing."""
 
     type: Literal["attempt.started"] = "attempt.started"
@@ -99,7 +97,7 @@ class AttemptStarted(_Message):
     ts: datetime
 
 
-class AttemptFinished(_Message):
+class AttemptFinished(Message):
     """worker → scheduler: how the attempt ended. ``retry_after`` is set when the job asked to be
     retried after a given delay. ``released`` is false while a timed-out thread still runs."""
 
@@ -120,7 +118,7 @@ class AttemptFinished(_Message):
     log_seq: int = 0
 
 
-class ResourcesReleased(_Message):
+class ResourcesReleased(Message):
     """worker → scheduler: a timed-out plain-function thread finally returned."""
 
     type: Literal["attempt.released"] = "attempt.released"
@@ -151,7 +149,7 @@ class TypeFlow(BaseModel):
     breaker: dict[str, float] | None = None
 
 
-class Heartbeat(_Message):
+class Heartbeat(Message):
     """worker → scheduler: I am alive, this is my capacity and what I run."""
 
     type: Literal["worker.heartbeat"] = "worker.heartbeat"
@@ -171,7 +169,7 @@ class Heartbeat(_Message):
     type_flow: dict[str, TypeFlow] = {}
 
 
-class JobStatusEvent(_Message):
+class JobStatusEvent(Message):
     """scheduler → everyone (WebSocket): a job changed status."""
 
     type: Literal["job.status"] = "job.status"
@@ -196,7 +194,7 @@ class JobStatusEvent(_Message):
     snapshot: bool = False
 
 
-class LogLine(_Message):
+class LogLine(Message):
     """worker → logger and WebSocket: one line a job logged."""
 
     type: Literal["job.log"] = "job.log"
@@ -213,7 +211,7 @@ class LogLine(_Message):
     reply_to: str | None = None
 
 
-class JobProgress(_Message):
+class JobProgress(Message):
     """worker → WebSocket and logger: how far a running attempt says it is
     (``ctx.progress(0.4, "resized 40 of 100")``). The logger keeps the latest per job for
     ``GET /jobs/{id}``."""
@@ -234,117 +232,13 @@ class StoredUpTo(BaseModel):
     seq: int
 
 
-class LogsStored(_Message):
+class LogsStored(Message):
     """logger → one worker: every line of these attempts, up to ``seq``, is committed. The
     worker holds an attempt's report until then, so an attempt's end is never visible (on the
     stream or in the database) before its logs are."""
 
     type: Literal["job.logs_stored"] = "job.logs_stored"
     attempts: list[StoredUpTo]
-
-
-class WorkerSnapshot(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    worker_id: str
-    state: WorkerState
-    cpu_units: int
-    memory_mb: int
-    cpu_in_use: int
-    memory_in_use: int
-    running_jobs: int
-    cpu_percent: float | None = None
-    rss_mb: float | None = None
-    last_heartbeat: datetime | None = None
-
-
-class QueueMonitor(_Message):
-    """scheduler → everyone (``job.monitoring.queue``): the queue at a glance.
-
-    Active statuses are exact (the scheduler's memory); finished ones are counted once at the
-    scheduler's start and then incremented by the transitions it decides.
-    """
-
-    type: Literal["monitoring.queue"] = "monitoring.queue"
-    ts: datetime
-    jobs_by_status: dict[str, int]
-    ready_by_priority: dict[int, int]
-    oldest_ready_wait_seconds: float | None
-    #: Breakers not closed and every limit, with the ready jobs each holds.
-    gates: list[GateSnapshot] = []
-    #: The next ready jobs' predicted starts (``SMARTQ_FORECAST_JOBS`` of them).
-    forecasts: list[StartForecast] = []
-    #: Every job type's learned run time.
-    durations: list[TypeDuration] = []
-
-
-class StartForecast(BaseModel):
-    """When a ready job is predicted to start, and by when at the 90th percentile."""
-
-    model_config = ConfigDict(frozen=True)
-
-    job_id: uuid.UUID
-    start_at: datetime
-    late_at: datetime
-
-
-class TypeDuration(BaseModel):
-    """A job type's predicted run time, learned from its last successful runs."""
-
-    model_config = ConfigDict(frozen=True)
-
-    job_type: str
-    seconds: float
-    p90_seconds: float
-    runs: int
-
-
-class GateSnapshot(BaseModel):
-    """One flow-control gate: a job type's breaker (when not closed), a type's limits or a
-    tenant's, with what it holds and why (the words ``GET /jobs/{id}`` shows)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: Literal["breaker", "type", "tenant"]
-    name: str
-    limit: str | None = None
-    running: int = 0
-    held: int = 0
-    next_at: datetime | None = None
-    reason: str | None = None
-    state: str | None = None
-
-
-class BreakerChanged(_Message):
-    """scheduler → everyone (``job.monitoring.breaker``): a job type's breaker changed."""
-
-    type: Literal["breaker.state"] = "breaker.state"
-    job_type: str
-    state: str
-    before: str
-    ts: datetime
-    why: str
-    forced: bool = False
-    #: When an open breaker lets its probe through (None: forced, or not open).
-    probe_at: datetime | None = None
-
-
-class ResourceMonitor(_Message):
-    """scheduler → everyone (``job.monitoring.resource``): every worker's capacity and use,
-    with the CPU and memory its last heartbeat measured (psutil)."""
-
-    type: Literal["monitoring.resource"] = "monitoring.resource"
-    ts: datetime
-    workers: list[WorkerSnapshot]
-
-
-class LoggerMonitor(_Message):
-    """logger → everyone (``job.monitoring.logger``): lines this logger process stored."""
-
-    type: Literal["monitoring.logger"] = "monitoring.logger"
-    ts: datetime
-    logger_id: str
-    started_at: datetime
-    lines_stored: int
 
 
 #: Messages the scheduler consumes, decoded by their ``type`` tag.

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.state import JobRecord, SchedulerState, WorkerRecord
+from scheduler.state import JobRecord, SchedulerState
+from scheduler.workers import WorkerRecord
 
 
 @dataclass(slots=True)

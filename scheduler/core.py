@@ -26,7 +26,7 @@ from scheduler.flow import Flow, GateView, TypeRule
 from scheduler.placement import PlacementConfig, plan
 from scheduler.reasons import CANCELLED_BY_USER, never_fits_reason, upstream_reason
 from scheduler.retry import RetryDecision, Verdict, decide
-from scheduler.state import WAITING, JobRecord, SchedulerState, WorkerRecord
+from scheduler.state import WAITING, JobRecord, SchedulerState
 from scheduler.values import (
     CancelResult,
     JobSpec,
@@ -35,6 +35,7 @@ from scheduler.values import (
     Transition,
     WorkerView,
 )
+from scheduler.workers import WorkerRecord
 
 __all__ = ["Scheduler"]
 

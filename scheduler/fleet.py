@@ -9,8 +9,9 @@ from collections.abc import Iterable
 
 from models.enums import JobStatus
 from scheduler import dag
-from scheduler.state import Hold, JobRecord, SchedulerState, WorkerRecord
+from scheduler.state import JobRecord, SchedulerState
 from scheduler.values import Transition
+from scheduler.workers import Hold, WorkerRecord
 
 
 def heard(

@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from models.messages import BreakerChanged, Heartbeat, TypeFlow
+from models.messages import Heartbeat, TypeFlow
+from models.monitoring import BreakerChanged
 from models.tables import BreakerRow, JobTypeLimits, Tenant
 from scheduler.breaker import BreakerRecord, BreakerState, Change
 from scheduler.core import Scheduler

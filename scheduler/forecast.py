@@ -22,7 +22,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scheduler.state import JobRecord, SchedulerState, WorkerRecord
+from scheduler.state import JobRecord, SchedulerState
+from scheduler.workers import WorkerRecord
 
 #: How many of the next ready jobs get a predicted start.
 DEFAULT_LIMIT = 64

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from models.enums import FINAL_STATUSES, JobStatus, WorkerState
-from models.messages import (
+from models.messages import Heartbeat
+from models.monitoring import (
     GateSnapshot,
-    Heartbeat,
     QueueMonitor,
     ResourceMonitor,
     StartForecast,
@@ -29,8 +29,9 @@ from models.messages import (
 from scheduler.durations import TypeEstimate
 from scheduler.flow import GateView
 from scheduler.forecast import Forecast
-from scheduler.state import JobRecord, WorkerRecord
+from scheduler.state import JobRecord
 from scheduler.values import Transition
+from scheduler.workers import WorkerRecord
 
 #: An offline worker stays in the resource snapshot this long after its last heartbeat.
 KEEP_OFFLINE_SECONDS = 600.0

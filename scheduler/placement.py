@@ -2,13 +2,8 @@
 
 Order: priority (higher first), then age (``created_at``, then arrival), like the ready heap.
 
-**Fit rule — best fit.** Among the workers where the job fits now (cpu and memory), take the one
-left with the least room afterwards, scored as
-``(cpu_free - cpu) / C + (mem_free - mem) / M`` where ``C`` and ``M`` are the largest accepting
-worker's cpu_units and memory_mb (ties: lowest worker id). Dividing by cluster-wide constants
-compares absolute leftovers across workers of different sizes and weighs the two resources
-equally. Filling the tightest hole first keeps large holes intact for large jobs; worst fit
-(most room left) would spread small jobs over every worker and leave no room for a big one.
+**Fit rule — best fit** (:mod:`scheduler.pool`): among the workers where the job fits now, the
+one left with the least room afterwards.
 
 **Reservation — no starvation.** A ready job that fits some accepting worker's *total* capacity
 but not any worker's free room is passed over, and smaller jobs behind it backfill. Once it has
@@ -45,15 +40,15 @@ no worker changed).
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 
 from models.enums import JobStatus
 from scheduler import backfill
-from scheduler.backfill import Shadow
 from scheduler.fairshare import ReadyEntry
-from scheduler.state import JobRecord, SchedulerState, WorkerRecord
+from scheduler.pool import Pool
+from scheduler.state import JobRecord, SchedulerState
 from scheduler.values import Placement
+from scheduler.workers import WorkerRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,182 +58,6 @@ class PlacementConfig:
     #: EASY backfilling (:mod:`scheduler.backfill`): the first job of a pass that does not fit
     #: reserves at once, and its worker takes only work predicted not to delay it.
     backfill: bool = True
-
-
-class _Pool:
-    """Accepting workers, those open to backfill (not reserved), and an index for best fit.
-
-    ``buckets`` maps a free cpu_units count to the open workers with that much cpu free (and at
-    least one free megabyte), sorted by free memory: best fit bisects each bucket for the
-    tightest memory fit, tightest cpu first, and stops as soon as the cpu leftover alone exceeds
-    the best score: O(distinct free-cpu values * log workers) per job.
-    """
-
-    def __init__(self, state: SchedulerState) -> None:
-        self.accepting = sorted(
-            (w for w in state.workers.values() if w.accepting), key=lambda w: w.id
-        )
-        self.open = [w for w in self.accepting if w.reserved_for is None]
-        big_cpu = max((w.cpu_total for w in self.accepting), default=1)
-        big_mem = max((w.mem_total for w in self.accepting), default=1)
-        self.inv_cpu, self.inv_mem = 1.0 / big_cpu, 1.0 / big_mem
-        #: One worker is the largest in both resources: "fits some worker" is then two compares.
-        self._dominant: tuple[int, int] | None = None
-        if any(w.cpu_total == big_cpu and w.mem_total == big_mem for w in self.accepting):
-            self._dominant = (big_cpu, big_mem)
-        self._fits_total: dict[tuple[str, int, int], bool] = {}
-        #: Per job type: does every accepting worker offer it (so the index serves it)?
-        self._everywhere: dict[str, bool] = {}
-        self._typed = any(w.types is not None for w in self.accepting)
-        self.buckets: dict[int, list[tuple[int, str, WorkerRecord]]] = {}
-        for worker in self.open:
-            self._index(worker)
-        self.max_cpu_free = 0
-        self.max_mem_free = 0
-        self.refresh()
-        #: Reserved workers open to backfill in this pass, by worker id.
-        self.shadows: dict[str, Shadow] = {}
-
-    def _index(self, worker: WorkerRecord) -> None:
-        if worker.cpu_free >= 1 and worker.mem_free >= 1:
-            bucket = self.buckets.setdefault(worker.cpu_free, [])
-            bisect.insort(bucket, (worker.mem_free, worker.id, worker))
-
-    def _unindex(self, worker: WorkerRecord, cpu_free: int, mem_free: int) -> None:
-        bucket = self.buckets.get(cpu_free)
-        if bucket is None:
-            return
-        at = bisect.bisect_left(bucket, (mem_free, worker.id))
-        if at < len(bucket) and bucket[at][2] is worker:
-            del bucket[at]
-            if not bucket:
-                del self.buckets[cpu_free]
-
-    def refresh(self) -> None:
-        self.max_cpu_free = max(self.buckets, default=0)
-        self.max_mem_free = max((bucket[-1][0] for bucket in self.buckets.values()), default=0)
-
-    def taken(self, worker: WorkerRecord, job: JobRecord) -> None:
-        """``worker`` just took ``job``: move it in the index, update the maxima if needed."""
-        cpu_before = worker.cpu_free + job.cpu
-        mem_before = worker.mem_free + job.mem
-        self._unindex(worker, cpu_before, mem_before)
-        self._index(worker)
-        if cpu_before >= self.max_cpu_free or mem_before >= self.max_mem_free:
-            self.refresh()
-
-    def has_room(self) -> bool:
-        return (self.max_cpu_free >= 1 and self.max_mem_free >= 1) or any(
-            s.worker.cpu_free >= 1 and s.worker.mem_free >= 1 for s in self.shadows.values()
-        )
-
-    def everywhere(self, job_type: str) -> bool:
-        """Does every accepting worker run ``job_type``?"""
-        if not self._typed:
-            return True
-        known = self._everywhere.get(job_type)
-        if known is None:
-            known = all(w.offers(job_type) for w in self.accepting)
-            self._everywhere[job_type] = known
-        return known
-
-    def fits_total(self, job: JobRecord) -> bool:
-        """Could some accepting worker that runs the job's type hold ``job`` when empty?"""
-        if job.resources or job.labels:
-            return any(w.could_hold(job) for w in self.accepting)
-        anywhere = self.everywhere(job.type)
-        if anywhere and self._dominant is not None:
-            return job.cpu <= self._dominant[0] and job.mem <= self._dominant[1]
-        key = (job.type if not anywhere else "", job.cpu, job.mem)
-        known = self._fits_total.get(key)
-        if known is None:
-            known = any(
-                w.cpu_total >= job.cpu and w.mem_total >= job.mem and w.offers(job.type)
-                for w in self.accepting
-            )
-            self._fits_total[key] = known
-        return known
-
-    def best_fit(self, job: JobRecord) -> WorkerRecord | None:
-        """The open worker left with the least room after taking ``job`` (see module doc)."""
-        if job.cpu > self.max_cpu_free or job.mem > self.max_mem_free:
-            return None
-        if job.resources or job.labels or not self.everywhere(job.type):
-            return self._best_fit_offering(job)
-        best: WorkerRecord | None = None
-        best_score = float("inf")
-        wanted = (job.mem, "")
-        for cpu_free in range(job.cpu, self.max_cpu_free + 1):
-            cpu_score = (cpu_free - job.cpu) * self.inv_cpu
-            if cpu_score > best_score:
-                break
-            bucket = self.buckets.get(cpu_free)
-            if not bucket:
-                continue
-            at = bisect.bisect_left(bucket, wanted)
-            if at == len(bucket):
-                continue
-            mem_free, worker_id, worker = bucket[at]
-            score = cpu_score + (mem_free - job.mem) * self.inv_mem
-            if score < best_score or (
-                score == best_score and best is not None and worker_id < best.id
-            ):
-                best, best_score = worker, score
-        return best
-
-    def _best_fit_offering(self, job: JobRecord) -> WorkerRecord | None:
-        """Best fit among the open workers that run the job's type (not all do)."""
-        best: WorkerRecord | None = None
-        best_score = float("inf")
-        for worker in self.open:  # in id order: the lowest id wins a tie
-            if not worker.fits_now(job):
-                continue
-            score = (worker.cpu_free - job.cpu) * self.inv_cpu + (
-                worker.mem_free - job.mem
-            ) * self.inv_mem
-            if score < best_score:
-                best, best_score = worker, score
-        return best
-
-    def soonest(
-        self, state: SchedulerState, job: JobRecord, now: float, predicted: bool
-    ) -> WorkerRecord | None:
-        """The open worker, big enough in total, where ``job`` is predicted to fit first
-        (``predicted``: by the predicted ends of what runs there) or missing the least room
-        now."""
-        candidates = [w for w in self.open if w.could_hold(job)]
-        if not candidates:
-            return None
-
-        def key(w: WorkerRecord) -> tuple[float, float, str]:
-            missing = (
-                max(job.cpu - w.cpu_free, 0) * self.inv_cpu
-                + max(job.mem - w.mem_free, 0) * self.inv_mem
-            )
-            in_use = w.cpu_used * self.inv_cpu + w.mem_used * self.inv_mem
-            return (missing, -in_use, w.id)
-
-        if predicted:
-            far = float("inf")
-
-            def when(w: WorkerRecord) -> tuple[float, tuple[float, float, str]]:
-                found = backfill.shadow_time(state, w, job, now)
-                return (found[0] if found is not None else far, key(w))
-
-            return min(candidates, key=when)
-        return min(candidates, key=key)
-
-    def close(self, worker: WorkerRecord) -> None:
-        """``worker`` was reserved: no backfill on it any more in this pass."""
-        self.open.remove(worker)
-        self._unindex(worker, worker.cpu_free, worker.mem_free)
-        self.refresh()
-
-    def reopen(self, worker: WorkerRecord) -> None:
-        self.open.append(worker)
-        self.open.sort(key=lambda w: w.id)
-        self._index(worker)
-        self.refresh()
 
 
 def plan(state: SchedulerState, now: float, config: PlacementConfig) -> list[Placement]:
@@ -251,7 +70,7 @@ def plan(state: SchedulerState, now: float, config: PlacementConfig) -> list[Pla
     if not state.dirty and not state.capacity_changed:
         return []
     _drop_stale_reservations(state)
-    pool = _Pool(state)
+    pool = Pool(state)
     out: list[Placement] = []
     if pool.accepting:
         state.ready.set_capacity(
@@ -288,14 +107,14 @@ def _drop_stale_reservations(state: SchedulerState) -> None:
             state.unreserve(job)
 
 
-def _unpark(state: SchedulerState, pool: _Pool) -> None:
+def _unpark(state: SchedulerState, pool: Pool) -> None:
     for job in list(state.parked.values()):
         if pool.fits_total(job):
             del state.parked[job.id]
             state.push_ready(job)
 
 
-def _place_reserved(state: SchedulerState, pool: _Pool, now: float, out: list[Placement]) -> None:
+def _place_reserved(state: SchedulerState, pool: Pool, now: float, out: list[Placement]) -> None:
     """Start each job whose reserved worker has room for it now (a limit that holds it gives
     the worker back: its entry in the ready queue then meets the limit)."""
     for worker in pool.accepting:
@@ -310,7 +129,7 @@ def _place_reserved(state: SchedulerState, pool: _Pool, now: float, out: list[Pl
             pool.reopen(worker)
 
 
-def _promise_all(state: SchedulerState, pool: _Pool, now: float, config: PlacementConfig) -> None:
+def _promise_all(state: SchedulerState, pool: Pool, now: float, config: PlacementConfig) -> None:
     """Each reservation's shadow, so its worker can take backfill that does not delay it."""
     for worker in pool.accepting:
         job = state.jobs.get(worker.reserved_for) if worker.reserved_for else None
@@ -320,7 +139,7 @@ def _promise_all(state: SchedulerState, pool: _Pool, now: float, config: Placeme
 
 def _promise(
     state: SchedulerState,
-    pool: _Pool,
+    pool: Pool,
     worker: WorkerRecord,
     job: JobRecord,
     now: float,
@@ -332,7 +151,7 @@ def _promise(
 
 
 def _place_now(
-    state: SchedulerState, pool: _Pool, job: JobRecord, now: float, out: list[Placement]
+    state: SchedulerState, pool: Pool, job: JobRecord, now: float, out: list[Placement]
 ) -> bool:
     """Start ``job`` where it fits best now, or on a reserved worker it does not delay."""
     worker = pool.best_fit(job)
@@ -349,7 +168,7 @@ def _place_now(
 
 def _scan(
     state: SchedulerState,
-    pool: _Pool,
+    pool: Pool,
     now: float,
     config: PlacementConfig,
     out: list[Placement],
@@ -404,7 +223,7 @@ def _park(state: SchedulerState, job: JobRecord) -> None:
 
 def _maybe_reserve(
     state: SchedulerState,
-    pool: _Pool,
+    pool: Pool,
     job: JobRecord,
     now: float,
     config: PlacementConfig,

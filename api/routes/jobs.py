@@ -26,7 +26,8 @@ from api.schemas import (
 from api.views import job_public
 from api.waiting import waiting_reason
 from models.enums import CANCELLABLE_AT_ONCE, FINAL_STATUSES, JobStatus
-from models.messages import CancelRequested, GateSnapshot, JobStatusEvent, StartForecast
+from models.messages import CancelRequested, JobStatusEvent
+from models.monitoring import GateSnapshot, StartForecast
 from models.types import utcnow
 from scheduler.reasons import predicted_start_words
 from smartq import topology

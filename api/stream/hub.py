@@ -20,17 +20,8 @@ from api.metrics import Metrics
 from api.stream.client import CLOSE_GOING_AWAY, Order, StreamClient, status_order
 from api.stream.filters import EventKeys, StreamFilter
 from api.stream.index import ClientIndex
-from models.messages import (
-    BATCH_TYPE,
-    BreakerChanged,
-    JobStatusEvent,
-    LoggerMonitor,
-    LogLine,
-    QueueMonitor,
-    ResourceMonitor,
-    stream_event,
-    unpack,
-)
+from models.messages import BATCH_TYPE, JobStatusEvent, LogLine, stream_event, unpack
+from models.monitoring import BreakerChanged, LoggerMonitor, QueueMonitor, ResourceMonitor
 from smartq import topology
 from smartq.broker import Broker, Consumer, IncomingMessage
 

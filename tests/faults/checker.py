@@ -42,7 +42,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from models.messages import Heartbeat, ResourceMonitor
+from models.messages import Heartbeat
+from models.monitoring import ResourceMonitor
 from smartq import topology
 from smartq.broker import IncomingMessage
 from smartq.brokers.rabbitmq import RabbitMQBroker

@@ -30,9 +30,7 @@ async def learned(system: System, name: str, runs: int) -> dict[str, Any] | None
 async def test_run_times_are_learned_shown_and_kept_across_a_restart(system: System) -> None:
     system.start_scheduler()
     system.start_worker("w1", cpu_units=2, memory_mb=2048)
-    ids = [
-        (await system.submit(type="sleep", payload={"seconds": 0.3}))["id"] for _ in range(3)
-    ]
+    ids = [(await system.submit(type="sleep", payload={"seconds": 0.3}))["id"] for _ in range(3)]
     finals = await system.wait_final(ids)
     assert {j["status"] for j in finals.values()} == {"completed"}
     row = await until(lambda: learned(system, "sleep", 3))

@@ -22,7 +22,8 @@ from api.stream import (
     status_order,
 )
 from models.enums import JobStatus
-from models.messages import JobStatusEvent, LogLine, QueueMonitor, StreamEvent
+from models.messages import JobStatusEvent, LogLine, StreamEvent
+from models.monitoring import QueueMonitor
 from smartq.brokers.memory import InMemoryBroker
 from smartq.errors import StreamRequestError
 
