@@ -139,6 +139,15 @@ class Job(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     started_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
     finished_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    #: Named resources (``{"gpu": 1}``) and labels (``{"zone": "eu"}``) it needs; NULL: none.
+    resources: dict[str, int] | None = Field(default=None, sa_column=Column(JsonType))
+    labels: dict[str, str] | None = Field(default=None, sa_column=Column(JsonType))
+    #: After a kill for memory: what later attempts ask for instead of ``memory_mb`` (the
+    #: user's request, kept), and how many times it was raised.
+    memory_escalated_mb: int | None = Field(default=None, sa_column=Column(Integer))
+    memory_escalations: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
 
 
 class JobDependency(SQLModel, table=True):
@@ -197,6 +206,10 @@ class JobAttempt(SQLModel, table=True):
     #: ended while its code still runs (a timed-out plain-function thread): capacity in use
     #: is the sum over the rows where this is NULL, everywhere it is shown.
     released_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    #: How a failed attempt failed: timeout, memory, signal or error (scheduler.escalation).
+    failure_class: str | None = Field(default=None, sa_column=Column(String(16)))
+    #: The most memory its process was seen to use (isolated jobs only).
+    peak_memory_mb: int | None = Field(default=None, sa_column=Column(Integer))
 
 
 class JobLog(SQLModel, table=True):
@@ -246,6 +259,9 @@ class Worker(SQLModel, table=True):
     jobs_succeeded: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     jobs_failed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     draining: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    #: Named resources it declared (``--resource gpu=2``) and its labels (``--label zone=eu``).
+    resources: dict[str, int] | None = Field(default=None, sa_column=Column(JsonType))
+    labels: dict[str, str] | None = Field(default=None, sa_column=Column(JsonType))
 
 
 class ApiKey(SQLModel, table=True):
