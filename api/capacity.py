@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from models.tables import JobAttempt
+from models.tables import Job, JobAttempt
 from scheduler.values import Lingering
 
 attempts_t = JobAttempt.__table__  # type: ignore[attr-defined]
+jobs_t = Job.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Holding:
     memory_in_use: int = 0
     running_jobs: int = 0
     lingering: list[Lingering] = field(default_factory=list)
+    #: Named resources held, by name (an attempt holds what its job asks for).
+    resources_in_use: dict[str, int] = field(default_factory=dict)
 
 
 async def holding(conn: AsyncConnection) -> dict[str, Holding]:
@@ -39,7 +42,9 @@ async def holding(conn: AsyncConnection) -> dict[str, Holding]:
             attempts_t.c.cpu_units,
             attempts_t.c.memory_mb,
             attempts_t.c.finished_at,
+            jobs_t.c.resources,
         )
+        .join(jobs_t, jobs_t.c.id == attempts_t.c.job_id)
         .where(attempts_t.c.released_at.is_(None), attempts_t.c.worker_id.is_not(None))
         .order_by(attempts_t.c.job_id, attempts_t.c.attempt)
     )
@@ -49,6 +54,8 @@ async def holding(conn: AsyncConnection) -> dict[str, Holding]:
         use.cpu_in_use += r["cpu_units"]
         use.memory_in_use += r["memory_mb"]
         use.running_jobs += 1
+        for name, n in (r["resources"] or {}).items():
+            use.resources_in_use[name] = use.resources_in_use.get(name, 0) + n
         if r["finished_at"] is not None:
             use.lingering.append(
                 Lingering(r["job_id"], r["attempt"], r["cpu_units"], r["memory_mb"])

@@ -31,6 +31,7 @@ from models.limits import (
     MAX_NAME_LENGTH,
     MAX_TIMEOUT_SECONDS,
 )
+from scheduler import resources
 
 _PRIORITY_NAMES = ", ".join(PRIORITY_NAMES[v] for v in sorted(PRIORITY_NAMES, reverse=True))
 #: What a priority may be; the one message of every error about one.
@@ -72,6 +73,26 @@ def no_nul(value: str) -> str:
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(no_nul)]
 
+
+def _counts(value: dict[str, Any]) -> dict[str, int]:
+    try:
+        return resources.check_counts(value)
+    except resources.ResourceSpecError as error:
+        raise PydanticCustomError("resources", "{why}", {"why": str(error)}) from None
+
+
+def _labels(value: dict[str, Any]) -> dict[str, str]:
+    try:
+        return resources.check_labels(value)
+    except resources.ResourceSpecError as error:
+        raise PydanticCustomError("labels", "{why}", {"why": str(error)}) from None
+
+
+#: Named resources a job asks for (``{"gpu": 1}``) or a worker offers.
+ResourcesIn = Annotated[dict[str, Any], AfterValidator(_counts)]
+#: Labels a job asks for (``{"zone": "eu"}``) or a worker has.
+LabelsIn = Annotated[dict[str, Any], AfterValidator(_labels)]
+
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_INITIAL_DELAY = 1.0
 DEFAULT_BACKOFF = 2.0
@@ -112,6 +133,16 @@ class JobCreate(_Strict):
     priority: PriorityIn = Priority.NORMAL
     cpu_units: int | None = Field(default=None, ge=1, le=MAX_CPU_UNITS, strict=True)
     memory_mb: int | None = Field(default=None, ge=1, le=MAX_MEMORY_MB, strict=True)
+    resources: ResourcesIn | None = Field(
+        default=None,
+        description='Named resources it needs beyond cpu and memory, e.g. {"gpu": 1}: it '
+        "runs only on a worker that offers them free (smartq worker --resource gpu=2).",
+    )
+    labels: LabelsIn | None = Field(
+        default=None,
+        description='Labels a worker must have, e.g. {"zone": "eu"} (smartq worker '
+        "--label zone=eu).",
+    )
     depends_on: list[uuid.UUID] = Field(default_factory=list)
     retry: RetryPolicy | None = None
     timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS, strict=True)
@@ -163,6 +194,8 @@ class JobPublic(BaseModel):
     priority: PriorityOut
     cpu_units: int
     memory_mb: int
+    resources: dict[str, int] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
     depends_on: list[uuid.UUID] | None = None
     retry: RetryOut
     timeout_seconds: float | None
@@ -394,6 +427,13 @@ class WorkerOut(BaseModel):
         description="Ended attempts whose code still runs (timed-out threads) and holds "
         "capacity until it returns.",
     )
+    resources: dict[str, int] = Field(
+        default_factory=dict, description="Named resources it offers (--resource gpu=2)."
+    )
+    resources_in_use: dict[str, int] = Field(
+        default_factory=dict, description="Of those, what its attempts hold now."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Its labels (--label).")
     job_types: list[str]
     started_at: datetime
     last_heartbeat: datetime

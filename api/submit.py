@@ -117,6 +117,8 @@ def job_row(
         "priority": priority_value(spec.priority),
         "cpu_units": _pick(spec.cpu_units, job_type.cpu_units, DEFAULT_CPU_UNITS),
         "memory_mb": _pick(spec.memory_mb, job_type.memory_mb, DEFAULT_MEMORY_MB),
+        "resources": _pick(spec.resources, job_type.resources, None) or None,
+        "labels": _pick(spec.labels, job_type.labels, None) or None,
         **_retry_fields(spec, job_type),
         "timeout_seconds": spec.timeout_seconds
         if spec.timeout_seconds is not None

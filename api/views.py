@@ -33,6 +33,8 @@ def job_doc(row: RowMapping | dict[str, Any], depends_on: list[uuid.UUID] | None
         "priority": priority_out(row["priority"]),
         "cpu_units": row["cpu_units"],
         "memory_mb": row["memory_mb"],
+        "resources": row["resources"] or {},
+        "labels": row["labels"] or {},
         "depends_on": depends_on,
         "retry": {
             "max_attempts": row["max_attempts"],

@@ -37,6 +37,9 @@ async def _workers(conn: AsyncConnection) -> list[WorkerView]:
                 draining=bool(r["draining"]),
                 job_types=frozenset(r["job_types"] or ()),
                 lingering=tuple(held.lingering),
+                resources=r["resources"] or {},
+                resources_in_use=held.resources_in_use,
+                labels=r["labels"] or {},
             )
         )
     return out
@@ -93,5 +96,7 @@ async def waiting_reason(
         not_before=job["not_before"].timestamp() if job["not_before"] else None,
         worker_id=job["worker_id"],
         job_type=job["type"],
+        resources=job["resources"] or {},
+        labels=job["labels"] or {},
     )
     return why_waiting(facts, utcnow().timestamp(), deps, workers, ahead)

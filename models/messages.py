@@ -167,6 +167,9 @@ class Heartbeat(Message):
     rss_mb: float | None = None
     #: The types of ``job_types`` that declare limits or a breaker policy.
     type_flow: dict[str, TypeFlow] = {}
+    #: Named resources it offers beyond cpu and memory (``--resource gpu=2``), and its labels.
+    resources: dict[str, int] = {}
+    labels: dict[str, str] = {}
 
 
 class JobStatusEvent(Message):

@@ -16,7 +16,7 @@ import heapq
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from models.enums import JobStatus, Outcome
 from scheduler import dag, fleet
@@ -25,6 +25,7 @@ from scheduler.durations import Durations
 from scheduler.flow import Flow, GateView, TypeRule
 from scheduler.placement import PlacementConfig, plan
 from scheduler.reasons import CANCELLED_BY_USER, never_fits_reason, upstream_reason
+from scheduler.resources import Offer
 from scheduler.retry import RetryDecision, Verdict, decide
 from scheduler.state import WAITING, JobRecord, SchedulerState
 from scheduler.values import (
@@ -122,6 +123,8 @@ class Scheduler:
         job_types: Iterable[str] | None = None,
         incarnation: str | None = None,
         now: float = 0.0,
+        resources: Mapping[str, int] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Transition]:
         """A heartbeat: the worker is online with this capacity and these job types (and maybe
         draining). A new ``incarnation`` (the process restarted under the same id) loses what
@@ -130,7 +133,15 @@ class Scheduler:
         out: list[Transition] = []
         if known is not None and incarnation and known.incarnation not in (None, incarnation):
             out = self._lose_holds(known, now, f"worker {worker_id} restarted")
-        worker = fleet.heard(self.state, worker_id, cpu_units, memory_mb, draining, job_types)
+        worker = fleet.heard(
+            self.state,
+            worker_id,
+            cpu_units,
+            memory_mb,
+            draining,
+            job_types,
+            Offer.of(resources, labels),
+        )
         worker.incarnation = incarnation or worker.incarnation
         return out
 
@@ -142,10 +153,20 @@ class Scheduler:
         *,
         job_types: Iterable[str] | None = None,
         incarnation: str | None = None,
+        resources: Mapping[str, int] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         """A worker known from the database at a rebuild. Nothing is placed on it until it
         heartbeats: a lease this scheduler has not seen renewed proves nothing."""
-        fleet.remember(self.state, worker_id, cpu_units, memory_mb, job_types, incarnation)
+        fleet.remember(
+            self.state,
+            worker_id,
+            cpu_units,
+            memory_mb,
+            job_types,
+            incarnation,
+            Offer.of(resources, labels),
+        )
 
     def worker_offline(self, worker_id: str, now: float) -> list[Transition]:
         """The worker's lease expired: free what it held; its running attempts are LOST."""
@@ -184,10 +205,18 @@ class Scheduler:
         return [fleet.give_back(self.state, job, worker_id)]
 
     def hold_lingering(
-        self, job_id: uuid.UUID, attempt: int, worker_id: str, cpu_units: int, memory_mb: int
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        worker_id: str,
+        cpu_units: int,
+        memory_mb: int,
+        resources: Mapping[str, int] | None = None,
     ) -> None:
         """At a rebuild: an ended attempt whose code still runs holds this capacity."""
-        fleet.hold_lingering(self.state, job_id, attempt, worker_id, cpu_units, memory_mb)
+        fleet.hold_lingering(
+            self.state, job_id, attempt, worker_id, cpu_units, memory_mb, resources
+        )
 
     def take_freed_lingering(self) -> list[tuple[uuid.UUID, int]]:
         """Lingering holds freed since the last call (a thread returned, its worker left)."""
@@ -333,7 +362,8 @@ class Scheduler:
         """Ready jobs that no accepting worker could ever hold, with the reason to show."""
         views = self.worker_views()
         return {
-            job.id: never_fits_reason(job.cpu, job.mem, views, job.type) or "waiting for capacity"
+            job.id: never_fits_reason(job.cpu, job.mem, views, job.type, job.resources, job.labels)
+            or "waiting for capacity"
             for job in self.state.parked.values()
         }
 

@@ -109,6 +109,8 @@ class WorkerRows:
             "started_at": beat.started_at,
             "last_heartbeat": beat.ts,
             "draining": beat.draining,
+            "resources": beat.resources or None,
+            "labels": beat.labels or None,
             "jobs_succeeded": self._outcomes.pop((beat.worker_id, "ok"), 0),
             "jobs_failed": self._outcomes.pop((beat.worker_id, "bad"), 0),
         }

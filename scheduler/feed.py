@@ -71,6 +71,8 @@ class Feed:
             job_types=beat.job_types,
             incarnation=started,
             now=now,
+            resources=beat.resources,
+            labels=beat.labels,
         )
         if beat.stopped:
             # Goodbye: its reports travel before it, so what it still holds never ran there.

@@ -5,10 +5,11 @@ them (pure). The decisions about the attempts they held (lost, handed back) stay
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from models.enums import JobStatus
 from scheduler import dag
+from scheduler.resources import NO_OFFER, Offer
 from scheduler.state import JobRecord, SchedulerState
 from scheduler.values import Transition
 from scheduler.workers import Hold, WorkerRecord
@@ -21,18 +22,28 @@ def heard(
     memory_mb: int,
     draining: bool,
     job_types: Iterable[str] | None,
+    offer: Offer = NO_OFFER,
 ) -> WorkerRecord:
-    """The worker is online with this capacity and these types; placement is told when that
-    changes what could be placed."""
+    """The worker is online with this capacity, these types and this offer; placement is told
+    when that changes what could be placed."""
     worker = state.workers.get(worker_id)
     if worker is None:
         worker = state.worker(worker_id)
         worker.online = False
     types = frozenset(job_types) if job_types is not None else worker.types
-    before = (worker.cpu_total, worker.mem_total, worker.accepting, worker.types)
+    before = (
+        worker.cpu_total,
+        worker.mem_total,
+        worker.accepting,
+        worker.types,
+        worker.res_total,
+        worker.labels,
+    )
     worker.cpu_total, worker.mem_total = cpu_units, memory_mb
     worker.online, worker.draining, worker.types = True, draining, types
-    if before != (cpu_units, memory_mb, worker.accepting, types):
+    worker.res_total, worker.labels = offer.resources, offer.labels
+    after = (cpu_units, memory_mb, worker.accepting, types, offer.resources, offer.labels)
+    if before != after:
         state.capacity_changed = True
         state.dirty = True
     return worker
@@ -45,11 +56,13 @@ def remember(
     memory_mb: int,
     job_types: Iterable[str] | None,
     incarnation: str | None,
+    offer: Offer = NO_OFFER,
 ) -> None:
     """A worker known from the database: offline until it heartbeats."""
     worker = state.worker(worker_id)
     worker.cpu_total, worker.mem_total = cpu_units, memory_mb
     worker.types = frozenset(job_types) if job_types is not None else None
+    worker.res_total, worker.labels = offer.resources, offer.labels
     worker.incarnation = incarnation
     worker.online = False
 
@@ -70,16 +83,20 @@ def hold_lingering(
     worker_id: str,
     cpu_units: int,
     memory_mb: int,
+    resources: Mapping[str, int] | None = None,
 ) -> None:
     """An ended attempt whose code still runs holds this capacity."""
     key = (job_id, attempt)
     if key in state.holds:
         return
     worker = state.worker(worker_id)
-    state.holds[key] = Hold(worker_id, cpu_units, memory_mb, lingering=True)
+    held = dict(resources) if resources else None
+    state.holds[key] = Hold(worker_id, cpu_units, memory_mb, lingering=True, resources=held)
     worker.holds.add(key)
     worker.cpu_used += cpu_units
     worker.mem_used += memory_mb
+    for name, n in (held or {}).items():
+        worker.res_used[name] = worker.res_used.get(name, 0) + n
 
 
 def give_back(state: SchedulerState, job: JobRecord, worker_id: str) -> Transition:

@@ -49,12 +49,19 @@ async def restore(engine: AsyncEngine, core: Scheduler, liveness: Liveness, now:
             w["memory_mb"],
             job_types=w["job_types"],
             incarnation=incarnation(w["started_at"]),
+            resources=w["resources"],
+            labels=w["labels"],
         )
         liveness.remember(w["id"], now)
     out = Restored(transitions=core.add_jobs(loaded.specs, now), workers=len(workers))
     for row in lingering:
         core.hold_lingering(
-            row["job_id"], row["attempt"], row["worker_id"], row["cpu_units"], row["memory_mb"]
+            row["job_id"],
+            row["attempt"],
+            row["worker_id"],
+            row["cpu_units"],
+            row["memory_mb"],
+            row["resources"],
         )
     out.batch_of = dict(loaded.batch_of)
     out.cancels = loaded.cancel_requested

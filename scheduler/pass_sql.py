@@ -74,18 +74,20 @@ WITH v AS (
     WHERE a.job_id = r.job_id AND a.attempt = r.attempt AND a.released_at IS NULL
 ), beats AS (
     INSERT INTO workers AS w (id, hostname, cpu_units, memory_mb, state, job_types, started_at,
-                              last_heartbeat, draining, jobs_succeeded, jobs_failed)
+                              last_heartbeat, draining, resources, labels, jobs_succeeded,
+                              jobs_failed)
     SELECT id, hostname, cpu_units, memory_mb, state, job_types, started_at, last_heartbeat,
-           draining, jobs_succeeded, jobs_failed
+           draining, resources, labels, jobs_succeeded, jobs_failed
     FROM jsonb_to_recordset(%(workers)s::jsonb) AS b(
         id text, hostname text, cpu_units int, memory_mb int, state text, job_types jsonb,
-        started_at timestamptz, last_heartbeat timestamptz, draining bool,
-        jobs_succeeded bigint, jobs_failed bigint)
+        started_at timestamptz, last_heartbeat timestamptz, draining bool, resources jsonb,
+        labels jsonb, jobs_succeeded bigint, jobs_failed bigint)
     ON CONFLICT (id) DO UPDATE SET
         hostname = excluded.hostname, cpu_units = excluded.cpu_units,
         memory_mb = excluded.memory_mb, state = excluded.state, job_types = excluded.job_types,
         started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat,
-        draining = excluded.draining, jobs_succeeded = w.jobs_succeeded + excluded.jobs_succeeded,
+        draining = excluded.draining, resources = excluded.resources, labels = excluded.labels,
+        jobs_succeeded = w.jobs_succeeded + excluded.jobs_succeeded,
         jobs_failed = w.jobs_failed + excluded.jobs_failed
 ), gone AS (
     UPDATE workers SET state = 'offline'

@@ -8,8 +8,8 @@ database reads, not from the scheduler's memory; the scheduler uses the same phr
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from models.enums import JobStatus
@@ -37,6 +37,8 @@ class JobFacts:
     not_before: float | None = None
     worker_id: str | None = None
     job_type: str = ""
+    resources: Mapping[str, int] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +93,29 @@ def type_missing_reason(job_type: str, workers: Sequence[WorkerView]) -> str | N
     )
 
 
+def could_hold(
+    w: WorkerView,
+    cpu_units: int,
+    memory_mb: int,
+    resources: Mapping[str, int],
+    labels: Mapping[str, str],
+) -> bool:
+    """Could ``w``, empty, hold a job asking for this?"""
+    return (
+        w.cpu_units >= cpu_units
+        and w.memory_mb >= memory_mb
+        and all(w.resources.get(name, 0) >= n for name, n in resources.items())
+        and all(w.labels.get(name) == value for name, value in labels.items())
+    )
+
+
 def never_fits_reason(
-    cpu_units: int, memory_mb: int, workers: Sequence[WorkerView], job_type: str | None = None
+    cpu_units: int,
+    memory_mb: int,
+    workers: Sequence[WorkerView],
+    job_type: str | None = None,
+    resources: Mapping[str, int] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> str | None:
     """Why no accepting worker could ever hold the job, or ``None`` if one could. With a
     ``job_type``, only workers that run that type count."""
@@ -100,18 +123,46 @@ def never_fits_reason(
         missing = type_missing_reason(job_type, workers)
         if missing is not None:
             return missing
+    resources, labels = resources or {}, labels or {}
     accepting = [w for w in workers if w.accepting and (job_type is None or w.offers(job_type))]
-    if any(w.cpu_units >= cpu_units and w.memory_mb >= memory_mb for w in accepting):
+    if any(could_hold(w, cpu_units, memory_mb, resources, labels) for w in accepting):
         return None
+    need = _never_need(cpu_units, memory_mb, accepting, resources, labels)
+    return f"no worker could ever fit it: {need}"
+
+
+def _never_need(
+    cpu_units: int,
+    memory_mb: int,
+    accepting: Sequence[WorkerView],
+    resources: Mapping[str, int],
+    labels: Mapping[str, str],
+) -> str:
+    for name, value in labels.items():
+        if not any(w.labels.get(name) == value for w in accepting):
+            seen = sorted({w.labels[name] for w in accepting if name in w.labels})
+            has = f" (live workers have {name}={', '.join(seen)})" if seen else ""
+            return f"needs {name}={value}; no live worker has label {name}={value}{has}"
+    for name, n in resources.items():
+        most = max((w.resources.get(name, 0) for w in accepting), default=0)
+        if most == 0:
+            return f"needs {name}={n}; no live worker has {name}"
+        if n > most:
+            return f"needs {name}={n}; the most any live worker has is {name}={most}"
     big_cpu = max((w.cpu_units for w in accepting), default=0)
     big_mem = max((w.memory_mb for w in accepting), default=0)
     if cpu_units > big_cpu:
-        need = f"needs {cpu_units} cpu_units, largest worker has {big_cpu}"
-    elif memory_mb > big_mem:
-        need = f"needs {memory_mb} memory_mb, largest worker has {big_mem}"
-    else:
-        need = f"needs {cpu_units} cpu_units and {memory_mb} memory_mb; no single worker has both"
-    return f"no worker could ever fit it: {need}"
+        return f"needs {cpu_units} cpu_units, largest worker has {big_cpu}"
+    if memory_mb > big_mem:
+        return f"needs {memory_mb} memory_mb, largest worker has {big_mem}"
+    if not resources and not labels:
+        return f"needs {cpu_units} cpu_units and {memory_mb} memory_mb; no single worker has both"
+    asked = ", ".join(
+        [f"{cpu_units} cpu_units", f"{memory_mb} memory_mb"]
+        + [f"{name}={n}" for name, n in resources.items()]
+        + [f"{name}={value}" for name, value in labels.items()]
+    )
+    return f"needs {asked} together; no single worker has all of them"
 
 
 def why_waiting(
@@ -157,11 +208,22 @@ def _capacity_reason(job: JobFacts, workers: Sequence[WorkerView], ahead: int) -
         if draining:
             return f"no worker is accepting jobs ({draining} draining)"
         return "no worker is online"
-    never = never_fits_reason(job.cpu_units, job.memory_mb, accepting, job.job_type or None)
+    never = never_fits_reason(
+        job.cpu_units, job.memory_mb, accepting, job.job_type or None, job.resources, job.labels
+    )
     if never is not None:
         return never
     if job.job_type:
         accepting = [w for w in accepting if w.offers(job.job_type)]
+    if job.resources or job.labels:
+        accepting = [
+            w
+            for w in accepting
+            if could_hold(w, job.cpu_units, job.memory_mb, job.resources, job.labels)
+        ]
+        short = _resource_short(job, accepting)
+        if short is not None:
+            return short + _lingering_note(accepting)
     if not any(w.cpu_free >= job.cpu_units and w.memory_free >= job.memory_mb for w in accepting):
         return _no_room_reason(job, accepting) + _lingering_note(accepting)
     if ahead > 0:
@@ -169,6 +231,34 @@ def _capacity_reason(job: JobFacts, workers: Sequence[WorkerView], ahead: int) -
         verb = "is" if ahead == 1 else "are"
         return f"{ahead} {noun} of higher priority {verb} ahead"
     return "ready: waiting for the next scheduling pass"
+
+
+def _resource_short(job: JobFacts, able: Sequence[WorkerView]) -> str | None:
+    """Why no worker that could hold the job has its named resources free now, if so."""
+
+    def free(w: WorkerView, name: str) -> int:
+        return w.resources.get(name, 0) - w.resources_in_use.get(name, 0)
+
+    def room(w: WorkerView) -> bool:
+        return (
+            w.cpu_free >= job.cpu_units
+            and w.memory_free >= job.memory_mb
+            and all(free(w, name) >= n for name, n in job.resources.items())
+        )
+
+    if any(room(w) for w in able):
+        return None
+    count = len(able)
+    noun = "worker" if count == 1 else "workers"
+    for name, n in job.resources.items():
+        most = max(free(w, name) for w in able)
+        if most < n:
+            total = sum(w.resources.get(name, 0) for w in able)
+            return (
+                f"needs {name}={n}; most free on any worker is {name}={max(most, 0)} "
+                f"({total} {name} on {count} {noun} that could run it)"
+            )
+    return None
 
 
 def _no_room_reason(job: JobFacts, accepting: Sequence[WorkerView]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 NAME = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
 RESERVED = frozenset({"cpu", "memory"})
@@ -40,6 +41,24 @@ def check_label(name: str, value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > LABEL_VALUE_MAX:
         raise ResourceSpecError(f"{name}: a label value is 1-{LABEL_VALUE_MAX} characters")
     return value
+
+
+#: At most this many named resources or labels on one job or worker.
+MAX_ENTRIES = 32
+
+
+def check_counts(counts: Mapping[str, object]) -> dict[str, int]:
+    """A mapping of resource counts as given (JSON, settings), checked entry by entry."""
+    if len(counts) > MAX_ENTRIES:
+        raise ResourceSpecError(f"at most {MAX_ENTRIES} named resources")
+    return {check_name(str(name)): check_count(str(name), n) for name, n in counts.items()}
+
+
+def check_labels(labels: Mapping[str, object]) -> dict[str, str]:
+    """A mapping of labels as given, checked entry by entry."""
+    if len(labels) > MAX_ENTRIES:
+        raise ResourceSpecError(f"at most {MAX_ENTRIES} labels")
+    return {check_name(str(name)): check_label(str(name), v) for name, v in labels.items()}
 
 
 def _pairs(items: list[str]) -> list[tuple[str, str]]:
@@ -79,3 +98,18 @@ def counts_fit(asked: Counts, free: Counts) -> bool:
 
 def labels_match(asked: Labels, offered: Labels) -> bool:
     return all(offered.get(name) == value for name, value in asked.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What a worker declares beyond cpu and memory: named resource counts and labels."""
+
+    resources: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, resources: Mapping[str, int] | None, labels: Mapping[str, str] | None) -> Offer:
+        return cls(dict(resources or {}), dict(labels or {}))
+
+
+NO_OFFER = Offer()

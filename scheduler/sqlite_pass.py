@@ -206,6 +206,8 @@ async def upsert_workers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> N
             "started_at": excluded.started_at,
             "last_heartbeat": excluded.last_heartbeat,
             "draining": excluded.draining,
+            "resources": excluded.resources,
+            "labels": excluded.labels,
             "jobs_succeeded": workers_t.c.jobs_succeeded + excluded.jobs_succeeded,
             "jobs_failed": workers_t.c.jobs_failed + excluded.jobs_failed,
         },

@@ -50,6 +50,9 @@ SPEC_COLUMNS = (
     jobs.c.cancel_requested_at,
     jobs.c.attempts_base,
     jobs.c.tenant,
+    jobs.c.timeout_seconds,
+    jobs.c.resources,
+    jobs.c.labels,
 )
 
 
@@ -160,6 +163,10 @@ def _spec(
         not_before=ts(r["not_before"]),
         worker_id=r["worker_id"],
         attempts_base=r["attempts_base"],
+        timeout_seconds=r["timeout_seconds"],
+        started_at=ts(r.get("attempt_started_at")),
+        resources=r["resources"] or {},
+        labels=r["labels"] or {},
     )
 
 
@@ -188,7 +195,13 @@ async def recent_runs(
 
 async def load_active(conn: AsyncConnection) -> Loaded:
     """Every active job, for a rebuild at start-up (or after a failed write)."""
-    rows = await conn.execute(select(*SPEC_COLUMNS).where(jobs.c.status.in_(ACTIVE)))
+    # A running job's predicted end counts from its attempt's start, not from this rebuild.
+    current = (attempts_t.c.job_id == jobs.c.id) & (attempts_t.c.attempt == jobs.c.attempts)
+    rows = await conn.execute(
+        select(*SPEC_COLUMNS, attempts_t.c.started_at.label("attempt_started_at"))
+        .select_from(jobs.outerjoin(attempts_t, current))
+        .where(jobs.c.status.in_(ACTIVE))
+    )
     return await _specs(conn, list(rows.mappings()))
 
 
@@ -201,7 +214,10 @@ async def load_lingering(conn: AsyncConnection) -> list[RowMapping]:
             attempts_t.c.worker_id,
             attempts_t.c.cpu_units,
             attempts_t.c.memory_mb,
-        ).where(attempts_t.c.released_at.is_(None), attempts_t.c.finished_at.is_not(None))
+            jobs.c.resources,
+        )
+        .join(jobs, jobs.c.id == attempts_t.c.job_id)
+        .where(attempts_t.c.released_at.is_(None), attempts_t.c.finished_at.is_not(None))
     )
     return list(rows.mappings())
 

@@ -144,6 +144,10 @@ class WorkerView:
     job_types: frozenset[str] | None = None
     #: Capacity still held by attempts that ended while their code kept running.
     lingering: tuple[Lingering, ...] = ()
+    #: Named resources offered and held, and labels.
+    resources: Mapping[str, int] = field(default_factory=dict)
+    resources_in_use: Mapping[str, int] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def offers(self, job_type: str) -> bool:
         return self.job_types is None or job_type in self.job_types

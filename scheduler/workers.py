@@ -112,6 +112,9 @@ class WorkerRecord:
             self.draining,
             self.types,
             lingering,
+            self.res_total,
+            dict(self.res_used),
+            self.labels,
         )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from scheduler.resources import Offer
 from smartq import commands
 from smartq.commands.output import OutputFormat, plain_table
 from smartq.errors import ConfigurationError, SmartqError, UnknownKey
@@ -53,6 +54,36 @@ CpuUnits = Annotated[
 MemoryMb = Annotated[
     int | None, typer.Option(help="Worker capacity in MB (default: available memory).", min=1)
 ]
+
+ResourceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--resource",
+        help="A named resource this worker offers, NAME=COUNT (repeat, or gpu=2,license=1); "
+        "default: SMARTQ_WORKER_RESOURCES.",
+    ),
+]
+LabelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label",
+        help="A label of this worker, NAME=VALUE (repeat, or zone=eu,disk=ssd); default: "
+        "SMARTQ_WORKER_LABELS.",
+    ),
+]
+
+
+def _offer(settings: Settings, resources: list[str] | None, labels: list[str] | None) -> Offer:
+    """The worker's named resources and labels: the options, else the settings."""
+    from scheduler.resources import ResourceSpecError, parse_counts, parse_labels
+
+    try:
+        return Offer(
+            parse_counts(resources) if resources else dict(settings.worker_resources),
+            parse_labels(labels) if labels else dict(settings.worker_labels),
+        )
+    except ResourceSpecError as error:
+        raise typer.BadParameter(str(error)) from error
 
 
 def _settings(imports: list[str] | None = None) -> Settings:
@@ -144,12 +175,15 @@ def worker(
     cpu_units: CpuUnits = None,
     memory_mb: MemoryMb = None,
     worker_id: Annotated[str | None, typer.Option(help="Stable id of this worker.")] = None,
+    resource: ResourceOpt = None,
+    label: LabelOpt = None,
 ) -> None:
     """Run a worker that executes jobs of the registered types."""
     settings = _settings(imports)
+    offer = _offer(settings, resource, label)
     from smartq.runner import run_worker
 
-    _run(run_worker(settings, cpu_units, memory_mb, worker_id), settings.event_loop)
+    _run(run_worker(settings, cpu_units, memory_mb, worker_id, offer), settings.event_loop)
 
 
 @app.command(name="logger")
@@ -169,6 +203,8 @@ def dev(
     cpu_units: CpuUnits = None,
     memory_mb: MemoryMb = None,
     insecure: Insecure = False,
+    resource: ResourceOpt = None,
+    label: LabelOpt = None,
 ) -> None:
     """Everything in one process: migrate, then API, scheduler, worker and logger.
 
@@ -177,11 +213,12 @@ def dev(
     API key needed) unless SMARTQ_AUTH=on; on any other address it needs keys.
     """
     settings = _with_auth(_settings(imports), host, dev=True, insecure=insecure)
+    offer = _offer(settings, resource, label)
     from smartq import migrate as m
     from smartq.runner import run_dev
 
     m.upgrade(settings.resolved_database_url())
-    _run(run_dev(settings, host, port, cpu_units, memory_mb), settings.event_loop)
+    _run(run_dev(settings, host, port, cpu_units, memory_mb, offer), settings.event_loop)
 
 
 keys_app = typer.Typer(

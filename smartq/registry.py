@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -22,6 +22,7 @@ from models.limits import (
     MAX_NAME_LENGTH,
     MAX_TIMEOUT_SECONDS,
 )
+from scheduler.resources import ResourceSpecError, check_counts, check_labels
 from smartq.errors import ConfigurationError, UnknownJobType
 from smartq.flowspec import BreakerPolicy, parse_rate
 
@@ -43,6 +44,9 @@ class JobType:
     backoff_multiplier: float | None = None
     cpu_units: int | None = None
     memory_mb: int | None = None
+    #: Named resources and labels its jobs need (None: none), e.g. {"gpu": 1}.
+    resources: dict[str, int] | None = None
+    labels: dict[str, str] | None = None
     #: Run in a child process that can be killed at its deadline (plain functions only).
     isolated: bool = False
     #: Dispatched at most this often (``"5/s"``) and this many at once, cluster-wide.
@@ -132,6 +136,24 @@ def _defaults(options: dict[str, object], isolated: object) -> dict[str, Any]:
     return out
 
 
+def _placement(resources: object, labels: object) -> dict[str, Any]:
+    """Named resources and labels; ConfigurationError for a name or value no worker offers."""
+    out: dict[str, Any] = {}
+    try:
+        for option, value, check in (
+            ("resources", resources, check_counts),
+            ("labels", labels, check_labels),
+        ):
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ResourceSpecError(f"a mapping, not {value!r}")
+            out[option] = check(value) or None
+    except ResourceSpecError as exc:
+        raise ConfigurationError(f"@smartq.job: {option}: {exc}") from None
+    return out
+
+
 def _flow(rate_limit: object, max_running: object, breaker: object) -> dict[str, Any]:
     """The flow-control fields; ConfigurationError for a value the scheduler could not use."""
     if rate_limit is not None:
@@ -202,6 +224,8 @@ def job(
     backoff_multiplier: float | None = None,
     cpu_units: int | None = None,
     memory_mb: int | None = None,
+    resources: Mapping[str, int] | None = None,
+    labels: Mapping[str, str] | None = None,
     isolated: bool = False,
     rate_limit: str | None = None,
     max_running: int | None = None,
@@ -219,6 +243,8 @@ def job(
     backoff_multiplier: float | None = None,
     cpu_units: int | None = None,
     memory_mb: int | None = None,
+    resources: Mapping[str, int] | None = None,
+    labels: Mapping[str, str] | None = None,
     isolated: bool = False,
     rate_limit: str | None = None,
     max_running: int | None = None,
@@ -233,7 +259,8 @@ def job(
     ``rate_limit`` (``"5/s"``, ``"30/min"``) and ``max_running`` bound how fast and how many of
     the type run across the cluster (an admin may override both: ``PATCH /types/{name}``);
     ``breaker`` is its circuit breaker's :class:`~smartq.flowspec.BreakerPolicy`, or False for
-    none.
+    none. ``resources`` (``{"gpu": 1}``) and ``labels`` (``{"zone": "eu"}``) are what a worker
+    must offer (``smartq worker --resource gpu=2 --label zone=eu``) to run it.
     """
     if callable(name):  # bare @smartq.job: the function came as the first argument
         return job()(name)
@@ -247,7 +274,11 @@ def job(
         "cpu_units": cpu_units,
         "memory_mb": memory_mb,
     }
-    defaults = _defaults(options, isolated) | _flow(rate_limit, max_running, breaker)
+    defaults = (
+        _defaults(options, isolated)
+        | _flow(rate_limit, max_running, breaker)
+        | _placement(resources, labels)
+    )
     target = into or registry
 
     def decorate(func: F) -> F:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from scheduler.resources import Offer
 from smartq import heap
 from smartq.broker import Broker, create_broker, declare_shared_queues
 from smartq.registry import load_job_modules, registry
@@ -130,7 +131,11 @@ async def run_scheduler(settings: Settings) -> None:
 
 
 async def run_worker(
-    settings: Settings, cpu_units: int | None, memory_mb: int | None, worker_id: str | None
+    settings: Settings,
+    cpu_units: int | None,
+    memory_mb: int | None,
+    worker_id: str | None,
+    offer: Offer | None = None,
 ) -> None:
     from worker.service import WorkerService
 
@@ -143,6 +148,7 @@ async def run_worker(
             worker_id=worker_id,
             cpu_units=cpu_units,
             memory_mb=memory_mb,
+            offer=offer,
         )
         await _until_signal(service.run)
 
@@ -159,7 +165,12 @@ async def run_logger(settings: Settings) -> None:
 
 
 async def run_dev(
-    settings: Settings, host: str, port: int, cpu_units: int | None, memory_mb: int | None
+    settings: Settings,
+    host: str,
+    port: int,
+    cpu_units: int | None,
+    memory_mb: int | None,
+    offer: Offer | None = None,
 ) -> None:
     """API, scheduler, worker and logger in one process, sharing one engine and one broker."""
     from logger.service import LogStore
@@ -170,7 +181,9 @@ async def run_dev(
     async with _resources(settings) as (engine, broker):
         assert engine is not None
         stop, stop_worker = asyncio.Event(), asyncio.Event()
-        worker = WorkerService(settings, broker, registry, cpu_units=cpu_units, memory_mb=memory_mb)
+        worker = WorkerService(
+            settings, broker, registry, cpu_units=cpu_units, memory_mb=memory_mb, offer=offer
+        )
         worker_task = asyncio.create_task(worker.run(stop_worker), name="worker")
         parts = {
             "scheduler": SchedulerService(settings, engine, broker).run(stop),

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from scheduler import resources
+
 DEFAULT_SQLITE_PATH = Path("smartq-data") / "smartq.sqlite3"
 
 
@@ -168,6 +170,17 @@ class Settings(BaseSettings):
 
     # Worker
     worker_id: str | None = None
+    worker_resources: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="Named resources this worker offers beyond cpu and memory, as "
+        "NAME=COUNT,... (e.g. gpu=2,license=1); a job asking for them runs only where they are "
+        "free.",
+    )
+    worker_labels: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Labels of this worker, as NAME=VALUE,... (e.g. zone=eu,disk=ssd); a job "
+        "asking for labels runs only on a worker that has them all.",
+    )
     heartbeat_seconds: float = 2.0
     shutdown_grace_seconds: float = 30.0
     worker_queue_expires_seconds: float = Field(
@@ -227,6 +240,24 @@ class Settings(BaseSettings):
     def _split_imports(cls, value: object) -> object:
         if isinstance(value, str):
             return [m.strip() for m in value.split(",") if m.strip()]
+        return value
+
+    @field_validator("worker_resources", mode="before")
+    @classmethod
+    def _parse_resources(cls, value: object) -> object:
+        if isinstance(value, str):
+            return resources.parse_counts([value])
+        if isinstance(value, dict):
+            return resources.check_counts(value)
+        return value
+
+    @field_validator("worker_labels", mode="before")
+    @classmethod
+    def _parse_labels(cls, value: object) -> object:
+        if isinstance(value, str):
+            return resources.parse_labels([value])
+        if isinstance(value, dict):
+            return resources.check_labels(value)
         return value
 
     @property

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from api.store import attempts_t, jobs
 from api.stream import StreamHub
 from logger.service import LogStore
 from models.enums import FINAL_STATUSES
+from scheduler.resources import Offer
 from scheduler.service import SchedulerService
 from smartq import keystore, topology
 from smartq.broker import Broker, declare_shared_queues
@@ -113,6 +114,7 @@ class System:
         cpu_units: int = 4,
         memory_mb: int = 4096,
         job_registry: Registry | None = None,
+        offer: Offer | None = None,
     ) -> WorkerService:
         w = WorkerService(
             self.settings,
@@ -121,6 +123,7 @@ class System:
             worker_id=worker_id,
             cpu_units=cpu_units,
             memory_mb=memory_mb,
+            offer=offer,
         )
         self.workers[worker_id] = w
         self._start(f"worker:{worker_id}", w.run)
@@ -245,3 +248,12 @@ async def running_system(
             await _cleanup_rabbitmq(broker, list(system.workers) if system else [])
         await broker.close()
         await engine.dispose()
+
+
+async def until(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    """Poll ``check`` every 0.1 s until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while not (got := await check()):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+    return got

@@ -37,6 +37,7 @@ from models.messages import (
     unpack,
     worker_inbound,
 )
+from scheduler.resources import Offer
 from smartq import topology
 from smartq.broker import Broker, BrokerError, Consumer, IncomingMessage, QueueMismatch
 from smartq.outbox import Outbox
@@ -79,6 +80,7 @@ class WorkerService:
         cpu_units: int | None = None,
         memory_mb: int | None = None,
         max_threads: int | None = None,
+        offer: Offer | None = None,
     ) -> None:
         cpu, mem = default_capacity()
         self.settings = settings
@@ -87,6 +89,8 @@ class WorkerService:
         self.worker_id = topology.worker_key(worker_id or settings.worker_id or default_worker_id())
         self.cpu_units = cpu_units or cpu
         self.memory_mb = memory_mb or mem
+        #: Named resources and labels it offers (``--resource``/``--label``, else settings).
+        self.offer = offer or Offer(dict(settings.worker_resources), dict(settings.worker_labels))
         self.started_at = datetime.now(UTC)
         #: This start of the process; dispatches name the start they are meant for.
         self.incarnation = incarnation(self.started_at)
@@ -193,6 +197,8 @@ class WorkerService:
             cpu_percent=cpu,
             rss_mb=rss,
             type_flow=self._type_flow,
+            resources=self.offer.resources,
+            labels=self.offer.labels,
         )
 
     async def _heartbeats(self) -> None:

@@ -69,6 +69,9 @@ def _worker(
             )
             for h in held.lingering
         ],
+        resources=row["resources"] or {},
+        resources_in_use=held.resources_in_use,
+        labels=row["labels"] or {},
         job_types=row["job_types"],
         started_at=row["started_at"],
         last_heartbeat=row["last_heartbeat"],

@@ -28,6 +28,8 @@ HASHED = (
     "priority",
     "cpu_units",
     "memory_mb",
+    "resources",
+    "labels",
     "max_attempts",
     "initial_delay_seconds",
     "backoff_multiplier",

@@ -171,11 +171,14 @@ class JobOptions(TypedDict, total=False):
     """A job's optional fields, as :meth:`Client.submit` and ``batch.add`` take them; those not
     given (or None) are left to the job type's and the server's defaults. ``retry`` is
     ``max_attempts``, or the whole policy (``{"max_attempts": 5, "initial_delay_seconds": 1}``);
-    ``run_at`` must carry a time zone."""
+    ``run_at`` must carry a time zone; ``resources`` (``{"gpu": 1}``) and ``labels``
+    (``{"zone": "eu"}``) are what a worker must offer to run it."""
 
     priority: str | int | None
     cpu_units: int | None
     memory_mb: int | None
+    resources: Mapping[str, int] | None
+    labels: Mapping[str, str] | None
     retry: int | Mapping[str, float] | None
     timeout_seconds: float | None
     run_at: datetime | None
@@ -190,6 +193,9 @@ def job_fields(options: Mapping[str, Any]) -> dict[str, Any]:
         fields["retry"] = {"max_attempts": retry}
     elif retry is not None:
         fields["retry"] = dict(retry)
+    for name in ("resources", "labels"):
+        if name in fields:
+            fields[name] = dict(fields[name])
     return fields
 
 

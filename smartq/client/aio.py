@@ -118,8 +118,8 @@ class AsyncClient:
         """Submit one job of type ``target`` (a name or a ``@smartq.job`` function); returns
         once it is stored. Without an ``idempotency_key`` one is made, so a retried request
         never makes a second job. ``options``: :class:`~smartq.client._core.JobOptions`
-        (``priority``, ``cpu_units``, ``memory_mb``, ``retry``, ``timeout_seconds``, ``run_at``,
-        ``name``)."""
+        (``priority``, ``cpu_units``, ``memory_mb``, ``resources``, ``labels``, ``retry``,
+        ``timeout_seconds``, ``run_at``, ``name``)."""
         call = submit_call(target, payload, depends_on, idempotency_key, options)
         return AsyncJob(self, await self._send(call))
 

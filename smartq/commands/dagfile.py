@@ -1,9 +1,9 @@
 """A DAG file for ``smartq submit -f``: YAML or JSON, either a list of jobs or ``{name: ...,
 jobs: [...]}``. Each job has a ``type`` and may have a ``key`` (how others name it in their
 ``depends_on``; default: its type, numbered when taken), a ``payload`` and the options of
-``POST /jobs/batch`` (``priority``, ``cpu_units``, ``memory_mb``, ``retry``,
-``timeout_seconds``, ``run_at``, ``name``). ``depends_on`` names keys of the file or ids of
-existing jobs.
+``POST /jobs/batch`` (``priority``, ``cpu_units``, ``memory_mb``, ``resources``, ``labels``,
+``retry``, ``timeout_seconds``, ``run_at``, ``name``). ``depends_on`` names keys of the file or
+ids of existing jobs.
 
 Mistakes a file can show on its own (a missing type, an unknown field, a dependency that is no
 key of the file, a key used twice) are found here, with the file and the job named; what only
@@ -22,7 +22,17 @@ from typing import Any
 from smartq.errors import ConfigurationError
 
 #: The options a job of the file may set, beside key, type, payload and depends_on.
-OPTIONS = ("priority", "cpu_units", "memory_mb", "retry", "timeout_seconds", "run_at", "name")
+OPTIONS = (
+    "priority",
+    "cpu_units",
+    "memory_mb",
+    "resources",
+    "labels",
+    "retry",
+    "timeout_seconds",
+    "run_at",
+    "name",
+)
 FIELDS = ("key", "type", "payload", "depends_on", *OPTIONS)
 
 

@@ -128,7 +128,7 @@ def job_fields(doc: dict[str, Any]) -> list[tuple[str, str]]:
     pairs += [(k, v) for k, v in optional if v]
     pairs += [
         ("priority", str(doc["priority"])),
-        ("resources", f"{doc['cpu_units']} cpu_units, {doc['memory_mb']} memory_mb"),
+        ("resources", resource_words(doc)),
         (
             "retry",
             f"{retry['max_attempts']} attempt(s), backoff {retry['initial_delay_seconds']:g}s"
@@ -144,6 +144,15 @@ def job_fields(doc: dict[str, Any]) -> list[tuple[str, str]]:
     if doc["status"] == JobStatus.COMPLETED:
         pairs.append(("result", json.dumps(doc.get("result"))))
     return pairs
+
+
+def resource_words(doc: dict[str, Any]) -> str:
+    """``2 cpu_units, 512 memory_mb, gpu=1; labels zone=eu``."""
+    parts = [f"{doc['cpu_units']} cpu_units", f"{doc['memory_mb']} memory_mb"]
+    parts += [f"{name}={n}" for name, n in sorted((doc.get("resources") or {}).items())]
+    labels = sorted((doc.get("labels") or {}).items())
+    tail = "; labels " + ", ".join(f"{k}={v}" for k, v in labels) if labels else ""
+    return ", ".join(parts) + tail
 
 
 def _status_words(doc: dict[str, Any]) -> str:

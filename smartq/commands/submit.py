@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from scheduler.resources import ResourceSpecError, parse_counts, parse_labels
 from smartq.commands import dagfile
 from smartq.commands.output import Output, OutputFormat
 from smartq.commands.session import ApiKey, ExitCode, Session, Url, fail, session
@@ -47,6 +49,22 @@ PriorityOpt = Annotated[
 ]
 CpuOpt = Annotated[int | None, typer.Option(help="cpu_units it holds.", min=1, show_default=False)]
 MemOpt = Annotated[int | None, typer.Option(help="memory_mb it holds.", min=1, show_default=False)]
+ResourceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--resource",
+        help="A named resource it needs, NAME=COUNT (repeatable), e.g. gpu=1.",
+        show_default=False,
+    ),
+]
+LabelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label",
+        help="A label its worker must have, NAME=VALUE (repeatable), e.g. zone=eu.",
+        show_default=False,
+    ),
+]
 AfterOpt = Annotated[
     list[uuid.UUID] | None,
     typer.Option("--after", help="A job it waits for (repeatable).", show_default=False),
@@ -76,6 +94,8 @@ def submit(
     priority: PriorityOpt = None,
     cpu_units: CpuOpt = None,
     memory_mb: MemOpt = None,
+    resource: ResourceOpt = None,
+    label: LabelOpt = None,
     after: AfterOpt = None,
     max_attempts: AttemptsOpt = None,
     timeout: TimeoutOpt = None,
@@ -101,6 +121,8 @@ def submit(
                 "--priority": priority,
                 "--cpu-units": cpu_units,
                 "--memory-mb": memory_mb,
+                "--resource": resource or None,
+                "--label": label or None,
                 "--after": after or None,
                 "--max-attempts": max_attempts,
                 "--timeout": timeout,
@@ -115,6 +137,8 @@ def submit(
                 "priority": _priority(priority),
                 "cpu_units": cpu_units,
                 "memory_mb": memory_mb,
+                "resources": _pairs(parse_counts, resource),
+                "labels": _pairs(parse_labels, label),
                 "retry": max_attempts,
                 "timeout_seconds": timeout,
                 "name": name,
@@ -122,6 +146,16 @@ def submit(
             job = s.client.submit(job_type, read_payload(payload), depends_on=after, **options)
             code = _after_one(s, job, wait=wait, watch=watch)
     raise typer.Exit(code)
+
+
+def _pairs(parse: Callable[[list[str]], dict[str, Any]], items: list[str] | None) -> Any:
+    """``--resource``/``--label`` values as a mapping (None when not given)."""
+    if not items:
+        return None
+    try:
+        return parse(items)
+    except ResourceSpecError as error:
+        raise ConfigurationError(str(error)) from None
 
 
 def read_payload(text: str | None) -> dict[str, Any]:

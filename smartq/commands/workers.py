@@ -5,7 +5,7 @@ with the ``monitor`` scope (or an admin's)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -49,14 +49,34 @@ def ls(
                 Bar(w["memory_in_use"], w["memory_mb"], width=8),
                 str(w["running_jobs"])
                 + (f" (+{len(w['lingering'])} lingering)" if w.get("lingering") else ""),
+                _offer(w),
                 _types(w["job_types"]),
                 age(w["last_heartbeat"], now),
                 took(w["uptime_seconds"]),
             ]
             for w in workers
         ]
-        columns = ["ID", "STATE", "CPU", "MEMORY MB", "RUNNING", "TYPES", "HEARTBEAT", "UPTIME"]
+        columns = [
+            "ID",
+            "STATE",
+            "CPU",
+            "MEMORY MB",
+            "RUNNING",
+            "OFFERS",
+            "TYPES",
+            "HEARTBEAT",
+            "UPTIME",
+        ]
         s.out.table(columns, rows)
+
+
+def _offer(w: dict[str, Any]) -> str:
+    """Named resources as used/total, then labels: ``gpu 1/2 zone=eu``; ``-`` for none."""
+    used = w.get("resources_in_use") or {}
+    offered = sorted((w.get("resources") or {}).items())
+    parts = [f"{name} {used.get(name, 0)}/{n}" for name, n in offered]
+    parts += [f"{k}={v}" for k, v in sorted((w.get("labels") or {}).items())]
+    return " ".join(parts) or "-"
 
 
 def _types(names: list[str]) -> str:

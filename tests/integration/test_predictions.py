@@ -4,21 +4,11 @@ start on ``GET /jobs/{id}`` and in its waiting reason (issue 18)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from tests.system import System
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (got := await check()):
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
-    return got
+from tests.system import System, until
 
 
 async def learned(system: System, name: str, runs: int) -> dict[str, Any] | None:

@@ -35,9 +35,7 @@ def spec(
 def fleet(workers: dict[str, tuple[dict[str, int], dict[str, str]]]) -> Scheduler:
     sched = Scheduler()
     for wid, (res, labels) in workers.items():
-        sched.upsert_worker(wid, 8, 8000)
-        record = sched.state.workers[wid]
-        record.res_total, record.labels = dict(res), dict(labels)
+        sched.upsert_worker(wid, 8, 8000, resources=res, labels=labels)
     return sched
 
 
@@ -64,7 +62,6 @@ def test_parse_refuses(bad: str) -> None:
 )
 def test_placed_only_where_it_fits(job: JobSpec, expected: str | None) -> None:
     sched = fleet({"g": ({"gpu": 1}, {"zone": "eu"}), "p": ({}, {})})
-    sched.upsert_worker("g", 8, 8000)  # a heartbeat keeps what was declared
     sched.add_jobs([job], 0.0)
     out = sched.plan(0.0)
     got = out[0].worker_id if out else None
@@ -112,3 +109,15 @@ def test_never_over_and_back_to_zero(asks: list[tuple[int, bool, int]]) -> None:
         running.clear()
     for w in sched.state.workers.values():
         assert w.res_used == {} and w.cpu_used == 0 and w.mem_used == 0
+
+
+def test_a_heartbeat_declares_the_whole_offer() -> None:
+    """What a worker declares is what its last heartbeat said: a gpu taken out of a worker
+    (restarted without ``--resource gpu=1``) parks the gpu job, and putting it back places it."""
+    sched = fleet({"g": ({"gpu": 1}, {"zone": "eu"})})
+    sched.upsert_worker("g", 8, 8000)  # restarted with no resources or labels
+    sched.add_jobs([spec(1, {"gpu": 1})], 0.0)
+    assert sched.plan(0.0) == []
+    assert sched.state.workers["g"].res_total == {}
+    sched.upsert_worker("g", 8, 8000, resources={"gpu": 1}, labels={"zone": "eu"})
+    assert [p.job_id.int for p in sched.plan(1.0)] == [1]
