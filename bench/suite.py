@@ -17,7 +17,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import api, auth, dags, e2e, figures, latency, memory, packing, sched_pass, ws
+from bench import (
+    api,
+    auth,
+    dags,
+    e2e,
+    figures,
+    latency,
+    memory,
+    packing,
+    placement_real,
+    sched_pass,
+    ws,
+)
 from bench.harness import Stack
 
 ORDER = (
@@ -30,6 +42,7 @@ ORDER = (
     "chain",
     "dag10k",
     "packing",
+    "placement-real",
     "pass",
     "pass-flow",
     "fairness",
@@ -102,6 +115,7 @@ async def _smoke() -> int:
     quick = figures.Options(quick=True, runs=1)
     offline = (
         ("packing", packing.run),
+        ("placement-real", placement_real.run),
         ("pass", sched_pass.run),
         ("pass-flow", sched_pass.run_flow),
         ("memory", memory.run),
