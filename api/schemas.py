@@ -406,14 +406,26 @@ class LingeringOut(BaseModel):
     memory_mb: int
 
 
+class WorkerControlOut(BaseModel):
+    """What an admin set on the worker, and what it declares itself."""
+
+    drain: bool
+    cpu_units: int | None = Field(description="The size set (null: the worker's own).")
+    memory_mb: int | None
+    declared_cpu_units: int
+    declared_memory_mb: int
+    updated_by: str | None = Field(description="The id of the admin key that set it.")
+    updated_at: datetime
+
+
 class WorkerOut(BaseModel):
     """A worker as the scheduler last recorded it, with what runs on it now."""
 
     id: str
     hostname: str
     state: str = Field(
-        description="idle, busy, draining or offline (also when its heartbeat is older than "
-        "the lease, whatever was recorded)."
+        description="idle, busy, draining (still running jobs), drained (nothing runs) or "
+        "offline (also when its heartbeat is older than the lease, whatever was recorded)."
     )
     cpu_units: int
     memory_mb: int
@@ -441,6 +453,11 @@ class WorkerOut(BaseModel):
     jobs_succeeded: int
     jobs_failed: int
     draining: bool
+    control: WorkerControlOut | None = Field(
+        default=None,
+        description="What an admin set (drain, size); cpu_units and memory_mb above are what "
+        "placement uses.",
+    )
     cpu_percent: float | None = Field(
         default=None, description="Process CPU % from its last heartbeat (psutil), if known."
     )

@@ -23,18 +23,20 @@ jobs = store.jobs
 async def _workers(conn: AsyncConnection) -> list[WorkerView]:
     rows = (await conn.execute(select(workers_t))).mappings().all()
     use = await holding(conn)
+    controls = await store.worker_controls(conn)
     out = []
     for r in rows:
         held = use.get(r["id"], Holding())
+        control = controls.get(r["id"])
         out.append(
             WorkerView(
                 worker_id=r["id"],
-                cpu_units=r["cpu_units"],
-                memory_mb=r["memory_mb"],
+                cpu_units=(control and control["cpu_units"]) or r["cpu_units"],
+                memory_mb=(control and control["memory_mb"]) or r["memory_mb"],
                 cpu_in_use=held.cpu_in_use,
                 memory_in_use=held.memory_in_use,
                 online=r["state"] != WorkerState.OFFLINE.value,
-                draining=bool(r["draining"]),
+                draining=bool(r["draining"]) or bool(control and control["drain"]),
                 job_types=frozenset(r["job_types"] or ()),
                 lingering=tuple(held.lingering),
                 resources=r["resources"] or {},

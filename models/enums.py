@@ -69,6 +69,8 @@ class WorkerState(StrEnum):
     IDLE = "idle"
     BUSY = "busy"
     DRAINING = "draining"
+    #: Drained: draining and nothing runs there any more.
+    DRAINED = "drained"
     OFFLINE = "offline"
 
 

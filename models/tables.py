@@ -264,6 +264,24 @@ class Worker(SQLModel, table=True):
     labels: dict[str, str] | None = Field(default=None, sa_column=Column(JsonType))
 
 
+class WorkerControl(SQLModel, table=True):
+    """What an admin set on a worker (``POST /workers/{id}/drain``, ``PATCH /workers/{id}``):
+    the leading scheduler polls it like tenants' quotas, so it outlives a failover and a
+    restart of the worker."""
+
+    __tablename__ = "worker_controls"
+
+    worker_id: str = Field(sa_column=Column(String(200), primary_key=True))
+    drain: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
+    #: A size that replaces the one the worker declares (NULL: its own).
+    cpu_units: int | None = Field(default=None, sa_column=Column(Integer))
+    memory_mb: int | None = Field(default=None, sa_column=Column(Integer))
+    updated_by: str | None = Field(default=None, sa_column=Column(String(200)))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
 class ApiKey(SQLModel, table=True):
     """An API key. Only a hash of its secret is kept: the key itself is shown once, at
     creation (see :mod:`smartq.keys`)."""

@@ -36,7 +36,7 @@ from scheduler.values import (
     Transition,
     WorkerView,
 )
-from scheduler.workers import WorkerRecord
+from scheduler.workers import Control, WorkerRecord
 
 __all__ = ["Scheduler"]
 
@@ -167,6 +167,11 @@ class Scheduler:
             incarnation,
             Offer.of(resources, labels),
         )
+
+    def control_workers(self, controls: Mapping[str, Control]) -> None:
+        """What admins set on workers, all of it: drained ones take nothing new, resized ones
+        are placed on by their new size (what runs is never stopped)."""
+        fleet.control(self.state, controls)
 
     def worker_offline(self, worker_id: str, now: float) -> list[Transition]:
         """The worker's lease expired: free what it held; its running attempts are LOST."""

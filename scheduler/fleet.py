@@ -12,7 +12,7 @@ from scheduler import dag
 from scheduler.resources import NO_OFFER, Offer
 from scheduler.state import JobRecord, SchedulerState
 from scheduler.values import Transition
-from scheduler.workers import Hold, WorkerRecord
+from scheduler.workers import NO_CONTROL, Control, Hold, WorkerRecord
 
 
 def heard(
@@ -39,10 +39,18 @@ def heard(
         worker.res_total,
         worker.labels,
     )
-    worker.cpu_total, worker.mem_total = cpu_units, memory_mb
-    worker.online, worker.draining, worker.types = True, draining, types
+    worker.declared_cpu, worker.declared_mem = cpu_units, memory_mb
+    worker.self_draining, worker.online, worker.types = draining, True, types
     worker.res_total, worker.labels = offer.resources, offer.labels
-    after = (cpu_units, memory_mb, worker.accepting, types, offer.resources, offer.labels)
+    worker.settle()
+    after = (
+        worker.cpu_total,
+        worker.mem_total,
+        worker.accepting,
+        types,
+        offer.resources,
+        offer.labels,
+    )
     if before != after:
         state.capacity_changed = True
         state.dirty = True
@@ -60,11 +68,27 @@ def remember(
 ) -> None:
     """A worker known from the database: offline until it heartbeats."""
     worker = state.worker(worker_id)
-    worker.cpu_total, worker.mem_total = cpu_units, memory_mb
+    worker.declared_cpu, worker.declared_mem = cpu_units, memory_mb
     worker.types = frozenset(job_types) if job_types is not None else None
     worker.res_total, worker.labels = offer.resources, offer.labels
     worker.incarnation = incarnation
     worker.online = False
+    worker.settle()
+
+
+def control(state: SchedulerState, controls: Mapping[str, Control]) -> None:
+    """What admins set on workers, all of it (a worker not named has no control); placement
+    is told when that changes what could be placed."""
+    named = set(controls) | {w.id for w in state.workers.values() if w.control != NO_CONTROL}
+    for worker_id in sorted(named):
+        worker = state.worker(worker_id)  # one not heard yet starts with its control
+        wanted = controls.get(worker_id, NO_CONTROL)
+        if worker.control == wanted:
+            continue
+        worker.control = wanted
+        worker.settle()
+        state.capacity_changed = True
+        state.dirty = True
 
 
 def unreachable(state: SchedulerState, worker_id: str) -> WorkerRecord | None:

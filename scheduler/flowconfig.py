@@ -23,10 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models.messages import Heartbeat, TypeFlow
 from models.monitoring import BreakerChanged
-from models.tables import BreakerRow, JobTypeLimits, Tenant
+from models.tables import BreakerRow, JobTypeLimits, Tenant, WorkerControl
 from scheduler.breaker import BreakerRecord, BreakerState, Change
 from scheduler.core import Scheduler
 from scheduler.flow import TypeRule
+from scheduler.workers import Control
 from smartq import topology
 from smartq.flowspec import BreakerPolicy
 from smartq.settings import Settings
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 tenants_t = Tenant.__table__  # type: ignore[attr-defined]
 limits_t = JobTypeLimits.__table__  # type: ignore[attr-defined]
 breakers_t = BreakerRow.__table__  # type: ignore[attr-defined]
+controls_t = WorkerControl.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ class FlowConfig:
         self.overrides: dict[str, Override] = {}
         self.tenant_max_running: dict[str, int | None] = {}
         self.weights: dict[str, float] = {}
+        #: What admins set on workers (drain, size), by worker id.
+        self.controls: dict[str, Control] = {}
         #: Something changed that the core has not been given yet.
         self.changed = True
 
@@ -88,12 +92,13 @@ class FlowConfig:
         rows = list((await conn.execute(select(tenants_t))).mappings())
         running = {r["name"]: r["max_running"] for r in rows if r["max_running"] is not None}
         weights = {r["name"]: float(r["weight"]) for r in rows if r["weight"] is not None}
-        if (overrides, running, weights) != (
-            self.overrides,
-            self.tenant_max_running,
-            self.weights,
-        ):
-            self.overrides, self.tenant_max_running, self.weights = overrides, running, weights
+        controls = {
+            r["worker_id"]: Control(bool(r["drain"]), r["cpu_units"], r["memory_mb"])
+            for r in (await conn.execute(select(controls_t))).mappings()
+        }
+        read = (overrides, running, weights, controls)
+        if read != (self.overrides, self.tenant_max_running, self.weights, self.controls):
+            self.overrides, self.tenant_max_running, self.weights, self.controls = read
             self.changed = True
 
     # -- what the core is given ---------------------------------------------------------
@@ -120,6 +125,7 @@ class FlowConfig:
         self.changed = False
         core.set_type_rules(self.rules(), now)
         core.set_tenants(self.tenant_max_running, self.weights, self.settings.tenant_max_running)
+        core.control_workers(self.controls)
         forced = {name: o.breaker_force for name, o in self.overrides.items() if o.breaker_force}
         for name, breaker in list(core.state.flow.breakers.items()):
             if breaker.forced and name not in forced:

@@ -105,7 +105,7 @@ def worker_state(worker: WorkerRecord) -> WorkerState:
     if not worker.online:
         return WorkerState.OFFLINE
     if worker.draining:
-        return WorkerState.DRAINING
+        return WorkerState.DRAINING if worker.holds else WorkerState.DRAINED
     return WorkerState.BUSY if worker.holds else WorkerState.IDLE
 
 

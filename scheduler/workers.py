@@ -39,6 +39,19 @@ NONE: Mapping[str, int] = _Nothing()
 NONE_LABELS: Mapping[str, str] = _Nothing()
 
 
+@dataclass(frozen=True, slots=True)
+class Control:
+    """What an admin set on a worker (``POST /workers/{id}/drain``, ``PATCH /workers/{id}``):
+    take nothing new, and a size that replaces the one it declares (None: its own)."""
+
+    drain: bool = False
+    cpu_units: int | None = None
+    memory_mb: int | None = None
+
+
+NO_CONTROL = Control()
+
+
 @dataclass(slots=True, eq=False)
 class WorkerRecord:
     """One worker's capacity and what it holds. ``reserved_for`` blocks backfill on it.
@@ -63,6 +76,20 @@ class WorkerRecord:
     res_total: dict[str, int] = field(default_factory=dict)
     res_used: dict[str, int] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    #: What its heartbeats say (size, draining), and what an admin set over it; the fields
+    #: above are what placement uses: :meth:`settle` derives them.
+    declared_cpu: int = 0
+    declared_mem: int = 0
+    self_draining: bool = False
+    control: Control = NO_CONTROL
+
+    def settle(self) -> None:
+        """Capacity and draining from what the worker declares and what an admin set. A
+        smaller size never stops what runs: only new placements wait until use is under it."""
+        control = self.control
+        self.cpu_total = control.cpu_units or self.declared_cpu
+        self.mem_total = control.memory_mb or self.declared_mem
+        self.draining = self.self_draining or control.drain
 
     @property
     def accepting(self) -> bool:

@@ -52,6 +52,7 @@ from api.store.type_limits import (
     type_limit_row,
     type_limit_rows,
 )
+from api.store.worker_controls import set_worker_control, worker_controls, worker_row
 
 __all__ = [
     "HASHED",
@@ -96,10 +97,13 @@ __all__ = [
     "request_hash",
     "request_stop",
     "resubmit",
+    "set_worker_control",
     "tenant_row",
     "tenant_rows",
     "type_limit_row",
     "type_limit_rows",
     "unfinished_dependencies",
+    "worker_controls",
+    "worker_row",
     "workers_t",
 ]

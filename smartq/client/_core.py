@@ -345,3 +345,16 @@ def type_patch_call(
     fields = {"rate_limit": rate_limit, "max_running": max_running, "breaker": breaker}
     body = {k: v for k, v in fields.items() if v is not UNCHANGED}
     return Call("PATCH", f"/types/{quote(name, safe='')}", body=orjson.dumps(body))
+
+
+def worker_path(worker_id: str, action: str = "") -> str:
+    return f"/workers/{quote(worker_id, safe='')}" + (f"/{action}" if action else "")
+
+
+def worker_resize_call(
+    worker_id: str, cpu_units: int | Unchanged | None, memory_mb: int | Unchanged | None
+) -> Call:
+    """``PATCH /workers/{id}`` with only the fields given (None: the worker's own size)."""
+    fields = {"cpu_units": cpu_units, "memory_mb": memory_mb}
+    body = {k: v for k, v in fields.items() if v is not UNCHANGED}
+    return Call("PATCH", worker_path(worker_id), body=orjson.dumps(body))

@@ -37,6 +37,8 @@ from smartq.client._core import (
     tenant_path,
     tenant_put_call,
     type_patch_call,
+    worker_path,
+    worker_resize_call,
 )
 from smartq.client.answers import POLL, RetryPolicy, decode, error_of, retry_delay
 from smartq.client.batch import AsyncBatch
@@ -195,6 +197,34 @@ class AsyncClient:
     async def tenant(self, name: str) -> dict[str, Any]:
         """A tenant's quotas (its defaults when nobody set any) and its active jobs."""
         answer: dict[str, Any] = await self._send(Call("GET", tenant_path(name)))
+        return answer
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Every worker (``GET /workers``, a ``monitor`` key): size, use, state, offers."""
+        answer: list[dict[str, Any]] = await self._send(Call("GET", "/workers"))
+        return answer
+
+    async def drain_worker(self, worker_id: str) -> dict[str, Any]:
+        """Take nothing new on the worker; what runs finishes (admin keys). The worker."""
+        answer: dict[str, Any] = await self._send(Call("POST", worker_path(worker_id, "drain")))
+        return answer
+
+    async def resume_worker(self, worker_id: str) -> dict[str, Any]:
+        """Place on a drained worker again (admin keys). The worker."""
+        answer: dict[str, Any] = await self._send(Call("POST", worker_path(worker_id, "resume")))
+        return answer
+
+    async def resize_worker(
+        self,
+        worker_id: str,
+        *,
+        cpu_units: int | Unchanged | None = UNCHANGED,
+        memory_mb: int | Unchanged | None = UNCHANGED,
+    ) -> dict[str, Any]:
+        """Give the worker another size (admin keys); None goes back to its own, what is not
+        given stays. A smaller size never stops what runs. The worker."""
+        call = worker_resize_call(worker_id, cpu_units, memory_mb)
+        answer: dict[str, Any] = await self._send(call)
         return answer
 
     async def set_tenant(

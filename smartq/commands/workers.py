@@ -1,6 +1,7 @@
 """``smartq workers ls``: each worker's state and what it holds of its capacity (bars), its
 running jobs, its types and its last heartbeat. The fleet is every tenant's: it needs a key
-with the ``monitor`` scope (or an admin's)."""
+with the ``monitor`` scope (or an admin's). ``drain``, ``resume`` and ``resize`` change a
+worker (admin keys)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from models.enums import WorkerState
-from smartq.commands.output import Bar, Output, OutputFormat, Styled, age, took
-from smartq.commands.session import ApiKey, Url, session
+from smartq.client._core import UNCHANGED
+from smartq.commands.output import Bar, Output, OutputFormat, Printer, Styled, age, took
+from smartq.commands.session import ApiKey, ExitCode, Url, fail, session
 
 app = typer.Typer(help="Workers: their capacity and use.", no_args_is_help=True)
 
@@ -68,6 +70,90 @@ def ls(
             "UPTIME",
         ]
         s.out.table(columns, rows)
+
+
+WorkerArg = Annotated[str, typer.Argument(help="The worker's id.", show_default=False)]
+SizeOpt = Annotated[
+    str | None,
+    typer.Option(help="A whole number, or none for the worker's own.", show_default=False),
+]
+
+
+@app.command("drain")
+def drain(
+    worker_id: WorkerArg,
+    url: Url = None,
+    api_key: ApiKey = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Take nothing new on the worker; what runs there finishes (state draining, then
+    drained)."""
+    with session(url, api_key, output) as s:
+        _print(s.out, s.client.drain_worker(worker_id))
+
+
+@app.command("resume")
+def resume(
+    worker_id: WorkerArg,
+    url: Url = None,
+    api_key: ApiKey = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Place on a drained worker again."""
+    with session(url, api_key, output) as s:
+        _print(s.out, s.client.resume_worker(worker_id))
+
+
+@app.command("resize")
+def resize(
+    worker_id: WorkerArg,
+    cpu_units: SizeOpt = None,
+    memory_mb: SizeOpt = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Give the worker another size (what runs is never stopped; new placements wait until
+    use is under it); none goes back to the size it declares."""
+    if cpu_units is None and memory_mb is None:
+        raise fail("give --cpu-units, --memory-mb or both", ExitCode.BAD_INPUT)
+    with session(url, api_key, output) as s:
+        answer = s.client.resize_worker(
+            worker_id,
+            cpu_units=UNCHANGED if cpu_units is None else _size("--cpu-units", cpu_units),
+            memory_mb=UNCHANGED if memory_mb is None else _size("--memory-mb", memory_mb),
+        )
+        _print(s.out, answer)
+
+
+def _size(flag: str, text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise fail(f"{flag} takes a whole number from 1, or none, not {text!r}", ExitCode.BAD_INPUT)
+    return int(text)
+
+
+def _print(out: Printer, w: dict[str, Any]) -> None:
+    if out.json:
+        out.emit(w)
+        return
+    control = w.get("control") or {}
+    declared = ""
+    if control.get("cpu_units") or control.get("memory_mb"):
+        declared = (
+            f" (set by an admin; it declares {control['declared_cpu_units']} cpu_units, "
+            f"{control['declared_memory_mb']} memory_mb)"
+        )
+    out.fields(
+        [
+            ("id", w["id"]),
+            ("state", w["state"]),
+            ("size", f"{w['cpu_units']} cpu_units, {w['memory_mb']} memory_mb{declared}"),
+            ("in use", f"{w['cpu_in_use']} cpu_units, {w['memory_in_use']} memory_mb"),
+            ("running", str(w["running_jobs"])),
+        ]
+    )
 
 
 def _offer(w: dict[str, Any]) -> str:

@@ -379,3 +379,27 @@ def test_the_cli_on_the_split_processes_with_keys(pg_url: str, tmp_path: Path) -
         assert [w["cpu_units"] for w in workers] == [4]
         for name in ("api", "scheduler", "worker", "logger"):
             assert procs.stop(name) in (0, -signal.SIGTERM), procs.log(name)
+
+
+def test_a_worker_drained_resized_and_resumed_from_the_cli(cli: Cli) -> None:
+    (worker,) = cli.json("workers", "ls")
+    wid = worker["id"]
+    try:
+        small = cli.json("workers", "resize", wid, "--cpu-units", "2")
+        assert small["cpu_units"] == 2 and small["control"]["declared_cpu_units"] == 4
+        drained = cli.json("workers", "drain", wid)
+        assert drained["state"] in ("draining", "drained") and drained["control"]["drain"]
+        shown = cli("workers", "drain", wid)
+        assert shown.returncode == 0 and "it declares 4 cpu_units" in shown.stdout, shown.stdout
+        for args, code, says in [
+            (("workers", "resize", wid), 2, "give --cpu-units, --memory-mb or both"),
+            (("workers", "resize", wid, "--cpu-units", "lots"), 2, "--cpu-units takes a whole"),
+            (("workers", "drain", "nobody"), 1, "no worker nobody"),
+        ]:
+            ran = cli(*args)
+            assert ran.returncode == code, (args, ran.stdout, ran.stderr)
+            _one_error_line(ran, says)
+    finally:
+        cli.json("workers", "resume", wid)
+        back = cli.json("workers", "resize", wid, "--cpu-units", "none")
+    assert back["cpu_units"] == 4 and back["state"] != "drained"
