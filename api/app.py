@@ -23,6 +23,7 @@ from api.routes import (
     jobs,
     logs,
     metrics,
+    pauses,
     retry,
     stream,
     submissions,
@@ -73,6 +74,7 @@ def create_app(
         types.router,
         admin_keys.router,
         admin_tenants.router,
+        pauses.router,
     )
     for router in (*routers, metrics.router, health.router):
         app.include_router(router)

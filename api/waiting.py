@@ -13,7 +13,7 @@ from models.enums import JobStatus, WorkerState
 from models.monitoring import GateSnapshot
 from models.tables import Worker
 from models.types import utcnow
-from scheduler.reasons import DependencyFacts, JobFacts, why_waiting
+from scheduler.reasons import DependencyFacts, JobFacts, paused_reason, why_waiting
 from scheduler.values import WorkerView
 
 workers_t = Worker.__table__  # type: ignore[attr-defined]
@@ -68,6 +68,12 @@ async def waiting_reason(
     status = JobStatus(job["status"])
     if status.is_final:
         return None
+    if status in (JobStatus.READY, JobStatus.PENDING):
+        pause = await store.pause_holding(conn, job["type"], job["batch_id"])
+        if pause is not None:
+            return paused_reason(
+                pause["kind"], pause["name"], pause["paused_by"], pause["paused_at"].timestamp()
+            )
     if status is JobStatus.READY:
         held = held_by(gates, job["type"], job["tenant"])
         if held is not None:

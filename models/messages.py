@@ -19,6 +19,7 @@ from models.envelope import Message
 from models.monitoring import (
     BreakerChanged,
     LoggerMonitor,
+    PauseChanged,
     QueueMonitor,
     ResourceMonitor,
 )
@@ -266,7 +267,8 @@ StreamEvent = Annotated[
     | QueueMonitor
     | ResourceMonitor
     | LoggerMonitor
-    | BreakerChanged,
+    | BreakerChanged
+    | PauseChanged,
     Field(discriminator="type"),
 ]
 #: What the logger consumes: log lines, and progress to keep the latest of.

@@ -74,7 +74,7 @@ class GateSnapshot(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["breaker", "type", "tenant"]
+    kind: Literal["breaker", "type", "tenant", "pause"]
     name: str
     limit: str | None = None
     running: int = 0
@@ -115,3 +115,16 @@ class LoggerMonitor(Message):
     logger_id: str
     started_at: datetime
     lines_stored: int
+
+
+class PauseChanged(Message):
+    """scheduler → everyone (``job.monitoring.pause``): a pause began or ended, as the
+    scheduler applied it. ``kind``: all, type or batch; ``name``: ``*``, the type or the
+    batch id."""
+
+    type: Literal["pause.changed"] = "pause.changed"
+    kind: str
+    name: str
+    paused: bool
+    by: str | None = None
+    ts: datetime

@@ -282,6 +282,18 @@ class WorkerControl(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
+class Pause(SQLModel, table=True):
+    """A pause in force: of everything (``kind`` ``all``, ``name`` ``*``), of a job type, or
+    of a batch (its id). Its ready jobs wait; what runs finishes. Deleted on resume."""
+
+    __tablename__ = "pauses"
+
+    kind: str = Field(sa_column=Column(String(16), primary_key=True))
+    name: str = Field(sa_column=Column(String(200), primary_key=True))
+    paused_by: str | None = Field(default=None, sa_column=Column(String(200)))
+    paused_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
 class ApiKey(SQLModel, table=True):
     """An API key. Only a hash of its secret is kept: the key itself is shown once, at
     creation (see :mod:`smartq.keys`)."""

@@ -22,7 +22,7 @@ from models.enums import JobStatus, Outcome
 from scheduler import dag, fleet
 from scheduler.breaker import BreakerPolicy, BreakerRecord, BreakerState, Change
 from scheduler.durations import Durations
-from scheduler.flow import Flow, GateView, TypeRule
+from scheduler.flow import Flow, GateKey, GateView, TypeRule
 from scheduler.placement import PlacementConfig, plan
 from scheduler.reasons import CANCELLED_BY_USER, never_fits_reason, upstream_reason
 from scheduler.resources import Offer
@@ -167,6 +167,11 @@ class Scheduler:
             incarnation,
             Offer.of(resources, labels),
         )
+
+    def set_pauses(self, pauses: Mapping[GateKey, str]) -> None:
+        """Every pause in force (everything, a type's, a batch's: see :mod:`scheduler.flow`)
+        with the reason its jobs show; their ready jobs wait, what runs finishes."""
+        self.state.flow.set_pauses(pauses)
 
     def control_workers(self, controls: Mapping[str, Control]) -> None:
         """What admins set on workers, all of it: drained ones take nothing new, resized ones

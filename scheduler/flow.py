@@ -38,9 +38,19 @@ from scheduler.breaker import (
 from scheduler.fairshare import ReadyEntry
 from scheduler.limits import TypeLimits
 
-#: ("breaker" | "type" | "tenant", name)
+#: ("breaker" | "type" | "tenant" | "pause", name)
 GateKey = tuple[str, str]
-BREAKER, TYPE, TENANT = "breaker", "type", "tenant"
+BREAKER, TYPE, TENANT, PAUSE = "breaker", "type", "tenant", "pause"
+#: The names of pause gates: everything, a job type's, a batch's.
+PAUSE_ALL = "*"
+
+
+def pause_of_type(job_type: str) -> GateKey:
+    return (PAUSE, f"type:{job_type}")
+
+
+def pause_of_batch(batch_id: uuid.UUID | str) -> GateKey:
+    return (PAUSE, f"batch:{batch_id}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +99,19 @@ class Flow:
         self._wake: set[GateKey] = set()
         #: Breaker changes since the shell last took them (to persist and publish).
         self.changes: list[Change] = []
+        #: Pauses in force (an admin's or a batch owner's), with the reason their jobs show.
+        self.pauses: dict[GateKey, str] = {}
 
     # -- what the pass asks -------------------------------------------------------------
-    def blocked(self, job_type: str, tenant: str, now: float) -> GateKey | None:
-        """The gate that holds a job of ``job_type`` and ``tenant`` now, or None (nothing
-        taken either way)."""
+    def blocked(
+        self, job_type: str, tenant: str, now: float, batch_id: uuid.UUID | None = None
+    ) -> GateKey | None:
+        """The gate that holds a job of ``job_type``, ``tenant`` and ``batch_id`` now, or None
+        (nothing taken either way). A pause comes first: it holds whatever else would."""
+        if self.pauses:
+            for key in self._pause_keys(job_type, batch_id):
+                if key in self.pauses:
+                    return key
         breaker = self.breakers.get(job_type)
         if breaker is not None and breaker.state is not BreakerState.CLOSED:
             ok, change = breaker.may_dispatch(now)
@@ -193,12 +211,27 @@ class Flow:
                 self._rearm(key, now)
         return out
 
+    def set_pauses(self, pauses: Mapping[GateKey, str]) -> None:
+        """Every pause in force, with its reason: a pause lifted lets its jobs back."""
+        for key in set(self.pauses) - set(pauses):
+            self._wake.add(key)
+        self.pauses = dict(pauses)
+
+    @staticmethod
+    def _pause_keys(job_type: str, batch_id: uuid.UUID | None) -> list[GateKey]:
+        keys = [(PAUSE, PAUSE_ALL), pause_of_type(job_type)]
+        if batch_id is not None:
+            keys.append(pause_of_batch(batch_id))
+        return keys
+
     def next_wakeup(self) -> float | None:
         return self._timers[0][0] if self._timers else None
 
     def reason(self, key: GateKey, now: float) -> str | None:
         """Why a job this gate holds waits, in the words users see."""
         kind, name = key
+        if kind == PAUSE:
+            return self.pauses.get(key)
         if kind == BREAKER:
             breaker = self.breakers.get(name)
             return breaker.reason(now) if breaker is not None else None
@@ -264,7 +297,10 @@ class Flow:
 
     def views(self, now: float) -> list[GateView]:
         """Every gate that limits something now, for monitoring and reasons."""
-        out: list[GateView] = []
+        out: list[GateView] = [
+            GateView(PAUSE, key[1], None, 0, len(self.held.get(key, ())), None, why)
+            for key, why in sorted(self.pauses.items())
+        ]
         for name, breaker in sorted(self.breakers.items()):
             if breaker.state is BreakerState.CLOSED and not breaker.forced:
                 continue
@@ -321,6 +357,8 @@ class Flow:
 
     def _room(self, key: GateKey, now: float) -> int | None:
         kind, name = key
+        if kind == PAUSE:
+            return 0 if key in self.pauses else None
         if kind == BREAKER:
             breaker = self.breakers.get(name)
             if breaker is None:
@@ -336,6 +374,8 @@ class Flow:
     def _rearm(self, key: GateKey, now: float) -> None:
         """A gate still holds jobs: wake it when it may let more through."""
         kind, name = key
+        if kind == PAUSE:
+            return  # woken when lifted
         if kind == BREAKER:
             breaker = self.breakers.get(name)
             if breaker is not None and breaker.state is BreakerState.OPEN and not breaker.forced:

@@ -23,10 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models.messages import Heartbeat, TypeFlow
 from models.monitoring import BreakerChanged
-from models.tables import BreakerRow, JobTypeLimits, Tenant, WorkerControl
+from models.monitoring import PauseChanged
+from models.tables import BreakerRow, JobTypeLimits, Pause, Tenant, WorkerControl
 from scheduler.breaker import BreakerRecord, BreakerState, Change
 from scheduler.core import Scheduler
-from scheduler.flow import TypeRule
+from scheduler.flow import PAUSE, PAUSE_ALL, GateKey, TypeRule, pause_of_batch, pause_of_type
+from scheduler.reasons import paused_reason
 from scheduler.workers import Control
 from smartq import topology
 from smartq.flowspec import BreakerPolicy
@@ -37,6 +39,7 @@ tenants_t = Tenant.__table__  # type: ignore[attr-defined]
 limits_t = JobTypeLimits.__table__  # type: ignore[attr-defined]
 breakers_t = BreakerRow.__table__  # type: ignore[attr-defined]
 controls_t = WorkerControl.__table__  # type: ignore[attr-defined]
+pauses_t = Pause.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,11 @@ class FlowConfig:
         self.weights: dict[str, float] = {}
         #: What admins set on workers (drain, size), by worker id.
         self.controls: dict[str, Control] = {}
+        #: Pauses in force: (kind, name) → (by, since).
+        self.pauses: dict[tuple[str, str], tuple[str | None, datetime]] = {}
+        self._applied_pauses: dict[tuple[str, str], tuple[str | None, datetime]] = {}
+        #: ``pause.changed`` events of what the core was given, to publish with a pass.
+        self.pause_events: list[tuple[str, bytes]] = []
         #: Something changed that the core has not been given yet.
         self.changed = True
 
@@ -96,9 +104,15 @@ class FlowConfig:
             r["worker_id"]: Control(bool(r["drain"]), r["cpu_units"], r["memory_mb"])
             for r in (await conn.execute(select(controls_t))).mappings()
         }
-        read = (overrides, running, weights, controls)
-        if read != (self.overrides, self.tenant_max_running, self.weights, self.controls):
-            self.overrides, self.tenant_max_running, self.weights, self.controls = read
+        pauses = {
+            (r["kind"], r["name"]): (r["paused_by"], r["paused_at"])
+            for r in (await conn.execute(select(pauses_t))).mappings()
+        }
+        read = (overrides, running, weights, controls, pauses)
+        known = (self.overrides, self.tenant_max_running, self.weights, self.controls, self.pauses)
+        if read != known:
+            self.overrides, self.tenant_max_running, self.weights, self.controls = read[:4]
+            self.pauses = pauses
             self.changed = True
 
     # -- what the core is given ---------------------------------------------------------
@@ -126,12 +140,49 @@ class FlowConfig:
         core.set_type_rules(self.rules(), now)
         core.set_tenants(self.tenant_max_running, self.weights, self.settings.tenant_max_running)
         core.control_workers(self.controls)
+        core.set_pauses(
+            {
+                _gate(kind, name): paused_reason(kind, name, by, at.timestamp())
+                for (kind, name), (by, at) in self.pauses.items()
+            }
+        )
+        self._announce_pauses(now)
         forced = {name: o.breaker_force for name, o in self.overrides.items() if o.breaker_force}
         for name, breaker in list(core.state.flow.breakers.items()):
             if breaker.forced and name not in forced:
                 core.force_breaker(name, None, now)  # an admin released it
         for name, state in forced.items():
             core.force_breaker(name, state, now)
+
+    def _announce_pauses(self, now: float) -> None:
+        before, after = self._applied_pauses, self.pauses
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) == after.get(key):
+                continue
+            kind, name = key
+            by, at = after.get(key) or (None, datetime.fromtimestamp(now, UTC))
+            event = PauseChanged(kind=kind, name=name, paused=key in after, by=by, ts=at)
+            self.pause_events.append((topology.MONITORING_PAUSE, event.dumps()))
+            log.info(
+                "%s %s %s",
+                "paused" if key in after else "resumed",
+                kind,
+                name,
+                extra={"action": "scheduler.pause", "kind": kind, "name": name},
+            )
+        self._applied_pauses = dict(after)
+
+    def take_pause_events(self) -> list[tuple[str, bytes]]:
+        out, self.pause_events = self.pause_events, []
+        return out
+
+
+def _gate(kind: str, name: str) -> GateKey:
+    if kind == "type":
+        return pause_of_type(name)
+    if kind == "batch":
+        return pause_of_batch(name)
+    return (PAUSE, PAUSE_ALL)
 
 
 def _policy(name: str, fields: dict[str, float] | None) -> BreakerPolicy | None:

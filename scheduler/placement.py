@@ -121,7 +121,7 @@ def _place_reserved(state: SchedulerState, pool: Pool, now: float, out: list[Pla
         job = state.jobs.get(worker.reserved_for) if worker.reserved_for else None
         if job is None:
             continue
-        if state.flow.blocked(job.type, job.tenant, now) is not None:
+        if state.flow.blocked(job.type, job.tenant, now, job.batch_id) is not None:
             state.unreserve(job)
             pool.reopen(worker)
         elif worker.fits_now(job):
@@ -190,7 +190,7 @@ def _scan(
         job = state.live_ready(entry)
         if job is None:
             continue
-        gate = flow.blocked(job.type, job.tenant, now)
+        gate = flow.blocked(job.type, job.tenant, now, job.batch_id)
         if gate is not None:
             flow.hold(gate, entry)  # stays ready, out of the queue until the gate has room
             continue

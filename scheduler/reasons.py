@@ -62,6 +62,17 @@ def predicted_start_words(start: float, late: float) -> str:
     return f"predicted start {iso(start)} (by {iso(late)} at the 90th percentile)"
 
 
+#: What a pause of each kind holds, in a reason.
+_PAUSED_WHAT = {"all": "everything", "type": "job type {}", "batch": "batch {}"}
+
+
+def paused_reason(kind: str, name: str, by: str | None, at: float) -> str:
+    """The reason of a ready job a pause holds: ``paused: batch 12ab… paused by key 9f… at …``."""
+    what = _PAUSED_WHAT.get(kind, kind + " {}").format(name)
+    who = f"key {by}" if by else "an open API (auth off)"
+    return f"paused: {what} paused by {who} at {iso(at)}"
+
+
 def upstream_reason(name: str, job_id: uuid.UUID, status: JobStatus, error: str | None) -> str:
     """Reason written on a job cancelled because an upstream job ended badly."""
     if status is JobStatus.CANCELLED:

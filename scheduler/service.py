@@ -373,7 +373,8 @@ class SchedulerService:
                 self.feed.lost.append((p.job_id, p.attempt, why, Outcome.LOST))
         ran = {(f.job_id, f.attempt): f.finished_at - f.started_at for f in inbox.finished}
         out = self._messages_for(writes, won, started, now, ran)
-        return out + announce(self.core, self._breaker_changes)
+        pauses = self.flow_config.take_pause_events()
+        return out + announce(self.core, self._breaker_changes) + pauses
 
     def _messages_for(
         self,

@@ -50,6 +50,7 @@ class JobRecord:
     seq: int
     status: JobStatus
     tenant: str = "default"
+    batch_id: uuid.UUID | None = None
     attempts: int = 0
     attempts_base: int = 0
     not_before: float | None = None
@@ -91,6 +92,7 @@ class JobRecord:
             seq=seq,
             status=spec.status,
             tenant=spec.tenant,
+            batch_id=spec.batch_id,
             attempts=spec.attempts,
             attempts_base=spec.attempts_base,
             not_before=spec.not_before,

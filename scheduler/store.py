@@ -167,6 +167,7 @@ def _spec(
         started_at=ts(r.get("attempt_started_at")),
         resources=r["resources"] or {},
         labels=r["labels"] or {},
+        batch_id=r["batch_id"],
     )
 
 

@@ -60,6 +60,8 @@ class JobSpec:
     #: Named resources and labels the job asks for (:mod:`scheduler.resources`).
     resources: Mapping[str, int] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: The batch it was submitted in (a paused batch holds its ready jobs).
+    batch_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)

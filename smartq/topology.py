@@ -19,6 +19,7 @@ routing key                        published by      consumed from
 ``job.monitoring.queue``           scheduler         the api stream queues
 ``job.monitoring.resource``        scheduler         the api stream queues
 ``job.monitoring.breaker``         scheduler         the api stream queues
+``job.monitoring.pause``           scheduler         the api stream queues
 ``job.monitoring.logger``          logger            the api stream queues
 =================================  ================  =================================
 
@@ -60,6 +61,7 @@ SCHEDULER_PROBE = "scheduler.probe"
 MONITORING_QUEUE = "job.monitoring.queue"
 MONITORING_RESOURCE = "job.monitoring.resource"
 MONITORING_BREAKER = "job.monitoring.breaker"
+MONITORING_PAUSE = "job.monitoring.pause"
 MONITORING_LOGGER = "job.monitoring.logger"
 
 #: A stream queue drops its oldest events beyond this many, so a slow WebSocket fan-out can

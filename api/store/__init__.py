@@ -5,6 +5,7 @@ state changes the API makes; every other transition belongs to the scheduler),
 :mod:`~api.store.type_limits` (job types' overrides, and their breakers). Routes use
 ``from api import store`` and call ``store.<function>``."""
 
+from api.store.pauses import delete_pause, pause_holding, pause_rows, put_pause
 from api.store.quotas import (
     QUOTA_FIELDS,
     active_counts,
@@ -71,6 +72,7 @@ __all__ = [
     "batches_totals",
     "breaker_rows",
     "cancel_waiting",
+    "delete_pause",
     "delete_tenant",
     "dependencies_of",
     "dependents_of",
@@ -92,7 +94,10 @@ __all__ = [
     "log_lines",
     "logs_t",
     "patch_type_limits",
+    "pause_holding",
+    "pause_rows",
     "progress_of",
+    "put_pause",
     "put_tenant",
     "request_hash",
     "request_stop",

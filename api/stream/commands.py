@@ -21,6 +21,7 @@ EventType = Literal[
     "monitoring.resource",
     "monitoring.logger",
     "breaker.state",
+    "pause.changed",
 ]
 
 

@@ -21,7 +21,13 @@ from smartq.errors import StreamRequestError
 
 JOB_TYPES = frozenset({"job.status", "job.log", "job.progress"})
 MONITORING_TYPES = frozenset(
-    {"monitoring.queue", "monitoring.resource", "monitoring.logger", "breaker.state"}
+    {
+        "monitoring.queue",
+        "monitoring.resource",
+        "monitoring.logger",
+        "breaker.state",
+        "pause.changed",
+    }
 )
 EVENT_TYPES = JOB_TYPES | MONITORING_TYPES
 #: Accepted in ``types`` besides the event types: every monitoring event.
