@@ -140,6 +140,15 @@ class System:
                 raise AssertionError(f"worker {worker_id} not online after {timeout}s")
             await asyncio.sleep(0.05)
 
+    async def admin(self) -> httpx.AsyncClient:
+        """A client of the API with a new admin key (of tenant ``ops``); close it after use."""
+        async with self.engine.connect() as conn:
+            key = (await keystore.create_key(conn, tenant="ops", scopes=(), admin=True)).key
+        assert self.app is not None
+        transport = httpx.ASGITransport(app=self.app)
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.AsyncClient(transport=transport, base_url="http://smartq", headers=headers)
+
     async def stop_worker(self, worker_id: str) -> None:
         await self.stop(f"worker:{worker_id}")
 

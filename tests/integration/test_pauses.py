@@ -8,21 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import pytest
 
-from smartq import keystore
 from tests.system import System, until
 
 FAST_POLL = {"limits_poll_seconds": 0.2}
-
-
-async def admin(system: System) -> httpx.AsyncClient:
-    async with system.engine.connect() as conn:
-        key = (await keystore.create_key(conn, tenant="ops", scopes=(), admin=True)).key
-    transport = httpx.ASGITransport(app=system.app)
-    headers = {"Authorization": f"Bearer {key}"}
-    return httpx.AsyncClient(transport=transport, base_url="http://smartq", headers=headers)
 
 
 async def statuses(system: System, ids: list[str]) -> dict[str, str]:
@@ -75,7 +65,7 @@ async def test_a_paused_type_waits_while_another_runs_and_everything_outlives_a_
     system.start_scheduler()
     system.start_worker("w1", cpu_units=4, memory_mb=4096)
     await system.wait_worker("w1")
-    async with await admin(system) as ops:
+    async with await system.admin() as ops:
         assert (await ops.post("/types/sleep/pause")).status_code == 200
         await asyncio.sleep(0.5)
         held = (await system.submit(type="sleep", payload={"seconds": 0.1}))["id"]

@@ -9,21 +9,11 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-import httpx
 import pytest
 
-from smartq import keystore
 from tests.system import System, until
 
 FAST_POLL = {"limits_poll_seconds": 0.2}
-
-
-async def admin(system: System) -> httpx.AsyncClient:
-    async with system.engine.connect() as conn:
-        key = (await keystore.create_key(conn, tenant="ops", scopes=(), admin=True)).key
-    transport = httpx.ASGITransport(app=system.app)
-    headers = {"Authorization": f"Bearer {key}"}
-    return httpx.AsyncClient(transport=transport, base_url="http://smartq", headers=headers)
 
 
 async def worker(system: System, worker_id: str) -> dict[str, Any]:
@@ -42,7 +32,7 @@ async def test_a_drained_worker_finishes_what_runs_and_takes_nothing_new(system:
     await system.wait_worker("w1")
     running = (await system.submit(type="sleep", payload={"seconds": 1.0}))["id"]
     await system.wait_status(running, "running")
-    async with await admin(system) as ops:
+    async with await system.admin() as ops:
         r = await ops.post("/workers/w1/drain")
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "draining" and r.json()["control"]["drain"] is True
@@ -84,7 +74,7 @@ async def test_a_smaller_worker_never_stops_what_runs_and_never_overcommits(
     ]
     for job_id in first:
         await system.wait_status(job_id, "running")
-    async with await admin(system) as ops:
+    async with await system.admin() as ops:
         r = await ops.patch("/workers/w1", json={"cpu_units": 2})
         assert r.status_code == 200, r.text
         shown = r.json()
@@ -120,7 +110,7 @@ async def test_bad_worker_changes_are_refused(
     system.start_scheduler()
     system.start_worker("w1", cpu_units=2, memory_mb=1024)
     await system.wait_worker("w1")
-    async with await admin(system) as ops:
+    async with await system.admin() as ops:
         r = await ops.request(method.upper(), path, json=body)
     assert r.status_code == status, r.text
     assert words in r.text and "Traceback" not in r.text
