@@ -1,11 +1,13 @@
-"""Failure classes and memory escalation: what a failed attempt was, and how much memory its
-retry asks for. Pure: no I/O, no clock.
+"""Memory escalation: how much memory the retry of an attempt killed for memory asks for, or why
+it has none. Pure: no I/O, no clock.
 
 Choices:
 
 * A failure is ``timeout``, ``memory`` (a ``MemoryError`` in the job, a kill by the worker's
   memory watchdog or the kernel's OOM killer), ``signal`` (killed by a signal the worker did not
-  send) or ``error`` (anything else the job raised). Only ``memory`` escalates.
+  send) or ``error`` (anything else the job raised): :class:`models.enums.FailureClass`, decided
+  by the worker (:func:`worker.outcomes.classify_failure`), which saw it. Only ``memory``
+  escalates.
 * The retry of a memory failure asks ``min(largest worker, max(2 × request, 1.25 × peak))`` MB,
   like Nextflow's ``memory { 2.GB * task.attempt }`` but fed by the observed peak, so a job
   that needed 3.5× its request gets there in two steps, not three.
@@ -19,42 +21,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
+
+from models.enums import FailureClass
+
+__all__ = [
+    "MAX_MEMORY_ESCALATIONS",
+    "Escalation",
+    "FailureClass",
+    "escalated_memory",
+]
 
 #: At most this many memory escalations per job (on top of ``max_attempts``).
 MAX_MEMORY_ESCALATIONS = 3
-
-
-class FailureClass(StrEnum):
-    """Why an attempt failed, stored on the attempt."""
-
-    TIMEOUT = "timeout"
-    MEMORY = "memory"
-    SIGNAL = "signal"
-    ERROR = "error"
-
-
-def classify(
-    *,
-    timed_out: bool = False,
-    memory_killed: bool = False,
-    memory_error: bool = False,
-    exit_signal: int | None = None,
-    signal_ours: bool = False,
-) -> FailureClass:
-    """The class of a failed attempt from what the worker observed.
-
-    A memory kill wins over a signal (the watchdog's SIGKILL is a memory kill, and so is the
-    kernel's OOM SIGKILL when the worker saw the child's RSS at its limit); a timeout wins over
-    the signal the worker sent to end it; a signal the worker did not send is ``signal``.
-    """
-    if memory_killed or memory_error:
-        return FailureClass.MEMORY
-    if timed_out:
-        return FailureClass.TIMEOUT
-    if exit_signal is not None and not signal_ours:
-        return FailureClass.SIGNAL
-    return FailureClass.ERROR
 
 
 @dataclass(frozen=True, slots=True)
