@@ -15,20 +15,34 @@ Choices:
   scheduler's correction of a bad request, not the user's retry budget for bad luck.
 * When even the largest accepting worker cannot hold what the retry needs (or it cannot grow
   any further), the job fails at once, saying how much it needs and what the largest has.
+  "Largest" counts the workers that could hold the job but for its memory (its type, cpu,
+  named resources and labels), accepting ones first, else any known.
+* The retry goes at once, without backoff, and counts as nothing for the type's breaker: the
+  job did nothing wrong but ask for too little.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from models.enums import FailureClass
+from scheduler.resources import counts_fit, labels_match
+from scheduler.retry import RetryDecision, Verdict
+
+if TYPE_CHECKING:
+    from scheduler.state import JobRecord
+    from scheduler.workers import WorkerRecord
 
 __all__ = [
     "MAX_MEMORY_ESCALATIONS",
     "Escalation",
     "FailureClass",
     "escalated_memory",
+    "largest_memory",
+    "memory_retry",
 ]
 
 #: At most this many memory escalations per job (on top of ``max_attempts``).
@@ -74,3 +88,35 @@ def escalated_memory(
             ),
         )
     return Escalation(min(largest_worker_mb, wanted))
+
+
+def largest_memory(workers: Iterable[WorkerRecord], job: JobRecord) -> int | None:
+    """The memory of the largest worker that could hold ``job`` but for its memory: among the
+    accepting workers, else among all known (None: no worker could)."""
+    fit = [
+        w
+        for w in workers
+        if w.offers(job.type)
+        and w.cpu_total >= job.cpu
+        and counts_fit(job.resources, w.res_total)
+        and labels_match(job.labels, w.labels)
+    ]
+    accepting = [w.mem_total for w in fit if w.accepting]
+    return max(accepting or [w.mem_total for w in fit], default=None)
+
+
+def memory_retry(
+    job: JobRecord, peak_mb: int | None, workers: Iterable[WorkerRecord]
+) -> tuple[RetryDecision, int | None]:
+    """What attempt ``job.attempts``, killed for memory, means: a retry at once asking for the
+    memory returned, or a failure saying why there is none."""
+    out = escalated_memory(job.mem, peak_mb, largest_memory(workers, job), job.memory_escalations)
+    if out.memory_mb is None:
+        return RetryDecision(Verdict.FAIL, reason=f"attempt {job.attempts}: {out.error}"), None
+    seen = f"{peak_mb} MB seen" if peak_mb else "no peak seen"
+    reason = (
+        f"attempt {job.attempts} killed for memory ({seen}, {job.mem} MB asked); retrying with "
+        f"{out.memory_mb} MB (memory escalation {job.memory_escalations + 1} of "
+        f"{MAX_MEMORY_ESCALATIONS})"
+    )
+    return RetryDecision(Verdict.RETRY, reason=reason), out.memory_mb

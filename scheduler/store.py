@@ -50,6 +50,8 @@ SPEC_COLUMNS = (
     jobs.c.cancel_requested_at,
     jobs.c.attempts_base,
     jobs.c.tenant,
+    jobs.c.memory_escalated_mb,
+    jobs.c.memory_escalations,
 )
 
 
@@ -146,7 +148,8 @@ def _spec(
         type=r["type"],
         priority=r["priority"],
         cpu_units=r["cpu_units"],
-        memory_mb=r["memory_mb"],
+        # A kill for memory raised what it asks for; the user's request stays in memory_mb.
+        memory_mb=r["memory_escalated_mb"] or r["memory_mb"],
         max_attempts=r["max_attempts"],
         initial_delay_seconds=r["initial_delay_seconds"],
         backoff_multiplier=r["backoff_multiplier"],
@@ -160,6 +163,7 @@ def _spec(
         not_before=ts(r["not_before"]),
         worker_id=r["worker_id"],
         attempts_base=r["attempts_base"],
+        memory_escalations=r["memory_escalations"] or 0,
     )
 
 
@@ -258,7 +262,7 @@ async def dispatch_fields(
             jobs.c.payload,
             jobs.c.timeout_seconds,
             jobs.c.cpu_units,
-            jobs.c.memory_mb,
+            func.coalesce(jobs.c.memory_escalated_mb, jobs.c.memory_mb).label("memory_mb"),
             jobs.c.tenant,
         ).where(jobs.c.id.in_(ids))
     )

@@ -60,6 +60,8 @@ class JobSpec:
     #: Named resources and labels the job asks for (:mod:`scheduler.resources`).
     resources: Mapping[str, int] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: Memory escalations since it was (re)submitted (``memory_mb`` is then the raised ask).
+    memory_escalations: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,10 @@ class Transition:
     #: Set when the move also takes the attempt number back: a dispatch that provably never
     #: reached any worker (its queue was gone) was no attempt, so the number is used again.
     to_attempts: int | None = None
+    #: Set when a kill for memory raised what later attempts ask for
+    #: (:mod:`scheduler.escalation`): the new ask and the job's count of raises.
+    memory_mb: int | None = None
+    memory_escalations: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
