@@ -13,8 +13,8 @@ import pytest
 
 from tests.system import System
 
-#: Needs 300 MB and the interpreter's ~30 MB, asks for 100: killed at 100, then at 200 (or at
-#: 1.25 x a peak over 160), then fits.
+#: Needs 300 MB and the interpreter's ~30 MB, asks for 100: killed past 100 (it grows fast, so
+#: the watchdog may see up to ~200), then past 200 or 1.25 x that peak, then fits.
 GROWS = {"type": "memory", "payload": {"mb": 300, "seconds": 0.2}, "memory_mb": 100}
 
 
@@ -95,14 +95,13 @@ async def wait_for(system: System, job_id: str, **fields: Any) -> dict[str, Any]
 async def test_a_restarted_scheduler_keeps_the_raised_memory(system: System) -> None:
     system.start_scheduler()
     system.start_worker("w1", cpu_units=4, memory_mb=512)
-    # Holds 400 of the worker's 512 MB for a while: the raised ask (200) waits for it.
+    # Holds 400 of the worker's 512 MB for a while: the raised ask (200 or more) waits for it.
     blocker = await system.submit(type="hold", payload={"seconds": 4}, memory_mb=400)
     await wait_for(system, blocker["id"], status="running")
     grows = await system.submit(**GROWS, retry={"max_attempts": 1})
-    await wait_for(
-        system, grows["id"], status="ready", attempts=1, memory_escalations=1,
-        memory_escalated_mb=200,
-    )  # fmt: skip
+    doc = await wait_for(system, grows["id"], status="ready", attempts=1, memory_escalations=1)
+    raised = doc["memory_escalated_mb"]
+    assert raised >= 200
 
     await system.stop("scheduler")
     system.start_scheduler()  # rebuilds from the database
@@ -110,4 +109,4 @@ async def test_a_restarted_scheduler_keeps_the_raised_memory(system: System) -> 
     await system.wait_final([grows["id"], blocker["id"]], timeout=60)
     tries = await attempts(system, grows["id"])
     check_escalated(await system.job(grows["id"]), tries, 512)
-    assert tries[1]["memory_mb"] == 200  # what the first scheduler had raised it to
+    assert tries[1]["memory_mb"] == raised  # what the first scheduler had raised it to
