@@ -17,7 +17,6 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import replace
 
 from models.enums import FailureClass, JobStatus, Outcome
 from scheduler import dag, escalation, fleet
@@ -384,12 +383,7 @@ class Scheduler:
         counted = Outcome.RETRY_REQUESTED if raised is not None else outcome
         self.state.flow.ended(job.id, job.type, counted, now)
         if decision.verdict is Verdict.RETRY:
-            if raised is not None:
-                job.mem, job.memory_escalations = raised, job.memory_escalations + 1
-            t = self._retry(job, decision.delay, now, decision.reason, error, worker_id, outcome)
-            if raised is not None:
-                t = replace(t, memory_mb=raised, memory_escalations=job.memory_escalations)
-            return [t]
+            return [self._retry(job, decision, now, error, worker_id, outcome, raised)]
         to_status = _FINAL_STATUS[decision.verdict]
         job.status = to_status
         self.state.drop(job)
@@ -411,18 +405,22 @@ class Scheduler:
     def _retry(
         self,
         job: JobRecord,
-        delay: float,
+        decision: RetryDecision,
         now: float,
-        reason: str | None,
         error: str | None,
         worker_id: str | None,
         outcome: Outcome,
+        raised: int | None,
     ) -> Transition:
+        """Run ``job`` again after the decision's delay (asking ``raised`` MB from now on if a
+        kill for memory raised it)."""
+        if raised is not None:
+            job.mem, job.memory_escalations = raised, job.memory_escalations + 1
         not_before: float | None = None
-        if delay <= 0:
+        if decision.delay <= 0:
             dag.make_ready(self.state, job)
         else:
-            not_before = now + delay
+            not_before = now + decision.delay
             job.status = JobStatus.RETRYING
             job.not_before = not_before
             self.state.push_timer(job, not_before)
@@ -431,9 +429,11 @@ class Scheduler:
             JobStatus.RUNNING,
             job.status,
             job.attempts,
-            reason=reason,
+            reason=decision.reason,
             error=error,
             not_before=not_before,
             worker_id=worker_id,
             outcome=outcome,
+            memory_mb=raised,
+            memory_escalations=job.memory_escalations if raised is not None else None,
         )
