@@ -193,9 +193,19 @@ class JobPublic(BaseModel):
     payload: dict[str, Any]
     priority: PriorityOut
     cpu_units: int
-    memory_mb: int
+    memory_mb: int = Field(description="The memory it asked for.")
     resources: dict[str, int] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    memory_escalated_mb: int | None = Field(
+        default=None,
+        description="What its attempts ask for instead, after a kill for memory raised it "
+        "(null: never raised).",
+    )
+    memory_escalations: int = Field(
+        default=0,
+        description="How often a kill for memory raised it since it was (re)submitted; these "
+        "retries are not counted in retry.max_attempts.",
+    )
     depends_on: list[uuid.UUID] | None = None
     retry: RetryOut
     timeout_seconds: float | None
@@ -363,13 +373,22 @@ class AttemptOut(BaseModel):
     attempt: int
     worker_id: str | None
     cpu_units: int
-    memory_mb: int
+    memory_mb: int = Field(description="The memory this attempt held (and was held to).")
     started_at: datetime | None
     finished_at: datetime | None
     duration_seconds: float | None
     outcome: str | None
     error: str | None
     result: Any
+    failure_class: str | None = Field(
+        default=None,
+        description="How a failed attempt failed: timeout, memory, signal (killed by a signal "
+        "its worker did not send) or error.",
+    )
+    peak_memory_mb: int | None = Field(
+        default=None,
+        description="The most memory its processes were seen to use (isolated jobs).",
+    )
 
 
 class LogLineOut(BaseModel):

@@ -35,6 +35,9 @@ def job_doc(row: RowMapping | dict[str, Any], depends_on: list[uuid.UUID] | None
         "memory_mb": row["memory_mb"],
         "resources": row["resources"] or {},
         "labels": row["labels"] or {},
+        # A submission's own values have none yet.
+        "memory_escalated_mb": row.get("memory_escalated_mb"),
+        "memory_escalations": row.get("memory_escalations") or 0,
         "depends_on": depends_on,
         "retry": {
             "max_attempts": row["max_attempts"],

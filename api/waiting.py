@@ -97,7 +97,7 @@ async def waiting_reason(
         status=status,
         priority=job["priority"],
         cpu_units=job["cpu_units"],
-        memory_mb=job["memory_mb"],
+        memory_mb=job["memory_escalated_mb"] or job["memory_mb"],
         attempts=job["attempts"],
         max_attempts=job["max_attempts"],
         run_at=job["run_at"].timestamp() if job["run_at"] else None,

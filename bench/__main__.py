@@ -25,6 +25,7 @@ BENCHMARKS = {
     "packing": "bench.packing",
     "placement": "bench.placement",
     "memory": "bench.memory",
+    "escalation": "bench.escalation",
     "ws": "bench.ws",
     "auth": "bench.auth",
     "sdk": "bench.sdk",

@@ -47,6 +47,7 @@ ORDER = (
     "pass-flow",
     "fairness",
     "memory",
+    "escalation",
     "ws",
     "auth",
     "sdk",
@@ -133,7 +134,8 @@ async def _smoke() -> int:
 
 def main_smoke(argv: list[str]) -> int:
     """Every workload's quick version in well under 3 minutes (CI)."""
-    failed = run_all(["--quick"], timeout=120, only=("core",))
+    # escalation starts a stack of its own (a small worker, its own job module).
+    failed = run_all(["--quick"], timeout=120, only=("core", "escalation"))
     failed += asyncio.run(_smoke())
     return 1 if failed else 0
 

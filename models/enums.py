@@ -65,6 +65,15 @@ class Outcome(StrEnum):
     HANDED_BACK = "handed_back"  # a stopping worker gave the job back unfinished
 
 
+class FailureClass(StrEnum):
+    """Why a failed attempt failed, stored on the attempt (see :mod:`scheduler.escalation`)."""
+
+    TIMEOUT = "timeout"
+    MEMORY = "memory"  # a MemoryError, or killed by the worker's memory watchdog
+    SIGNAL = "signal"  # killed by a signal the worker did not send
+    ERROR = "error"  # anything else the job raised or did
+
+
 class WorkerState(StrEnum):
     IDLE = "idle"
     BUSY = "busy"

@@ -14,7 +14,7 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from models import storable
-from models.enums import JobStatus, Outcome
+from models.enums import FailureClass, JobStatus, Outcome
 from models.envelope import Message
 from models.monitoring import (
     BreakerChanged,
@@ -117,6 +117,10 @@ class AttemptFinished(Message):
     #: this report only once the logger confirmed lines 1..log_seq stored (:class:`LogsStored`),
     #: or after ``worker_log_wait_seconds`` without a confirmation.
     log_seq: int = 0
+    #: How a failed attempt failed (None: it did not fail, or an older worker sent it), and
+    #: the most memory its process was seen to use, in MB (isolated jobs).
+    failure_class: FailureClass | None = None
+    peak_memory_mb: int | None = None
 
 
 class ResourcesReleased(Message):

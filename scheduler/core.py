@@ -18,8 +18,8 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from models.enums import JobStatus, Outcome
-from scheduler import dag, fleet
+from models.enums import FailureClass, JobStatus, Outcome
+from scheduler import dag, escalation, fleet
 from scheduler.breaker import BreakerPolicy, BreakerRecord, BreakerState, Change
 from scheduler.durations import Durations
 from scheduler.flow import Flow, GateKey, GateView, TypeRule
@@ -259,8 +259,11 @@ class Scheduler:
         retry_after: float | None = None,
         error: str | None = None,
         released: bool = True,
+        failure_class: FailureClass | None = None,
+        peak_memory_mb: int | None = None,
     ) -> list[Transition]:
-        """A worker reported how attempt ``attempt`` ended.
+        """A worker reported how attempt ``attempt`` ended (a failure of class ``memory``
+        retries asking for more: :mod:`scheduler.escalation`).
 
         Fenced: a report for an attempt that is not the job's current running one changes no job
         (it returns ``[]``); its ``released`` still frees what that attempt held, since the
@@ -274,7 +277,8 @@ class Scheduler:
         job = self.state.jobs.get(job_id)
         if job is None or not self._is_current(job, attempt):
             return []
-        return self._finish(job, outcome, now, retry_after, error)
+        memory = failure_class is FailureClass.MEMORY and outcome is Outcome.FAILED
+        return self._finish(job, outcome, now, retry_after, error, memory, peak_memory_mb)
 
     def release(self, job_id: uuid.UUID, attempt: int) -> bool:
         """A timed-out thread of attempt ``attempt`` returned: free its resources."""
@@ -393,15 +397,21 @@ class Scheduler:
         now: float,
         retry_after: float | None,
         error: str | None,
+        memory_kill: bool = False,
+        peak_mb: int | None = None,
     ) -> list[Transition]:
+        raised: int | None = None
         if outcome is Outcome.SUCCEEDED:
             decision = _COMPLETE
             if job.started_at is not None:
                 self.state.durations.observe(job.type, job.tenant, now - job.started_at)
+        elif memory_kill and not job.cancel_requested:
+            decision, raised = escalation.memory_retry(job, peak_mb, self.state.workers.values())
         else:
             decision = decide(
                 outcome,
-                job.attempts - job.attempts_base,  # the budget restarts on a resubmission
+                # The budget restarts on a resubmission; memory escalations are not part of it.
+                job.attempts - job.attempts_base - job.memory_escalations,
                 job.policy(self._jitter, self._max_backoff),
                 retry_after=retry_after,
                 cancel_requested=job.cancel_requested,
@@ -409,11 +419,11 @@ class Scheduler:
             )
         worker_id, job.worker_id = job.worker_id, None
         self.state.stopped_running(job)
-        self.state.flow.ended(job.id, job.type, outcome, now)
+        # An escalating memory kill is a retry the scheduler asks for: nothing to the breaker.
+        counted = Outcome.RETRY_REQUESTED if raised is not None else outcome
+        self.state.flow.ended(job.id, job.type, counted, now)
         if decision.verdict is Verdict.RETRY:
-            return [
-                self._retry(job, decision.delay, now, decision.reason, error, worker_id, outcome)
-            ]
+            return [self._retry(job, decision, now, error, worker_id, outcome, raised)]
         to_status = _FINAL_STATUS[decision.verdict]
         job.status = to_status
         self.state.drop(job)
@@ -435,18 +445,22 @@ class Scheduler:
     def _retry(
         self,
         job: JobRecord,
-        delay: float,
+        decision: RetryDecision,
         now: float,
-        reason: str | None,
         error: str | None,
         worker_id: str | None,
         outcome: Outcome,
+        raised: int | None,
     ) -> Transition:
+        """Run ``job`` again after the decision's delay (asking ``raised`` MB from now on if a
+        kill for memory raised it)."""
+        if raised is not None:
+            job.mem, job.memory_escalations = raised, job.memory_escalations + 1
         not_before: float | None = None
-        if delay <= 0:
+        if decision.delay <= 0:
             dag.make_ready(self.state, job)
         else:
-            not_before = now + delay
+            not_before = now + decision.delay
             job.status = JobStatus.RETRYING
             job.not_before = not_before
             self.state.push_timer(job, not_before)
@@ -455,9 +469,11 @@ class Scheduler:
             JobStatus.RUNNING,
             job.status,
             job.attempts,
-            reason=reason,
+            reason=decision.reason,
             error=error,
             not_before=not_before,
             worker_id=worker_id,
             outcome=outcome,
+            memory_mb=raised,
+            memory_escalations=job.memory_escalations if raised is not None else None,
         )

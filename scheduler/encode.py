@@ -58,6 +58,8 @@ def _report_row(f: AttemptFinished) -> dict[str, Any]:
         "b_error": f.error,
         "b_result": f.result if f.outcome is Outcome.SUCCEEDED else None,
         "b_released_at": f.finished_at if f.released else None,
+        "b_failure_class": f.failure_class.value if f.failure_class is not None else None,
+        "b_peak_memory_mb": f.peak_memory_mb,
     }
 
 
@@ -73,6 +75,8 @@ def _ended_row(t: Transition, at: datetime | None) -> dict[str, Any]:
         "b_error": t.error,
         "b_result": None,
         "b_released_at": at,
+        "b_failure_class": None,
+        "b_peak_memory_mb": None,
     }
 
 

@@ -1,11 +1,13 @@
-"""Failure classes and memory escalation: what a failed attempt was, and how much memory its
-retry asks for. Pure: no I/O, no clock.
+"""Memory escalation: how much memory the retry of an attempt killed for memory asks for, or why
+it has none. Pure: no I/O, no clock.
 
 Choices:
 
 * A failure is ``timeout``, ``memory`` (a ``MemoryError`` in the job, a kill by the worker's
   memory watchdog or the kernel's OOM killer), ``signal`` (killed by a signal the worker did not
-  send) or ``error`` (anything else the job raised). Only ``memory`` escalates.
+  send) or ``error`` (anything else the job raised): :class:`models.enums.FailureClass`, decided
+  by the worker (:func:`worker.outcomes.classify_failure`), which saw it. Only ``memory``
+  escalates.
 * The retry of a memory failure asks ``min(largest worker, max(2 × request, 1.25 × peak))`` MB,
   like Nextflow's ``memory { 2.GB * task.attempt }`` but fed by the observed peak, so a job
   that needed 3.5× its request gets there in two steps, not three.
@@ -13,48 +15,38 @@ Choices:
   scheduler's correction of a bad request, not the user's retry budget for bad luck.
 * When even the largest accepting worker cannot hold what the retry needs (or it cannot grow
   any further), the job fails at once, saying how much it needs and what the largest has.
+  "Largest" counts the workers that could hold the job but for its memory (its type, cpu,
+  named resources and labels), accepting ones first, else any known.
+* The retry goes at once, without backoff, and counts as nothing for the type's breaker: the
+  job did nothing wrong but ask for too little.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from models.enums import FailureClass
+from scheduler.resources import counts_fit, labels_match
+from scheduler.retry import RetryDecision, Verdict
+
+if TYPE_CHECKING:
+    from scheduler.state import JobRecord
+    from scheduler.workers import WorkerRecord
+
+__all__ = [
+    "MAX_MEMORY_ESCALATIONS",
+    "Escalation",
+    "FailureClass",
+    "escalated_memory",
+    "largest_memory",
+    "memory_retry",
+]
 
 #: At most this many memory escalations per job (on top of ``max_attempts``).
 MAX_MEMORY_ESCALATIONS = 3
-
-
-class FailureClass(StrEnum):
-    """Why an attempt failed, stored on the attempt."""
-
-    TIMEOUT = "timeout"
-    MEMORY = "memory"
-    SIGNAL = "signal"
-    ERROR = "error"
-
-
-def classify(
-    *,
-    timed_out: bool = False,
-    memory_killed: bool = False,
-    memory_error: bool = False,
-    exit_signal: int | None = None,
-    signal_ours: bool = False,
-) -> FailureClass:
-    """The class of a failed attempt from what the worker observed.
-
-    A memory kill wins over a signal (the watchdog's SIGKILL is a memory kill, and so is the
-    kernel's OOM SIGKILL when the worker saw the child's RSS at its limit); a timeout wins over
-    the signal the worker sent to end it; a signal the worker did not send is ``signal``.
-    """
-    if memory_killed or memory_error:
-        return FailureClass.MEMORY
-    if timed_out:
-        return FailureClass.TIMEOUT
-    if exit_signal is not None and not signal_ours:
-        return FailureClass.SIGNAL
-    return FailureClass.ERROR
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +88,35 @@ def escalated_memory(
             ),
         )
     return Escalation(min(largest_worker_mb, wanted))
+
+
+def largest_memory(workers: Iterable[WorkerRecord], job: JobRecord) -> int | None:
+    """The memory of the largest worker that could hold ``job`` but for its memory: among the
+    accepting workers, else among all known (None: no worker could)."""
+    fit = [
+        w
+        for w in workers
+        if w.offers(job.type)
+        and w.cpu_total >= job.cpu
+        and counts_fit(job.resources, w.res_total)
+        and labels_match(job.labels, w.labels)
+    ]
+    accepting = [w.mem_total for w in fit if w.accepting]
+    return max(accepting or [w.mem_total for w in fit], default=None)
+
+
+def memory_retry(
+    job: JobRecord, peak_mb: int | None, workers: Iterable[WorkerRecord]
+) -> tuple[RetryDecision, int | None]:
+    """What attempt ``job.attempts``, killed for memory, means: a retry at once asking for the
+    memory returned, or a failure saying why there is none."""
+    out = escalated_memory(job.mem, peak_mb, largest_memory(workers, job), job.memory_escalations)
+    if out.memory_mb is None:
+        return RetryDecision(Verdict.FAIL, reason=f"attempt {job.attempts}: {out.error}"), None
+    seen = f"{peak_mb} MB seen" if peak_mb else "no peak seen"
+    reason = (
+        f"attempt {job.attempts} killed for memory ({seen}, {job.mem} MB asked); retrying with "
+        f"{out.memory_mb} MB (memory escalation {job.memory_escalations + 1} of "
+        f"{MAX_MEMORY_ESCALATIONS})"
+    )
+    return RetryDecision(Verdict.RETRY, reason=reason), out.memory_mb

@@ -43,6 +43,8 @@ class Feed:
                 retry_after=f.retry_after,
                 error=f.error,
                 released=f.released,
+                failure_class=f.failure_class,
+                peak_memory_mb=f.peak_memory_mb,
             )
         for r in inbox.released:
             core.release(r.job_id, r.attempt)

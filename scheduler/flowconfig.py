@@ -22,8 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from models.messages import Heartbeat, TypeFlow
-from models.monitoring import BreakerChanged
-from models.monitoring import PauseChanged
+from models.monitoring import BreakerChanged, PauseChanged
 from models.tables import BreakerRow, JobTypeLimits, Pause, Tenant, WorkerControl
 from scheduler.breaker import BreakerRecord, BreakerState, Change
 from scheduler.core import Scheduler

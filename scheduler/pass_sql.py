@@ -55,7 +55,8 @@ WITH v AS (
     FROM v
     WHERE j.id = v.id AND j.status = v.from_status AND j.attempts = v.from_attempts
     RETURNING j.id, j.type, j.name, j.payload, j.timeout_seconds, j.batch_id, j.cpu_units,
-              j.memory_mb, j.attempts, j.worker_id, j.tenant, v.opens
+              COALESCE(j.memory_escalated_mb, j.memory_mb) AS memory_mb, j.attempts,
+              j.worker_id, j.tenant, v.opens
 ), opened AS (
     INSERT INTO job_attempts (job_id, attempt, worker_id, cpu_units, memory_mb, started_at)
     SELECT id, attempts, worker_id, cpu_units, memory_mb, %(now)s FROM moved WHERE opens
@@ -63,10 +64,12 @@ WITH v AS (
     UPDATE job_attempts AS a SET
         started_at = COALESCE(c.started_at, a.started_at), finished_at = c.finished_at,
         duration_seconds = c.duration, outcome = c.outcome, error = c.error, result = c.result,
-        released_at = c.released_at
+        released_at = c.released_at, failure_class = c.failure_class,
+        peak_memory_mb = c.peak_memory_mb
     FROM jsonb_to_recordset(%(closes)s::jsonb) AS c(
         job_id uuid, attempt int, started_at timestamptz, finished_at timestamptz,
-        duration float8, outcome text, error text, result jsonb, released_at timestamptz)
+        duration float8, outcome text, error text, result jsonb, released_at timestamptz,
+        failure_class text, peak_memory_mb int)
     WHERE a.job_id = c.job_id AND a.attempt = c.attempt AND a.finished_at IS NULL
 ), released AS (
     UPDATE job_attempts AS a SET released_at = %(now)s
@@ -168,6 +171,8 @@ def pass_params(
             "error": r["b_error"],
             "result": r["b_result"],
             "released_at": r["b_released_at"],
+            "failure_class": r["b_failure_class"],
+            "peak_memory_mb": r["b_peak_memory_mb"],
         }
         for r in closes
     ]

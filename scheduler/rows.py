@@ -43,6 +43,9 @@ class JobWrite:
     worker_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: Set by a memory escalation (None: unchanged).
+    memory_escalated_mb: int | None = None
+    memory_escalations: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,18 @@ JOB_COLUMNS = (
     Column("worker_id", "worker_id", "text"),
     Column("started_at", "started_at", "timestamptz", "COALESCE(j.started_at, v.started_at)"),
     Column("finished_at", "finished_at", "timestamptz"),
+    Column(
+        "memory_escalated_mb",
+        "memory_escalated_mb",
+        "int",
+        "COALESCE(v.memory_escalated_mb, j.memory_escalated_mb)",
+    ),
+    Column(
+        "memory_escalations",
+        "memory_escalations",
+        "int",
+        "COALESCE(v.memory_escalations, j.memory_escalations)",
+    ),
 )
 assert {c.field for c in JOB_COLUMNS} | {"id", "from_status", "from_attempts"} == set(
     JobWrite.__dataclass_fields__

@@ -75,7 +75,8 @@ _RETURNING = (
     jobs.c.timeout_seconds,
     jobs.c.batch_id,
     jobs.c.cpu_units,
-    jobs.c.memory_mb,
+    # What the attempt asks for: the user's memory_mb, or what a memory kill raised it to.
+    func.coalesce(jobs.c.memory_escalated_mb, jobs.c.memory_mb).label("memory_mb"),
     jobs.c.tenant,
 )
 
@@ -85,6 +86,10 @@ _RETURNING = (
 _SET: dict[str, Callable[[JobWrite], Any]] = {
     "error": lambda w: None if w.status == "completed" else func.coalesce(w.error, jobs.c.error),
     "started_at": lambda w: func.coalesce(jobs.c.started_at, w.started_at),
+    "memory_escalated_mb": lambda w: func.coalesce(
+        w.memory_escalated_mb, jobs.c.memory_escalated_mb
+    ),
+    "memory_escalations": lambda w: func.coalesce(w.memory_escalations, jobs.c.memory_escalations),
 }
 assert set(_SET) == {c.field for c in JOB_COLUMNS if c.pg_set}
 
@@ -148,8 +153,8 @@ async def drop_attempts(conn: AsyncConnection, keys: Sequence[tuple[uuid.UUID, i
 
 
 async def finish_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Close history rows: end, duration, outcome, error, result. A row already closed stays
-    as it is."""
+    """Close history rows: end, duration, outcome, error, result, failure class, peak memory.
+    A row already closed stays as it is."""
     if not rows:
         return
     stmt = (
@@ -167,6 +172,8 @@ async def finish_attempts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
             error=bindparam("b_error"),
             result=bindparam("b_result"),
             released_at=bindparam("b_released_at"),
+            failure_class=bindparam("b_failure_class"),
+            peak_memory_mb=bindparam("b_peak_memory_mb"),
         )
     )
     await conn.execute(stmt, rows)

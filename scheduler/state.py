@@ -74,6 +74,8 @@ class JobRecord:
     #: Named resources (``{"gpu": 1}``) and labels (``{"zone": "eu"}``) it asks for.
     resources: Mapping[str, int] = NONE
     labels: Mapping[str, str] = NONE_LABELS
+    #: How often a kill for memory raised ``mem`` (:mod:`scheduler.escalation`).
+    memory_escalations: int = 0
 
     @classmethod
     def from_spec(cls, spec: JobSpec, seq: int) -> JobRecord:
@@ -101,6 +103,7 @@ class JobRecord:
             started_at=spec.started_at,
             resources=dict(spec.resources) if spec.resources else NONE,
             labels=dict(spec.labels) if spec.labels else NONE_LABELS,
+            memory_escalations=spec.memory_escalations,
         )
 
     def policy(self, jitter: float, max_delay: float | None) -> RetryPolicy:

@@ -53,6 +53,8 @@ SPEC_COLUMNS = (
     jobs.c.timeout_seconds,
     jobs.c.resources,
     jobs.c.labels,
+    jobs.c.memory_escalated_mb,
+    jobs.c.memory_escalations,
 )
 
 
@@ -149,7 +151,8 @@ def _spec(
         type=r["type"],
         priority=r["priority"],
         cpu_units=r["cpu_units"],
-        memory_mb=r["memory_mb"],
+        # A kill for memory raised what it asks for; the user's request stays in memory_mb.
+        memory_mb=r["memory_escalated_mb"] or r["memory_mb"],
         max_attempts=r["max_attempts"],
         initial_delay_seconds=r["initial_delay_seconds"],
         backoff_multiplier=r["backoff_multiplier"],
@@ -168,6 +171,7 @@ def _spec(
         resources=r["resources"] or {},
         labels=r["labels"] or {},
         batch_id=r["batch_id"],
+        memory_escalations=r["memory_escalations"] or 0,
     )
 
 
@@ -275,7 +279,7 @@ async def dispatch_fields(
             jobs.c.payload,
             jobs.c.timeout_seconds,
             jobs.c.cpu_units,
-            jobs.c.memory_mb,
+            func.coalesce(jobs.c.memory_escalated_mb, jobs.c.memory_mb).label("memory_mb"),
             jobs.c.tenant,
         ).where(jobs.c.id.in_(ids))
     )

@@ -62,6 +62,8 @@ class JobSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     #: The batch it was submitted in (a paused batch holds its ready jobs).
     batch_id: uuid.UUID | None = None
+    #: Memory escalations since it was (re)submitted (``memory_mb`` is then the raised ask).
+    memory_escalations: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,10 @@ class Transition:
     #: Set when the move also takes the attempt number back: a dispatch that provably never
     #: reached any worker (its queue was gone) was no attempt, so the number is used again.
     to_attempts: int | None = None
+    #: Set when a kill for memory raised what later attempts ask for
+    #: (:mod:`scheduler.escalation`): the new ask and the job's count of raises.
+    memory_mb: int | None = None
+    memory_escalations: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ def _write(t: Transition, now: datetime, result: Any) -> JobWrite:
         result=result if t.to_status is JobStatus.COMPLETED else None,
         not_before=dt(t.not_before) if t.to_status is JobStatus.RETRYING else None,
         finished_at=now if final else None,
+        memory_escalated_mb=t.memory_mb,
+        memory_escalations=t.memory_escalations,
     )
 
 
@@ -62,7 +64,14 @@ def merge(first: JobWrite, then: JobWrite) -> JobWrite:
         worker_id=then.worker_id,
         started_at=then.started_at or first.started_at,
         finished_at=then.finished_at,
+        memory_escalated_mb=_later(first.memory_escalated_mb, then.memory_escalated_mb),
+        memory_escalations=_later(first.memory_escalations, then.memory_escalations),
     )
+
+
+def _later(first: int | None, then: int | None) -> int | None:
+    """The later of two writes of a value that a write may leave unchanged (None)."""
+    return first if then is None else then
 
 
 def plan_writes(

@@ -204,6 +204,13 @@ class Settings(BaseSettings):
         description="How long a worker gathers its jobs' log lines before publishing them "
         "together (0: at once). Reports and heartbeats never wait.",
     )
+    worker_memory_watch_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        description="How often a worker samples the RSS of an isolated job's processes; above "
+        "the attempt's memory_mb they are killed and the attempt fails for memory, so its "
+        "retry asks for more (0: isolated jobs are not held to their memory).",
+    )
 
     # Logger
     log_retention_days: float = Field(

@@ -3,6 +3,8 @@ test knows them)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import smartq
@@ -57,3 +59,9 @@ def unstorable(ctx: JobContext) -> dict[str, object]:
 def greet(ctx: JobContext) -> dict[str, str]:
     """A type that only some test workers register (placement by job type)."""
     return {"hello": str(ctx.payload.get("name", "world"))}
+
+
+@smartq.job("self_kill", isolated=True)
+def self_kill(ctx: JobContext) -> None:
+    """An isolated job that kills itself with SIGKILL (a signal its worker did not send)."""
+    os.kill(os.getpid(), signal.SIGKILL)

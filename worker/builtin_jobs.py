@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from smartq.errors import NonRetryableError, RetryableError
 from smartq.registry import job
@@ -67,3 +68,31 @@ def cpu(ctx: JobContext) -> dict[str, int]:
         if loops % 50 == 0 and ctx.cancelled():
             break
     return {"loops": loops}
+
+
+#: Pages of the ``memory`` job are filled this much at a time, so the watchdog sees it grow.
+_CHUNK_MB = 8
+
+
+def _memory_payload(payload: dict[str, Any]) -> tuple[int, float]:
+    mb, seconds = payload.get("mb"), payload.get("seconds", 0.0)
+    if isinstance(mb, bool) or not isinstance(mb, int) or not 0 <= mb <= 1_048_576:
+        raise NonRetryableError(f"memory: 'mb' must be a whole number of MB, 0-1048576, not {mb!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise NonRetryableError(
+            f"memory: 'seconds' must be a number of seconds, 0 or more, not {seconds!r}"
+        )
+    return mb, float(seconds)
+
+
+@job("memory", isolated=True)
+def memory(ctx: JobContext) -> dict[str, float]:
+    """``{"mb": N, "seconds": s}``: takes N MB (every page written, so its RSS grows by N MB
+    on top of the interpreter's own) and holds it s seconds. Isolated: its worker holds it to
+    its ``memory_mb``, which is how memory escalation is shown and tested."""
+    mb, seconds = _memory_payload(ctx.payload)
+    held = [b"\x01" * (min(_CHUNK_MB, mb - at) << 20) for at in range(0, mb, _CHUNK_MB)]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ctx.cancelled():
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    return {"mb": sum(len(b) for b in held) >> 20, "seconds": seconds}

@@ -41,7 +41,7 @@ from worker.context import (
     utcnow,
 )
 from worker.isolation import mp_context
-from worker.outcomes import Ending, describe
+from worker.outcomes import Ending, describe, failure_class
 from worker.runners import Attempt, Setup, runner_for
 from worker.verdict import end_line
 
@@ -60,8 +60,10 @@ class Executor:
 
     ``max_threads`` bounds the plain-function pool; ``cancel_grace`` is how long a cancelled
     thread or task may take to return before the attempt is reported anyway; ``kill_grace`` is
-    the time between SIGTERM and SIGKILL for isolated jobs; ``start_method`` picks the
-    multiprocessing start method (default ``forkserver``, else ``spawn``).
+    the time between SIGTERM and SIGKILL for isolated jobs; ``memory_watch`` the time between
+    two samples of an isolated job's memory (0: its ``memory_mb`` is not enforced);
+    ``start_method`` picks the multiprocessing start method (default ``forkserver``, else
+    ``spawn``).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Executor:
         progress_sink: ProgressSink | None = None,
         cancel_grace: float = 1.0,
         kill_grace: float = 0.5,
+        memory_watch: float = 0.05,
         start_method: str | None = None,
     ) -> None:
         self.worker_id = worker_id
@@ -93,6 +96,7 @@ class Executor:
             mp=mp_context(start_method),
             cancel_grace=cancel_grace,
             kill_grace=kill_grace,
+            memory_watch=memory_watch,
         )
         self._attempts: dict[_Key, Attempt] = {}
         self._closing = False
@@ -229,6 +233,8 @@ class Executor:
             retry_after=ending.retry_after,
             released=ending.released,
             log_seq=last,
+            failure_class=failure_class(ending),
+            peak_memory_mb=ending.peak_memory_mb,
         )
         attempt.reported = True
         if ending.released:

@@ -2,17 +2,21 @@
 
 The child imports the job function by ``module:qualname`` (so it must be a module-level
 function) and talks to the parent over one pipe: ``("log", level, message, ts)`` tuples, then one
-``("end", Ending)``. A reader thread in the parent forwards the log lines to the attempt's log (so
-they get their seq numbers there, after the parent's "started" line) and, once the pipe closes and
-the child is reaped, resolves :attr:`ChildRun.ended`.
+``("end", Ending, maxrss_mb)``. A reader thread in the parent forwards the log lines to the
+attempt's log (so they get their seq numbers there, after the parent's "started" line) and, once
+the pipe closes and the child is reaped, resolves :attr:`ChildRun.ended`. A
+:class:`~worker.memwatch.MemoryWatch` holds the child to the attempt's memory; a child that dies
+without a result is classified by how (:func:`worker.outcomes.classify_failure`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import multiprocessing
+import resource
 import signal
 import threading
 import uuid
@@ -22,11 +26,12 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from models.enums import Outcome
+from models.enums import FailureClass, Outcome
 from smartq.errors import ConfigurationError
 from smartq.outbox import LoopHandoff
 from worker.context import AttemptLog, CancelFlag, JobContext, make_job_logger
-from worker.outcomes import Ending, call_sync, describe
+from worker.memwatch import MemoryWatch
+from worker.outcomes import Ending, call_sync, classify_failure, describe
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +72,29 @@ def _resolve(module: str, qualname: str) -> Any:
 
 
 class ChildRun:
-    """One attempt in one child process; :attr:`ended` resolves when the child is gone."""
+    """One attempt in one child process; :attr:`ended` resolves when the child is gone.
+
+    ``memory_mb``: the RSS it is held to, sampled every ``watch_every`` seconds (None or 0:
+    not watched)."""
 
     def __init__(
-        self, context: BaseContext, log: AttemptLog, target: tuple[str, str], job: dict[str, Any]
+        self,
+        context: BaseContext,
+        log: AttemptLog,
+        target: tuple[str, str],
+        job: dict[str, Any],
+        memory_mb: int | None = None,
+        watch_every: float = 0.0,
     ) -> None:
         self.ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
         self._handoff = LoopHandoff()
         self._handoff.bind()
         self._log = log
+        self._memory_mb = memory_mb if watch_every > 0 else None
+        self._watch_every = watch_every
+        self._watch: MemoryWatch | None = None
+        #: This worker sent the child a signal (a timeout, a cancel, a hand-back).
+        self._signalled = False
         self._receiver, self._sender = context.Pipe(duplex=False)
         self._process = context.Process(  # type: ignore[attr-defined]
             target=child_main,
@@ -88,6 +107,9 @@ class ChildRun:
         """Blocking (it sends the child its arguments): call it through a thread."""
         self._process.start()
         self._sender.close()  # the pipe reports EOF once the child's end is the only one
+        if self._memory_mb is not None:
+            self._watch = MemoryWatch(self._process.pid, self._memory_mb, self._watch_every)
+            self._watch.start()
         threading.Thread(
             target=self._read, name=f"{self._process.name}-reader", daemon=True
         ).start()
@@ -96,14 +118,21 @@ class ChildRun:
         """SIGTERM (the child's ctx.cancelled() becomes true), then SIGKILL after ``grace``."""
         if self.ended.done():
             return
+        self._signalled = True
         self._process.terminate()
         done, _ = await asyncio.wait({self.ended}, timeout=grace)
         if not done:
             self._process.kill()
         await asyncio.wait({self.ended}, timeout=REAP_TIMEOUT)
 
+    @property
+    def memory_killed(self) -> bool:
+        """The watchdog killed the child for going over its memory."""
+        return self._watch is not None and self._watch.killed
+
     def _read(self) -> None:
         ending: Ending | None = None
+        maxrss = 0
         try:
             while True:
                 message = self._receiver.recv()
@@ -112,7 +141,7 @@ class ChildRun:
                 elif message[0] == "progress":
                     self._log.progress(message[1], message[2])
                 elif message[0] == "end":
-                    ending = message[1]
+                    ending, maxrss = message[1], message[2]
         except (EOFError, OSError):
             pass
         except Exception:  # a message cut short by SIGKILL
@@ -124,12 +153,42 @@ class ChildRun:
         finally:
             self._receiver.close()
         self._process.join(REAP_TIMEOUT)
+        peak = maxrss
+        if self._watch is not None:
+            self._watch.stop()
+            peak = max(peak, self._watch.peak_mb)
         if ending is None:
-            ending = Ending(
-                Outcome.FAILED,
-                error=f"job process exited with code {self._process.exitcode} without a result",
-            )
+            ending = self._died()
+        if peak:
+            ending = dataclasses.replace(ending, peak_memory_mb=peak)
         self._handoff.resolve(self.ended, ending)  # dropped if the loop closed: nobody waits
+
+    def _died(self) -> Ending:
+        """The ending of a child that left no result: killed for memory, by a signal, or it
+        exited."""
+        code = self._process.exitcode
+        signum = -code if code is not None and code < 0 else None
+        kind = classify_failure(
+            memory_killed=self.memory_killed, exit_signal=signum, signal_ours=self._signalled
+        )
+        if kind is FailureClass.MEMORY:
+            assert self._watch is not None
+            error = (
+                f"killed for memory: its processes used {self._watch.peak_mb} MB, "
+                f"over the {self._watch.limit_mb} MB it asked for"
+            )
+        elif signum is not None:
+            error = f"job process killed by signal {_signal_name(signum)}"
+        else:
+            error = f"job process exited with code {code} without a result"
+        return Ending(Outcome.FAILED, error=error, failure_class=kind)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
 
 
 def child_main(conn: Connection, module: str, qualname: str, job: dict[str, Any]) -> None:
@@ -164,5 +223,6 @@ def child_main(conn: Connection, module: str, qualname: str, job: dict[str, Any]
         )
     else:
         ending = call_sync(func, ctx)
-    send(("end", ending))
+    # The high-water mark of its own RSS (kB on Linux): a peak between the watchdog's samples.
+    send(("end", ending, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
     conn.close()

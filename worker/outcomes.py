@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from models import storable
-from models.enums import Outcome
+from models.enums import FailureClass, Outcome
 from smartq.errors import NonRetryableError, Retry, RetryableError
 from worker.context import JobContext
 
@@ -31,6 +31,49 @@ class Ending:
     traceback: str | None = None
     #: False while a thread that timed out or ignored cancellation still runs.
     released: bool = True
+    #: How a failed attempt failed, when the outcome does not say it (see
+    #: :func:`failure_class`); the most memory its process was seen to use (isolated jobs).
+    failure_class: FailureClass | None = None
+    peak_memory_mb: int | None = None
+
+
+#: The class of a failure that carries none of its own.
+_IMPLIED = {
+    Outcome.FAILED: FailureClass.ERROR,
+    Outcome.FAILED_PERMANENTLY: FailureClass.ERROR,
+    Outcome.TIMED_OUT: FailureClass.TIMEOUT,
+}
+
+
+def failure_class(ending: Ending) -> FailureClass | None:
+    """The class an attempt's report carries: its own, else what its outcome implies (None for
+    an attempt that did not fail: a success, a retry it asked for, a cancel, a hand-back)."""
+    if ending.failure_class is not None:
+        return ending.failure_class
+    return _IMPLIED.get(ending.outcome)
+
+
+def classify_failure(
+    *,
+    timed_out: bool = False,
+    memory_killed: bool = False,
+    memory_error: bool = False,
+    exit_signal: int | None = None,
+    signal_ours: bool = False,
+) -> FailureClass:
+    """The class of a failed attempt from what the worker observed.
+
+    A memory kill wins over a signal (the watchdog's SIGKILL is a memory kill, and so is the
+    kernel's OOM SIGKILL when the worker saw the child's RSS at its limit); a timeout wins over
+    the signal the worker sent to end it; a signal the worker did not send is ``signal``.
+    """
+    if memory_killed or memory_error:
+        return FailureClass.MEMORY
+    if timed_out:
+        return FailureClass.TIMEOUT
+    if exit_signal is not None and not signal_ours:
+        return FailureClass.SIGNAL
+    return FailureClass.ERROR
 
 
 def describe(exc: BaseException) -> str:
@@ -41,7 +84,8 @@ def describe(exc: BaseException) -> str:
 
 def classify(exc: BaseException) -> Ending:
     """``Retry`` → retry after its delay; ``NonRetryableError`` → no retry; anything else
-    (``RetryableError``, a plain exception, even a ``TimeoutError`` the job raised) → retry."""
+    (``RetryableError``, a plain exception, even a ``TimeoutError`` the job raised) → retry;
+    a ``MemoryError`` is a failure of class ``memory`` (its retry may ask for more)."""
     if isinstance(exc, Retry):
         return Ending(Outcome.RETRY_REQUESTED, error=describe(exc), retry_after=exc.delay)
     if isinstance(exc, NonRetryableError):
@@ -52,6 +96,7 @@ def classify(exc: BaseException) -> Ending:
         Outcome.FAILED,
         error=describe(exc),
         traceback="".join(traceback.format_exception(exc)).rstrip(),
+        failure_class=classify_failure(memory_error=isinstance(exc, MemoryError)),
     )
 
 

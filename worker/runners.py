@@ -4,7 +4,8 @@
 * plain ``def`` jobs run on a bounded thread pool. Python cannot kill a thread, so at the deadline
   the attempt ends ``TIMED_OUT`` with ``released=False`` and its cancel flag is set; the
   executor hears through :attr:`Setup.outlived` when the thread really returns.
-* ``isolated=True`` plain jobs run in a child process, SIGTERMed then SIGKILLed at the deadline.
+* ``isolated=True`` plain jobs run in a child process, SIGTERMed then SIGKILLed at the deadline,
+  and SIGKILLed by its memory watchdog above the attempt's ``memory_mb``.
 
 Runners report nothing: they call :attr:`Setup.begin` when the job starts executing and return
 how it ended; the executor turns both into reports (see :mod:`worker.executor`).
@@ -13,6 +14,7 @@ how it ended; the executor turns both into reports (see :mod:`worker.executor`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -83,6 +85,8 @@ class Setup:
     cancel_grace: float
     #: Between SIGTERM and SIGKILL of an isolated job's child.
     kill_grace: float
+    #: Between two samples of an isolated job's memory (0: not watched).
+    memory_watch: float = 0.0
 
 
 #: ``(attempt, job type, time limit in seconds or None, setup) -> ending``.
@@ -167,13 +171,17 @@ async def run_isolated(
         "worker_id": setup.worker_id,
         "payload": d.payload,
     }
-    child = ChildRun(setup.mp, attempt.log, target, job)
+    child = ChildRun(setup.mp, attempt.log, target, job, d.memory_mb, setup.memory_watch)
     await asyncio.to_thread(child.start)
     why = await _wait(attempt, child.ended, limit)
     if why == "done":
         return child.ended.result()
     await child.stop(setup.kill_grace)
-    return stopped(why, attempt.stop, limit)
+    ended = child.ended.result() if child.ended.done() else None
+    if why == "timeout" and child.memory_killed and ended is not None:
+        return ended  # killed for memory as the deadline came: the memory is what to fix
+    peak = ended.peak_memory_mb if ended is not None else None
+    return dataclasses.replace(stopped(why, attempt.stop, limit), peak_memory_mb=peak)
 
 
 async def _wait(attempt: Attempt, job: asyncio.Future[Any], limit: float | None) -> Why:

@@ -112,6 +112,7 @@ class WorkerService:
             log_sink=self._log_line,
             progress_sink=self._progress,
             max_threads=max_threads or max(4, self.cpu_units * 2),
+            memory_watch=settings.worker_memory_watch_seconds,
         )
         self._hold = ReportHold(
             lambda r: self._send(topology.report_key(r.job_id), r.dumps()),

@@ -87,6 +87,9 @@ _RESET = {
     "worker_id": None,
     "cancel_requested_at": None,
     "finished_at": None,
+    # Memory escalations are outside the retry budget and restart with it; the memory a kill
+    # raised the job to (memory_escalated_mb) is kept: it is what the job was seen to need.
+    "memory_escalations": 0,
 }
 
 

@@ -128,7 +128,7 @@ def job_fields(doc: dict[str, Any]) -> list[tuple[str, str]]:
     pairs += [(k, v) for k, v in optional if v]
     pairs += [
         ("priority", str(doc["priority"])),
-        ("resources", resource_words(doc)),
+        ("resources", resource_words(doc) + raised(doc)),
         (
             "retry",
             f"{retry['max_attempts']} attempt(s), backoff {retry['initial_delay_seconds']:g}s"
@@ -248,3 +248,11 @@ def retry(
         others = len(answer.get("resubmitted") or ()) - 1
         tail = f" with {others} job(s) downstream" if others > 0 else ""
         s.out.line(f"job {job_id} runs again{tail}: {answer['job']['status']}")
+
+
+def raised(doc: dict[str, Any]) -> str:
+    """What a kill for memory raised the ask to, after the request (empty: never raised)."""
+    if not doc.get("memory_escalated_mb"):
+        return ""
+    times = doc.get("memory_escalations") or 0
+    return f" (raised to {doc['memory_escalated_mb']} after {times} memory kill(s))"

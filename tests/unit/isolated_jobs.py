@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from smartq.errors import NonRetryableError
 from smartq.registry import Registry, job
+from worker import builtin_jobs
 from worker.context import JobContext
 
 reg = Registry()
@@ -43,3 +45,18 @@ def iso_fatal(ctx: JobContext) -> None:
 @job("iso_crash", isolated=True, into=reg)
 def iso_crash(ctx: JobContext) -> None:
     os._exit(3)
+
+
+@job("iso_self_kill", isolated=True, into=reg)
+def iso_self_kill(ctx: JobContext) -> None:
+    """Dies of a signal nobody else sent."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job("iso_memory_error", isolated=True, into=reg)
+def iso_memory_error(ctx: JobContext) -> None:
+    raise MemoryError("cannot allocate")
+
+
+#: The built-in ``memory`` type (N MB held s seconds), in this registry too.
+iso_memory = job("iso_memory", isolated=True, into=reg)(builtin_jobs.memory)

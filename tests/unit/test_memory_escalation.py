@@ -1,4 +1,5 @@
-"""The pure rules of failure classes and memory escalation (scheduler/escalation.py)."""
+"""The pure rules of failure classes (worker/outcomes.py: the worker classifies) and memory
+escalation (scheduler/escalation.py: the scheduler sizes the retry)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from scheduler.escalation import (
     MAX_MEMORY_ESCALATIONS,
     Escalation,
     FailureClass,
-    classify,
     escalated_memory,
 )
+from worker.outcomes import classify_failure as classify
 
 
 @pytest.mark.parametrize(

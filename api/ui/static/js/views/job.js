@@ -50,7 +50,9 @@ async function storedLog(id, onLines) {
 function fields(job) {
   const rows = [
     ["Type", job.type], ["Priority", String(job.priority)],
-    ["Resources", `${job.cpu_units} cpu · ${job.memory_mb} MB`],
+    ["Resources", `${job.cpu_units} cpu · ${job.memory_mb} MB` + (job.memory_escalated_mb
+      ? ` (raised to ${job.memory_escalated_mb} MB after ${job.memory_escalations} memory kill(s))`
+      : "")],
     // A retry from the dead letters gives a fresh budget while attempt numbers keep growing.
     ["Attempts", `${job.attempts} (at most ${job.retry.max_attempts} a run)`],
     ["Retry", `after ${job.retry.initial_delay_seconds} s × ${job.retry.backoff_multiplier}^(n−1)`],
@@ -89,7 +91,9 @@ export function timeline(attempts) {
       h("div", { class: "attempt-head" }, h("strong", {}, `#${a.attempt}`),
         h("span", {}, a.worker_id || "—"), h("span", {}, when(a.started_at)),
         h("span", {}, duration(a.duration_seconds ?? between(a.started_at, a.finished_at))),
-        h("span", { class: `outcome o-${outcome}` }, outcome)),
+        h("span", {}, `${a.memory_mb} MB` + (a.peak_memory_mb ? ` (peak ${a.peak_memory_mb})` : "")),
+        h("span", { class: `outcome o-${outcome}`, "data-failure": a.failure_class || "" },
+          a.failure_class ? `${outcome}: ${a.failure_class}` : outcome)),
       h("div", { class: "track" }, h("div", { class: `span o-${outcome}`,
         style: { left: `${left}%`, width: `${width}%` } })),
       a.error ? h("pre", { class: "error-text" }, a.error) : null);
