@@ -358,3 +358,13 @@ def worker_resize_call(
     fields = {"cpu_units": cpu_units, "memory_mb": memory_mb}
     body = {k: v for k, v in fields.items() if v is not UNCHANGED}
     return Call("PATCH", worker_path(worker_id), body=orjson.dumps(body))
+
+
+def pause_path(kind: str, name: str | None, action: str) -> str:
+    """``POST`` path of a pause or resume: ``batch`` (its id), ``type`` (its name) or ``all``."""
+    if kind == "all":
+        return f"/admin/{action}"
+    if kind not in ("batch", "type") or not name:
+        raise ConfigurationError("pause a batch (its id), a type (its name) or all")
+    plural = "batches" if kind == "batch" else "types"
+    return f"/{plural}/{quote(str(name), safe='')}/{action}"

@@ -30,6 +30,7 @@ from smartq.client._core import (
     endpoint,
     list_params,
     page_call,
+    pause_path,
     ref_id,
     ref_ids,
     spec_body,
@@ -197,6 +198,24 @@ class AsyncClient:
     async def tenant(self, name: str) -> dict[str, Any]:
         """A tenant's quotas (its defaults when nobody set any) and its active jobs."""
         answer: dict[str, Any] = await self._send(Call("GET", tenant_path(name)))
+        return answer
+
+    async def pause(self, kind: str, name: str | None = None) -> dict[str, Any]:
+        """Pause a ``"batch"`` (its id; the owner, ``cancel`` scope), a ``"type"`` (its name)
+        or ``"all"`` (admin keys): nothing new of it starts, what runs finishes."""
+        path = pause_path(kind, name, "pause")
+        answer: dict[str, Any] = await self._send(Call("POST", path))
+        return answer
+
+    async def resume(self, kind: str, name: str | None = None) -> dict[str, Any]:
+        """Undo :meth:`pause`."""
+        path = pause_path(kind, name, "resume")
+        answer: dict[str, Any] = await self._send(Call("POST", path))
+        return answer
+
+    async def pauses(self) -> list[dict[str, Any]]:
+        """Every pause in force (admin keys)."""
+        answer: list[dict[str, Any]] = await self._send(Call("GET", "/admin/pauses"))
         return answer
 
     async def workers(self) -> list[dict[str, Any]]:

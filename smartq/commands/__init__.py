@@ -11,7 +11,18 @@ from __future__ import annotations
 
 import typer
 
-from smartq.commands import batches, explain, jobs, logs, submit, tenants, types, watch, workers
+from smartq.commands import (
+    batches,
+    explain,
+    jobs,
+    logs,
+    pauses,
+    submit,
+    tenants,
+    types,
+    watch,
+    workers,
+)
 
 PANEL = "Jobs, batches and workers (over the API)"
 
@@ -25,6 +36,9 @@ def register(app: typer.Typer) -> None:
         ("logs", logs.logs),
         ("cancel", jobs.cancel),
         ("retry", jobs.retry),
+        ("pause", pauses.pause),
+        ("resume", pauses.resume),
+        ("pauses", pauses.pauses),
     ):
         app.command(name, rich_help_panel=PANEL)(command)
     for name, group in (

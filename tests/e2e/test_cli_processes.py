@@ -403,3 +403,18 @@ def test_a_worker_drained_resized_and_resumed_from_the_cli(cli: Cli) -> None:
         cli.json("workers", "resume", wid)
         back = cli.json("workers", "resize", wid, "--cpu-units", "none")
     assert back["cpu_units"] == 4 and back["state"] != "drained"
+
+
+def test_pause_and_resume_a_type_from_the_cli(cli: Cli) -> None:
+    try:
+        paused = cli.json("pause", "--type", "sleep")
+        assert (paused["kind"], paused["name"], paused["paused"]) == ("type", "sleep", True)
+        assert [p["name"] for p in cli.json("pauses")] == ["sleep"]
+        said = cli("pause", "--type", "sleep")
+        assert said.returncode == 0 and said.stdout.startswith("paused type sleep"), said.stdout
+        ran = cli("pause", "--type", "sleep", "--all")
+        assert ran.returncode == 2
+        _one_error_line(ran, "give one of --batch ID, --type NAME or --all")
+    finally:
+        resumed = cli.json("resume", "--type", "sleep")
+    assert resumed["paused"] is False and cli.json("pauses") == []
