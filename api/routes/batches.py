@@ -6,15 +6,17 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
 from sqlalchemy import RowMapping
 
 from api import paging, store
-from api.auth import AUTH_ERRORS, Read
+from api.auth import AUTH_ERRORS, Cancel, Read
 from api.deps import ConnDep, ContextDep
-from api.routes.jobs import ERRORS
+from api.routes.jobs import ERRORS, announce_cancelled, ask_to_cancel
 from api.schemas import BatchFailure, BatchPage, BatchReport, BatchSummary
 from api.views import job_public
 from models.enums import FINAL_STATUSES, JobStatus
+from models.types import utcnow
 
 router = APIRouter(prefix="/batches", tags=["batches"], responses=AUTH_ERRORS)
 
@@ -90,3 +92,28 @@ def _summary(batch: RowMapping, totals: list[RowMapping]) -> BatchReport:
     """The report without its jobs."""
     brief = _brief(batch, totals)
     return BatchReport(**brief.model_dump(), failures=None, jobs=[], next_cursor=None)
+
+
+class BatchCancelled(BaseModel):
+    """What stopping a batch did: waiting jobs cancelled at once, running ones asked to stop
+    (the report is final once they end)."""
+
+    batch_id: uuid.UUID
+    cancelled: int
+    stopping: int
+
+
+@router.post("/{batch_id}/cancel", response_model=BatchCancelled, responses=ERRORS)
+async def cancel_batch(
+    batch_id: uuid.UUID, access: Cancel, conn: ConnDep, ctx: ContextDep
+) -> BatchCancelled:
+    """Stop a batch: its waiting jobs are cancelled with the reason "batch cancelled by user"
+    (and jobs elsewhere that wait on them, as for any cancel), its running ones are asked to
+    stop. A finished batch: nothing to do (0 and 0)."""
+    async with conn.begin():
+        if await store.get_batch(conn, batch_id, access.tenant) is None:
+            raise HTTPException(404, f"no batch {batch_id}")
+        cancelled, stopping = await store.cancel_batch(conn, batch_id, utcnow())
+    await ask_to_cancel(ctx, [c.job_id for c in cancelled] + stopping)
+    await announce_cancelled(ctx, cancelled)
+    return BatchCancelled(batch_id=batch_id, cancelled=len(cancelled), stopping=len(stopping))

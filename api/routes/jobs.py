@@ -178,6 +178,27 @@ async def _cancel_result(
     row = await store.get_job(conn, job_id, tenant)
     assert row is not None
     await _notify(ctx, topology.JOB_CANCEL_REQUESTED, CancelRequested(job_id=job_id).dumps())
+    await announce_cancelled(ctx, cancelled)
+    if not cancelled:
+        response.status_code = 202
+    deps = await store.dependencies_of(conn, [job_id])
+    return CancelResult(
+        job=job_public(row, deps[job_id]),
+        cancelled=[c.job_id for c in cancelled],
+        pending_worker_stop=not cancelled,
+    )
+
+
+async def ask_to_cancel(ctx: ApiContext, job_ids: list[uuid.UUID]) -> None:
+    """Tell the scheduler at once of jobs a request cancelled or asked to stop (packed: one
+    message for many); it also polls for those that run."""
+    hints = [(topology.JOB_CANCEL_REQUESTED, CancelRequested(job_id=j).dumps()) for j in job_ids]
+    for key, body in topology.batched(topology.JOB_CANCEL_REQUESTED, hints):
+        await _notify(ctx, key, body)
+
+
+async def announce_cancelled(ctx: ApiContext, cancelled: list[store.Cancelled]) -> None:
+    """A ``job.status`` event for each job a request cancelled."""
     now = utcnow()
     for c in cancelled:  # each under its own batch, with the reason its row got
         event = JobStatusEvent(
@@ -191,11 +212,3 @@ async def _cancel_result(
             tenant=c.tenant,
         )
         await _notify(ctx, topology.status_key(c.job_id), event.dumps())
-    if not cancelled:
-        response.status_code = 202
-    deps = await store.dependencies_of(conn, [job_id])
-    return CancelResult(
-        job=job_public(row, deps[job_id]),
-        cancelled=[c.job_id for c in cancelled],
-        pending_worker_stop=not cancelled,
-    )

@@ -45,7 +45,13 @@ from api.store.submissions import (
     request_hash,
 )
 from api.store.tables import WAITING, attempts_t, batches, edges, jobs, logs_t, workers_t
-from api.store.transitions import Cancelled, cancel_waiting, request_stop, resubmit
+from api.store.transitions import (
+    Cancelled,
+    cancel_batch,
+    cancel_waiting,
+    request_stop,
+    resubmit,
+)
 from api.store.type_limits import (
     OVERRIDE_FIELDS,
     breaker_rows,
@@ -71,6 +77,7 @@ __all__ = [
     "batches",
     "batches_totals",
     "breaker_rows",
+    "cancel_batch",
     "cancel_waiting",
     "delete_pause",
     "delete_tenant",

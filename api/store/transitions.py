@@ -68,6 +68,26 @@ async def _cancel(
     return [Cancelled(r.id, r.type, r.batch_id, r.attempts, reason, r.tenant) for r in rows]
 
 
+#: The reason of the waiting jobs of a batch a user stopped.
+BATCH_CANCELLED = "batch cancelled by user"
+
+
+async def cancel_batch(
+    conn: AsyncConnection, batch_id: uuid.UUID, now: datetime
+) -> tuple[list[Cancelled], list[uuid.UUID]]:
+    """Stop a batch: its waiting jobs cancelled (with the reason), its running ones marked for
+    their workers to stop. Jobs of other batches that wait on them are cancelled by the
+    scheduler's cascade, as for any cancelled job."""
+    cancelled = await _cancel(conn, jobs.c.batch_id == batch_id, BATCH_CANCELLED, now)
+    stopping = await conn.execute(
+        update(jobs)
+        .where(jobs.c.batch_id == batch_id, jobs.c.status == JobStatus.RUNNING.value)
+        .values(cancel_requested_at=func.coalesce(jobs.c.cancel_requested_at, now), updated_at=now)
+        .returning(jobs.c.id)
+    )
+    return cancelled, [r[0] for r in stopping]
+
+
 async def request_stop(conn: AsyncConnection, job_id: uuid.UUID, now: datetime) -> bool:
     """Mark a running job for cancellation; the scheduler tells its worker."""
     won = await conn.execute(

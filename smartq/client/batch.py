@@ -189,6 +189,9 @@ class BatchBase(Generic[J]):
     def _report_call(self, limit: int) -> Call:
         return Call("GET", f"/batches/{self._submitted()}", params=[("limit", str(limit))])
 
+    def _action_call(self, action: str) -> Call:
+        return Call("POST", f"/batches/{self._submitted()}/{action}")
+
     def _finals_call(self, cursor: str | None) -> Call:
         params = list_params(_FINAL, None, self._submitted(), None, PAGE_SIZE)
         if cursor is not None:
@@ -224,6 +227,20 @@ class Batch(BatchBase[Job]):
     def report(self, failures: int = 100) -> BatchReport:
         """Totals, times and (up to ``failures`` of) the failed jobs, read now."""
         return BatchReport.of(self._client._send(self._report_call(failures)))
+
+    def cancel(self) -> dict[str, Any]:
+        """Stop the batch: what waits is cancelled, what runs is asked to stop."""
+        answer: dict[str, Any] = self._client._send(self._action_call("cancel"))
+        return answer
+
+    def pause(self) -> dict[str, Any]:
+        """Start nothing more of it until :meth:`resume`; what runs finishes."""
+        answer: dict[str, Any] = self._client._send(self._action_call("pause"))
+        return answer
+
+    def resume(self) -> dict[str, Any]:
+        answer: dict[str, Any] = self._client._send(self._action_call("resume"))
+        return answer
 
     def as_completed(self, timeout: float | None = None) -> Iterator[Job]:
         """Its jobs as each reaches a final status (those already final first)."""
@@ -277,6 +294,18 @@ class AsyncBatch(BatchBase[AsyncJob]):
 
     async def report(self, failures: int = 100) -> BatchReport:
         return BatchReport.of(await self._client._send(self._report_call(failures)))
+
+    async def cancel(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._client._send(self._action_call("cancel"))
+        return answer
+
+    async def pause(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._client._send(self._action_call("pause"))
+        return answer
+
+    async def resume(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._client._send(self._action_call("resume"))
+        return answer
 
     async def as_completed(self, timeout: float | None = None) -> AsyncIterator[AsyncJob]:
         deadline = Deadline(timeout, f"batch {self._submitted()}")

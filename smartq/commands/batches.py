@@ -140,3 +140,22 @@ def _note(job: dict[str, Any]) -> str:
     if job["status"] == "cancelled":
         return first_line(job.get("status_reason"), 80)
     return ""
+
+
+@app.command("cancel")
+def cancel(
+    batch_id: Annotated[uuid.UUID, typer.Argument(metavar="ID", help="The batch's id.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Stop a batch: its waiting jobs are cancelled, its running ones asked to stop."""
+    with session(url, api_key, output) as s:
+        answer = s.call("POST", f"/batches/{batch_id}/cancel")
+        if s.out.json:
+            s.out.emit(answer)
+            return
+        s.out.line(
+            f"batch {batch_id}: {answer['cancelled']} waiting job(s) cancelled, "
+            f"{answer['stopping']} running asked to stop"
+        )

@@ -418,3 +418,23 @@ def test_pause_and_resume_a_type_from_the_cli(cli: Cli) -> None:
     finally:
         resumed = cli.json("resume", "--type", "sleep")
     assert resumed["paused"] is False and cli.json("pauses") == []
+
+
+def test_a_batch_stopped_from_the_cli(cli: Cli) -> None:
+    r = httpx.post(
+        f"{cli.url}/jobs/batch",
+        json={"jobs": [{"key": "a", "type": "sleep", "payload": {"seconds": 30}},
+                       {"key": "b", "type": "noop", "depends_on": ["a"]}]},
+    )  # fmt: skip
+    batch_id = r.json()["batch_id"]
+    ids = [j["id"] for j in r.json()["jobs"]]
+    deadline = time.monotonic() + 20
+    while cli.status(ids[0]) != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    said = cli("batches", "cancel", batch_id)
+    assert said.returncode == 0, said.stderr
+    assert "1 waiting job(s) cancelled, 1 running asked to stop" in said.stdout, said.stdout
+    while {cli.status(i) for i in ids} != {"cancelled"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

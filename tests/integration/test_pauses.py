@@ -107,3 +107,28 @@ async def test_pauses_refused(system: System, path: str, status: int, words: str
     assert r.status_code == status, r.text
     body: Any = r.json()
     assert words in r.text and "error" in body
+
+
+async def test_stopping_a_batch_cancels_what_waits_and_stops_what_runs(system: System) -> None:
+    system.start_scheduler()
+    system.start_worker("w1", cpu_units=1, memory_mb=1024)
+    await system.wait_worker("w1")
+    specs = [{"key": "long", "type": "sleep", "payload": {"seconds": 30}}]
+    specs += [{"key": f"n{i}", "type": "noop", "depends_on": ["long"]} for i in range(3)]
+    specs += [{"key": "free", "type": "noop"}]
+    r = await system.client.post("/jobs/batch", json={"jobs": specs})
+    batch_id, made = r.json()["batch_id"], {j["key"]: j["id"] for j in r.json()["jobs"]}
+    await system.wait_status(made["long"], "running")
+    outside = (await system.submit(type="noop", depends_on=[made["n0"]]))["id"]
+    r = await system.client.post(f"/batches/{batch_id}/cancel")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"batch_id": batch_id, "cancelled": 4, "stopping": 1}
+    final = await system.wait_final([*made.values(), outside])
+    assert {j["status"] for j in final.values()} == {"cancelled"}
+    assert (await system.job(made["n1"]))["status_reason"] == "batch cancelled by user"
+    report = (await system.client.get(f"/batches/{batch_id}")).json()
+    assert report["done"] is True and report["totals"]["cancelled"] == 5
+    again = await system.client.post(f"/batches/{batch_id}/cancel")
+    assert again.json()["cancelled"] == again.json()["stopping"] == 0
+    missing = await system.client.post(f"/batches/{made['long']}/cancel")
+    assert missing.status_code == 404 and "no batch" in missing.text
