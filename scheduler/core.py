@@ -20,9 +20,10 @@ from collections.abc import Iterable, Mapping
 
 from models.enums import FailureClass, JobStatus, Outcome
 from scheduler import dag, escalation, fleet
-from scheduler.breaker import BreakerPolicy, BreakerRecord, BreakerState, Change
+from scheduler.breaker import BreakerPolicy
 from scheduler.durations import Durations
-from scheduler.flow import Flow, GateKey, GateView, TypeRule
+from scheduler.flow import Flow
+from scheduler.flowcontrols import FlowControls
 from scheduler.placement import PlacementConfig, plan
 from scheduler.reasons import CANCELLED_BY_USER, never_fits_reason, upstream_reason
 from scheduler.resources import Offer
@@ -48,7 +49,7 @@ _FINAL_STATUS = {
 }
 
 
-class Scheduler:
+class Scheduler(FlowControls):
     """In-memory scheduling state of the active jobs and the workers, plus the rules.
 
     ``lookahead`` bounds how many passed-over ready jobs a pass examines; ``reserve_after`` is
@@ -167,11 +168,6 @@ class Scheduler:
             incarnation,
             Offer.of(resources, labels),
         )
-
-    def set_pauses(self, pauses: Mapping[GateKey, str]) -> None:
-        """Every pause in force (everything, a type's, a batch's: see :mod:`scheduler.flow`)
-        with the reason its jobs show; their ready jobs wait, what runs finishes."""
-        self.state.flow.set_pauses(pauses)
 
     def control_workers(self, controls: Mapping[str, Control]) -> None:
         """What admins set on workers, all of it: drained ones take nothing new, resized ones
@@ -330,42 +326,6 @@ class Scheduler:
     def plan(self, now: float) -> list[Placement]:
         """Which ready jobs start now, on which worker, as which attempt (see placement)."""
         return plan(self.state, now, self._placement)
-
-    # -- flow control (see scheduler.flow and scheduler.fairshare) --------------------------
-    def set_type_rules(self, rules: dict[str, TypeRule], now: float) -> None:
-        """The limits and breaker policies of the types that have any."""
-        self.state.flow.set_type_rules(rules, now)
-        self.state.dirty = True
-
-    def set_tenants(
-        self,
-        max_running: dict[str, int | None],
-        weights: dict[str, float],
-        default_max_running: int | None,
-    ) -> None:
-        """What admins set for tenants: running limits and fair-share weights."""
-        self.state.flow.set_tenant_rules(max_running, default_max_running)
-        self.state.ready.set_weights(weights)
-        self.state.dirty = True
-
-    def force_breaker(self, job_type: str, state: BreakerState | None, now: float) -> None:
-        self.state.flow.force_breaker(job_type, state, now)
-        self.state.dirty = True
-
-    def restore_breaker(self, job_type: str, record: BreakerRecord) -> None:
-        self.state.flow.restore_breaker(job_type, record)
-
-    def breaker_records(self, job_types: Iterable[str]) -> dict[str, BreakerRecord]:
-        breakers = self.state.flow.breakers
-        return {t: breakers[t].record() for t in job_types if t in breakers}
-
-    def take_breaker_changes(self) -> list[Change]:
-        """Breaker changes since the last call, to persist with the pass and publish."""
-        return self.state.flow.take_changes()
-
-    def gates(self, now: float) -> list[GateView]:
-        """Every breaker that is not closed and every limit, with what it holds."""
-        return self.state.flow.views(now)
 
     # -- introspection --------------------------------------------------------------------
     def job_status(self, job_id: uuid.UUID) -> JobStatus | None:
