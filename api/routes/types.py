@@ -19,7 +19,8 @@ from sqlalchemy import RowMapping
 from api import store
 from api.auth import AUTH_ERRORS, AdminDep, Read
 from api.deps import ConnDep, ContextDep
-from api.schemas import BreakerOut, ErrorBody, TypeLimitsOut, TypeOut, no_nul
+from api.fleet_schemas import BreakerOut, TypeLimitsOut, TypeOut
+from api.schemas import ErrorBody, no_nul
 from models.enums import WorkerState
 from models.limits import MAX_NAME_LENGTH
 from models.types import utcnow

@@ -22,7 +22,8 @@ from api import store
 from api.auth import AUTH_ERRORS, AdminDep, Monitor
 from api.capacity import Holding, holding
 from api.deps import ConnDep, ContextDep
-from api.schemas import ErrorBody, LingeringOut, WorkerControlOut, WorkerOut
+from api.fleet_schemas import LingeringOut, WorkerControlOut, WorkerOut
+from api.schemas import ErrorBody
 from models.enums import WorkerState
 from models.limits import MAX_CPU_UNITS, MAX_MEMORY_MB
 from models.types import utcnow
