@@ -167,7 +167,7 @@ class FlowConfig:
                 "paused" if key in after else "resumed",
                 kind,
                 name,
-                extra={"action": "scheduler.pause", "kind": kind, "name": name},
+                extra={"action": "scheduler.pause", "pause_kind": kind, "pause_name": name},
             )
         self._applied_pauses = dict(after)
 

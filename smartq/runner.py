@@ -164,6 +164,18 @@ async def run_logger(settings: Settings) -> None:
         await _until_signal(LogStore(settings, engine, broker).run)
 
 
+def _report_death(task: asyncio.Task[None]) -> None:
+    """A part of ``smartq dev`` that ends with an error says so at once (the rest goes on; it
+    used to die silently until the process stopped)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.critical(
+            "the %s stopped with an error; restart smartq dev",
+            task.get_name(),
+            exc_info=error,
+            extra={"action": "dev.part_failed", "part": task.get_name()},
+        )
+
+
 async def run_dev(
     settings: Settings,
     host: str,
@@ -190,6 +202,8 @@ async def run_dev(
             "logger": LogStore(settings, engine, broker).run(stop),
         }
         tasks = [asyncio.create_task(coro, name=name) for name, coro in parts.items()]
+        for task in (worker_task, *tasks):
+            task.add_done_callback(_report_death)
         where = (
             "embedded SQLite + in-process broker"
             if settings.embedded_broker
