@@ -276,7 +276,11 @@ class SchedulerService:
         messages, self._messages = self._messages, []
         now = self.clock()
         inbox = decode(messages)
-        transitions, placements, sends, gone = await self._decide(inbox, now)
+        try:
+            transitions, placements, sends, gone = await self._decide(inbox, now)
+        except Exception:  # the core may be half-changed: start again from the database
+            await self._recover(messages)
+            return PassResult()
         self.timings.mark("decide")
         try:
             outgoing = await self._commit(transitions, placements, inbox, gone, now)
