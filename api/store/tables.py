@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import RowMapping, Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.enums import CANCELLABLE_AT_ONCE
+from models.inserts import insert_of
 from models.tables import (
     Batch,
     BreakerRow,
@@ -35,12 +35,6 @@ type_limits_t: Table = JobTypeLimits.__table__  # type: ignore[attr-defined]
 breakers_t: Table = BreakerRow.__table__  # type: ignore[attr-defined]
 #: Statuses a cancel ends at once (the job holds no worker).
 WAITING = tuple(s.value for s in CANCELLABLE_AT_ONCE)
-
-
-def insert_of(conn: AsyncConnection, table: Table) -> Any:
-    """``INSERT`` into ``table`` in the connection's dialect, which has ``on_conflict_do_…``."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 async def upsert_by_name(
