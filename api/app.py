@@ -24,6 +24,7 @@ from api.routes import (
     logs,
     metrics,
     retry,
+    schedules,
     stream,
     submissions,
     types,
@@ -71,6 +72,7 @@ def create_app(
         batches.router,
         workers.router,
         types.router,
+        schedules.router,
         admin_keys.router,
         admin_tenants.router,
     )

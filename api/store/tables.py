@@ -19,6 +19,7 @@ from models.tables import (
     JobLog,
     JobProgressRow,
     JobTypeLimits,
+    Schedule,
     Tenant,
     Worker,
 )
@@ -33,6 +34,7 @@ progress_t: Table = JobProgressRow.__table__  # type: ignore[attr-defined]
 tenants_t: Table = Tenant.__table__  # type: ignore[attr-defined]
 type_limits_t: Table = JobTypeLimits.__table__  # type: ignore[attr-defined]
 breakers_t: Table = BreakerRow.__table__  # type: ignore[attr-defined]
+schedules_t: Table = Schedule.__table__  # type: ignore[attr-defined]
 #: Statuses a cancel ends at once (the job holds no worker).
 WAITING = tuple(s.value for s in CANCELLABLE_AT_ONCE)
 
