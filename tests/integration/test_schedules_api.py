@@ -4,6 +4,7 @@ schedule belongs to its key's tenant and the scopes hold (firing: test_schedules
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,7 +47,7 @@ async def test_a_schedule_is_shown_with_its_next_fire_times(client: httpx.AsyncC
     assert made["tenant"] == "default"
     fires = times(made)
     assert len(fires) == 5
-    assert all(b - a == timedelta(minutes=5) for a, b in zip(fires, fires[1:], strict=False))
+    assert all(b - a == timedelta(minutes=5) for a, b in itertools.pairwise(fires))
     assert fires[0] == datetime.fromisoformat(made["next_fire_at"])
     assert all(t.minute % 5 == 0 and t.second == 0 for t in fires)
     shown = (await client.get(f"/schedules/{made['id']}")).json()
@@ -59,7 +60,7 @@ async def test_a_batch_schedule_and_seconds(client: httpx.AsyncClient) -> None:
     made = await make(client, cron="*/2 * * * * *", job=None, batch=DAG, catchup="all")
     assert made["batch"]["jobs"][1]["depends_on"] == ["a"]
     fires = times(made)
-    assert all(b - a == timedelta(seconds=2) for a, b in zip(fires, fires[1:], strict=False))
+    assert all(b - a == timedelta(seconds=2) for a, b in itertools.pairwise(fires))
 
 
 @pytest.mark.parametrize(
