@@ -11,7 +11,18 @@ from __future__ import annotations
 
 import typer
 
-from smartq.commands import batches, explain, jobs, logs, submit, tenants, types, watch, workers
+from smartq.commands import (
+    batches,
+    explain,
+    jobs,
+    logs,
+    schedules,
+    submit,
+    tenants,
+    types,
+    watch,
+    workers,
+)
 
 PANEL = "Jobs, batches and workers (over the API)"
 
@@ -33,5 +44,6 @@ def register(app: typer.Typer) -> None:
         ("workers", workers.app),
         ("types", types.app),
         ("tenants", tenants.app),
+        ("schedules", schedules.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=PANEL)
