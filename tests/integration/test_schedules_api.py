@@ -159,3 +159,39 @@ async def test_a_schedule_is_its_tenants_and_scopes_hold(
         assert refused.status_code == 403
         assert (await read_only.post(f"/schedules/{made['id']}/pause")).status_code == 403
     assert [s["id"] for s in (await client.get("/schedules")).json()["items"]] == [made["id"]]
+
+
+async def test_both_sdk_clients_manage_schedules(api_app: FastAPI, engine: AsyncEngine) -> None:
+    import asyncio
+
+    import smartq
+    from tests.e2e.procs import free_port
+    from tests.integration.test_sdk import serve_app
+
+    key = await key_of(engine, "default")
+    port = free_port()
+    server, task = await serve_app(api_app, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with smartq.AsyncClient(url, key) as client:
+            made = await client.create_schedule("*/5 * * * *", job=JOB, catchup="latest")
+            assert made["catchup"] == "latest" and len(made["next_fire_times"]) == 5
+            assert (await client.pause_schedule(made["id"]))["paused"] is True
+            assert [s["id"] for s in await client.schedules()] == [made["id"]]
+
+        def sync_side() -> None:
+            with smartq.Client(url, key) as sync:
+                sid = made["id"]
+                assert sync.resume_schedule(sid)["paused"] is False
+                assert sync.update_schedule(sid, cron="0 * * * *")["cron"] == "0 * * * *"
+                assert sync.schedule(sid)["job"] == JOB
+                with pytest.raises(smartq.APIError) as bad:
+                    sync.create_schedule("nope", job=JOB)
+                assert bad.value.status == 422
+                assert sync.delete_schedule(sid)["id"] == sid
+                assert sync.schedules() == []
+
+        await asyncio.to_thread(sync_side)
+    finally:
+        server.should_exit = True
+        await task
