@@ -224,6 +224,9 @@ class JobPublic(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    schedule_id: uuid.UUID | None = Field(
+        default=None, description="The schedule whose tick submitted it (null: by hand)."
+    )
 
 
 class ProgressOut(BaseModel):

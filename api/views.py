@@ -60,6 +60,7 @@ def job_doc(row: RowMapping | dict[str, Any], depends_on: list[uuid.UUID] | None
         "updated_at": row["updated_at"],
         "started_at": row["started_at"],
         "finished_at": row["finished_at"],
+        "schedule_id": row.get("schedule_id"),
     }
 
 

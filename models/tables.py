@@ -46,6 +46,12 @@ def _tenant_column() -> Column[str]:
     return Column(String(100), nullable=False, server_default=text("'default'"))
 
 
+def _schedule_column() -> Column[uuid.UUID]:
+    """The schedule whose tick made a job or batch (NULL: submitted by hand, or the schedule
+    was deleted since)."""
+    return Column(Uuid, ForeignKey("schedules.id", ondelete="SET NULL"))
+
+
 class Batch(SQLModel, table=True):
     """A group of jobs submitted together (a DAG run)."""
 
@@ -70,6 +76,7 @@ class Batch(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, sa_column=Column(String(200)))
     request_hash: str | None = Field(default=None, sa_column=Column(String(64)))
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    schedule_id: uuid.UUID | None = Field(default=None, sa_column=_schedule_column())
 
 
 class Job(SQLModel, table=True):
@@ -86,6 +93,14 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_type_created", "type", "created_at", "id"),
         Index("ix_jobs_priority_created", "priority", "created_at", "id"),
         Index("ix_jobs_batch", "batch_id", "created_at", "id", **_partial("batch_id IS NOT NULL")),
+        # GET /jobs?schedule_id=: a schedule's runs, newest first.
+        Index(
+            "ix_jobs_schedule",
+            "schedule_id",
+            "created_at",
+            "id",
+            **_partial("schedule_id IS NOT NULL"),
+        ),
         # The scheduler rebuilds its state from active jobs only; finished rows stay out.
         Index("ix_jobs_active", "status", **_partial(_ACTIVE_SQL)),
         # A tenant's own listing, newest first (all, and by status).
@@ -148,6 +163,7 @@ class Job(SQLModel, table=True):
     memory_escalations: int = Field(
         default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
     )
+    schedule_id: uuid.UUID | None = Field(default=None, sa_column=_schedule_column())
 
 
 class JobDependency(SQLModel, table=True):
@@ -362,6 +378,62 @@ class BreakerRow(SQLModel, table=True):
     opened_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
     cooldown_seconds: float = Field(sa_column=Column(Float, nullable=False))
     forced: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+
+
+class Schedule(SQLModel, table=True):
+    """A cron schedule (``POST /schedules``): what it submits at each tick, and how far the
+    leading scheduler got. The API writes what users set; the scheduler advances ``last_tick``
+    in the transaction that inserts the tick's run, under the row's lock."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("kind IN ('job', 'batch')", name="ck_schedules_kind"),
+        CheckConstraint(
+            "overlap IN ('skip', 'allow', 'cancel_previous')", name="ck_schedules_overlap"
+        ),
+        CheckConstraint("catchup IN ('none', 'latest', 'all')", name="ck_schedules_catchup"),
+        # What the leading scheduler looks at: the running schedules by their next tick.
+        Index(
+            "ix_schedules_due",
+            "next_fire_at",
+            **_partial("paused = false AND next_fire_at IS NOT NULL"),
+        ),
+        Index("ix_schedules_tenant_created", "tenant", "created_at", "id"),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
+    tenant: str = Field(sa_column=_tenant_column())
+    created_by: str | None = Field(default=None, sa_column=Column(String(200)))
+    name: str | None = Field(default=None, sa_column=Column(String(200)))
+    cron: str = Field(sa_column=Column(String(200), nullable=False))
+    timezone: str = Field(sa_column=Column(String(64), nullable=False))
+    #: ``job`` (``body`` as for ``POST /jobs``) or ``batch`` (as for ``POST /jobs/batch``).
+    kind: str = Field(sa_column=Column(String(8), nullable=False))
+    #: What the user sent, shown back as sent.
+    body: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
+    #: The rows the body resolves to (type defaults filled in by the API at create/update):
+    #: the scheduler stamps a copy per tick without needing the job types' code.
+    template: dict[str, Any] = Field(sa_column=Column(JsonType, nullable=False))
+    overlap: str = Field(sa_column=Column(String(16), nullable=False))
+    catchup: str = Field(sa_column=Column(String(16), nullable=False))
+    max_catchup: int = Field(sa_column=Column(Integer, nullable=False))
+    paused: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    #: The newest tick handled (fired or skipped); at creation and resume, that moment.
+    last_tick: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
+    #: The first tick after ``last_tick``; NULL: it never fires again.
+    next_fire_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    #: The run of the newest fired tick (its job, or its batch), for the overlap rule.
+    last_fired_tick: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    last_job_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    last_batch_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid))
+    #: Ticks fired, and ticks the overlap rule skipped (missed ones are told in ``last_skip``).
+    runs: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    skipped: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    #: Why the newest tick that did not fire did not, and when that was decided.
+    last_skip: str | None = Field(default=None, sa_column=Column(Text))
+    last_skip_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 

@@ -47,6 +47,7 @@ from scheduler.publisher import Publisher
 from scheduler.reconcile import DispatchTracker
 from scheduler.rows import dt
 from scheduler.sqlite_pass import SqlitePassStore
+from scheduler.ticks import Ticks
 from scheduler.timings import PassTimings
 from scheduler.values import Placement, SendCancel, Transition
 from scheduler.writes import plan_pass
@@ -111,6 +112,11 @@ class SchedulerService:
         self._cancels_at_start: list[uuid.UUID] = []
         self._redispatch: list[tuple[uuid.UUID, int, str]] = []
         self._breaker_changes: list[Change] = []
+        #: What this process's cron ticks made, for the next pass (as a hint would say it).
+        self._own_submitted: list[uuid.UUID] = []
+        self.ticks = Ticks(
+            engine, clock, settings.schedules_poll_seconds, self._ticked, self.failpoints
+        )
 
     def _new_core(self, durations: Durations | None = None) -> Scheduler:
         """A fresh core; ``durations``: what an earlier one learned (a rebuild keeps it)."""
@@ -172,6 +178,12 @@ class SchedulerService:
     def _wake_up(self) -> None:
         self._wake.set()
 
+    def _ticked(self, submitted: list[uuid.UUID], cancels: list[uuid.UUID]) -> None:
+        """A cron tick's new jobs and the previous run's jobs to cancel, for the next pass."""
+        self._own_submitted += submitted
+        self._cancels_at_start += cancels
+        self._wake.set()
+
     # -- leading --------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Schedule until ``stop`` is set, while this process leads (see scheduler.leader);
@@ -218,6 +230,7 @@ class SchedulerService:
                 upkeep.probe(self.broker, self.clock, self.settings.heartbeat_seconds),
                 name="scheduler-probe",
             ),
+            group.create_task(self.ticks.run(), name="scheduler-cron-ticks"),
             group.create_task(
                 upkeep.pass_stats(self.timings, self.settings.scheduler_stats_seconds),
                 name="scheduler-pass-stats",
@@ -311,6 +324,8 @@ class SchedulerService:
         transitions, self._pending_transitions = self._pending_transitions, []
         inbox.cancels += self._cancels_at_start
         self._cancels_at_start = []
+        inbox.submitted += self._own_submitted
+        self._own_submitted = []
         self.flow_config.heard(inbox.beats.values())
         self.flow_config.apply(self.core, now)
         transitions += self.feed.events(self.core, inbox, now)

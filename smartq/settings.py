@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     breaker_max_cooldown_seconds: float = Field(
         default=600.0, gt=0, description="The cool-down doubles after a failed probe, to this."
     )
+    schedules_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the leading scheduler looks for new or changed cron schedules "
+        "between the ticks it knows of: a new schedule's first tick fires at most this late.",
+    )
     limits_poll_seconds: float = Field(
         default=2.0,
         gt=0,

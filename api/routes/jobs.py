@@ -58,6 +58,7 @@ async def list_jobs(
     type: str | None = None,
     priority: PriorityParam | None = None,
     batch_id: uuid.UUID | None = None,
+    schedule_id: uuid.UUID | None = None,
     created_after: AwareDatetime | None = None,
     created_before: AwareDatetime | None = None,
     limit: paging.Limit = 50,
@@ -73,6 +74,7 @@ async def list_jobs(
         batch_id=batch_id,
         created_after=created_after,
         created_before=created_before,
+        schedule_id=schedule_id,
     )
     after = paging.decode_cursor(cursor)
     rows, next_cursor = paging.page(await store.list_jobs(conn, flt, after, limit + 1), limit)

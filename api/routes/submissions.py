@@ -54,7 +54,7 @@ def _fail(exc: SubmissionRejected) -> HTTPException:
     return HTTPException(_REJECTED[exc.kind], {"error": exc.message, "detail": exc.detail})
 
 
-def _job_type(ctx: ApiContext, name: str) -> JobType:
+def job_type_of(ctx: ApiContext, name: str) -> JobType:
     if name not in ctx.registry:
         known = ctx.registry.names()
         raise SubmissionRejected(
@@ -64,7 +64,7 @@ def _job_type(ctx: ApiContext, name: str) -> JobType:
     return ctx.registry.get(name)
 
 
-def _check_payload(ctx: ApiContext, payload: dict[str, Any], owner: str = "") -> None:
+def check_payload(ctx: ApiContext, payload: dict[str, Any], owner: str = "") -> None:
     """The payload must fit the limit and be JSON that PostgreSQL and orjson can both hold."""
     where = f" of job {owner!r}" if owner else ""
     try:
@@ -114,8 +114,8 @@ async def submit_one(
     tenant = access.home
     quotas = await ctx.admission.admit(conn, tenant)
     try:
-        job_type = _job_type(ctx, body.type)
-        _check_payload(ctx, body.payload)
+        job_type = job_type_of(ctx, body.type)
+        check_payload(ctx, body.payload)
         deps = list(dict.fromkeys(body.depends_on))
         values = job_row(body, job_type, utcnow(), owner=_owner(access, body), depends_on=deps)
         if deps or quotas.max_active_jobs is not None:
@@ -230,8 +230,8 @@ async def submit_batch(
     try:
         types = {}
         for i, job in enumerate(body.jobs):
-            types[job.type] = _job_type(ctx, job.type)
-            _check_payload(ctx, job.payload, job.key or f"#{i}")
+            types[job.type] = job_type_of(ctx, job.type)
+            check_payload(ctx, job.payload, job.key or f"#{i}")
         owner = _owner(access, body)
         resolved = resolve_batch(body, types, now, batch_id, owner)
         batch = {

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import RowMapping, Table, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.tables import insert_of
+from models.inserts import insert_of
 from models.tables import Pause
 
 pauses_t: Table = Pause.__table__  # type: ignore[attr-defined]

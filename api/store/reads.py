@@ -76,6 +76,7 @@ class ListFilter:
     batch_id: uuid.UUID | None
     created_after: datetime | None
     created_before: datetime | None
+    schedule_id: uuid.UUID | None = None
 
 
 async def list_jobs(
@@ -96,6 +97,8 @@ async def list_jobs(
         conds.append(jobs.c.priority == flt.priority)
     if flt.batch_id is not None:
         conds.append(jobs.c.batch_id == flt.batch_id)
+    if flt.schedule_id is not None:
+        conds.append(jobs.c.schedule_id == flt.schedule_id)
     if flt.created_after is not None:
         conds.append(jobs.c.created_at >= flt.created_after)
     if flt.created_before is not None:

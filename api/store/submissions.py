@@ -1,4 +1,5 @@
-"""What users submit: jobs, batches and their edges, each once under an idempotency key."""
+"""What users submit: jobs, batches and their edges, each once under an idempotency key (the
+inserts themselves are :mod:`models.inserts`, shared with the scheduler's cron ticks)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,24 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-import psycopg
-from sqlalchemy import (
-    JSON,
-    RowMapping,
-    Table,
-    select,
-)
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.tables import batches, edges, insert_of, jobs
+from api.store.tables import batches, jobs
 from models.enums import CANCELLABLE_AT_ONCE
+from models.inserts import insert_batch, insert_job, insert_rows
+
+__all__ = [
+    "HASHED",
+    "WAITING",
+    "batch_by_idempotency_key",
+    "existing_ids",
+    "insert_batch",
+    "insert_job",
+    "insert_rows",
+    "job_by_idempotency_key",
+    "request_hash",
+]
 
 HASHED = (
     "name",
@@ -60,93 +67,11 @@ async def existing_ids(
     return found
 
 
-_INSERT_ONCE: dict[tuple[str, str], Any] = {}
-
-
-async def _insert_once(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> bool:
-    """Insert a row of ``table``; False when its tenant's idempotency key is already taken (a
-    concurrent duplicate waits for the first to commit, then inserts nothing). The statement is
-    built once per table and dialect, its values passed as parameters: building it per request
-    (values inlined) was a fifth of the API's CPU per ``POST /jobs``. A row without a key can never
-    conflict (the unique index is partial), so one statement serves both."""
-    cache_key = (conn.dialect.name, table.name)
-    stmt = _INSERT_ONCE.get(cache_key)
-    if stmt is None:
-        stmt = (
-            insert_of(conn, table)
-            .on_conflict_do_nothing(
-                index_elements=["tenant", "idempotency_key"],
-                index_where=table.c.idempotency_key.isnot(None),
-            )
-            .returning(table.c.id)
-        )
-        _INSERT_ONCE[cache_key] = stmt
-    result = await conn.execute(stmt, values)
-    return result.first() is not None
-
-
-async def insert_job(
-    conn: AsyncConnection, values: dict[str, Any], depends_on: Sequence[uuid.UUID]
-) -> bool:
-    """Insert one job and its edges; False when its idempotency key is already taken."""
-    if not await _insert_once(conn, jobs, values):
-        return False
-    if depends_on:
-        await conn.execute(
-            edges.insert(), [{"job_id": values["id"], "depends_on_id": d} for d in depends_on]
-        )
-    return True
-
-
 async def job_by_idempotency_key(conn: AsyncConnection, key: str, tenant: str) -> RowMapping | None:
     row = await conn.execute(
         select(jobs).where(jobs.c.idempotency_key == key, jobs.c.tenant == tenant)
     )
     return row.mappings().first()
-
-
-async def insert_batch(
-    conn: AsyncConnection,
-    batch: dict[str, Any],
-    rows: list[dict[str, Any]],
-    edge_rows: list[dict[str, Any]],
-) -> bool:
-    """Insert a batch with its jobs and edges; False when the batch's idempotency key is taken."""
-    if not await _insert_once(conn, batches, batch):
-        return False
-    await insert_rows(conn, jobs, rows)
-    await insert_rows(conn, edges, edge_rows)
-    return True
-
-
-async def insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows (all with the same keys) in the open transaction: ``COPY`` on
-    PostgreSQL, an ``executemany`` elsewhere. COPY streams the rows in one statement; the
-    ``executemany`` it replaces sent one INSERT per row and was most of a 10,000-job batch."""
-    if not rows:
-        return
-    if conn.dialect.name != "postgresql":
-        for start in range(0, len(rows), 2000):
-            await conn.execute(table.insert(), rows[start : start + 2000])
-        return
-    columns = list(rows[0])
-    json_columns = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
-    raw = await conn.get_raw_connection()
-    pg = raw.driver_connection
-    assert pg is not None
-    names = ", ".join(f'"{c}"' for c in columns)
-    statement = f'COPY "{table.name}" ({names}) FROM STDIN'
-    try:
-        async with pg.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                values = [row[c] for c in columns]
-                for i in json_columns:
-                    if values[i] is not None:
-                        values[i] = orjson.dumps(values[i]).decode()
-                await copy.write_row(values)
-    except psycopg.Error as exc:
-        # As SQLAlchemy would have raised it (IntegrityError → 409, OperationalError → 503).
-        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
 async def batch_by_idempotency_key(

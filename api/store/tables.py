@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import RowMapping, Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.enums import CANCELLABLE_AT_ONCE
+from models.inserts import insert_of
 from models.tables import (
     Batch,
     BreakerRow,
@@ -19,6 +19,7 @@ from models.tables import (
     JobLog,
     JobProgressRow,
     JobTypeLimits,
+    Schedule,
     Tenant,
     Worker,
 )
@@ -33,14 +34,9 @@ progress_t: Table = JobProgressRow.__table__  # type: ignore[attr-defined]
 tenants_t: Table = Tenant.__table__  # type: ignore[attr-defined]
 type_limits_t: Table = JobTypeLimits.__table__  # type: ignore[attr-defined]
 breakers_t: Table = BreakerRow.__table__  # type: ignore[attr-defined]
+schedules_t: Table = Schedule.__table__  # type: ignore[attr-defined]
 #: Statuses a cancel ends at once (the job holds no worker).
 WAITING = tuple(s.value for s in CANCELLABLE_AT_ONCE)
-
-
-def insert_of(conn: AsyncConnection, table: Table) -> Any:
-    """``INSERT`` into ``table`` in the connection's dialect, which has ``on_conflict_do_…``."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 async def upsert_by_name(

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import RowMapping, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.store.tables import insert_of, workers_t
+from api.store.tables import workers_t
+from models.inserts import insert_of
 from models.tables import WorkerControl
 
 controls_t: Table = WorkerControl.__table__  # type: ignore[attr-defined]

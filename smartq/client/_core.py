@@ -368,3 +368,21 @@ def pause_path(kind: str, name: str | None, action: str) -> str:
         raise ConfigurationError("pause a batch (its id), a type (its name) or all")
     plural = "batches" if kind == "batch" else "types"
     return f"/{plural}/{quote(str(name), safe='')}/{action}"
+
+
+# -- cron schedules ---------------------------------------------------------------------------
+
+
+def schedule_path(schedule_id: str, action: str = "") -> str:
+    return f"/schedules/{quote(schedule_id, safe='')}" + (f"/{action}" if action else "")
+
+
+def schedule_create_call(cron: str, fields: Mapping[str, Any]) -> Call:
+    """``POST /schedules``: not repeatable (a retry could make a second schedule)."""
+    body = {"cron": cron, **{k: v for k, v in fields.items() if v is not None}}
+    return Call("POST", "/schedules", body=orjson.dumps(body), repeatable=False)
+
+
+def schedule_patch_call(schedule_id: str, fields: Mapping[str, Any]) -> Call:
+    """``PATCH /schedules/{id}`` with the fields given; sending it twice does the same."""
+    return Call("PATCH", schedule_path(schedule_id), body=orjson.dumps(dict(fields)))

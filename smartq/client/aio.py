@@ -33,6 +33,9 @@ from smartq.client._core import (
     pause_path,
     ref_id,
     ref_ids,
+    schedule_create_call,
+    schedule_patch_call,
+    schedule_path,
     spec_body,
     submit_call,
     tenant_path,
@@ -263,6 +266,73 @@ class AsyncClient:
     async def reset_tenant(self, name: str) -> dict[str, Any]:
         """A tenant back to the defaults (admin keys)."""
         answer: dict[str, Any] = await self._send(Call("DELETE", tenant_path(name)))
+        return answer
+
+    # -- cron schedules -----------------------------------------------------------------------
+    async def create_schedule(
+        self,
+        cron: str,
+        *,
+        job: Mapping[str, Any] | None = None,
+        batch: Mapping[str, Any] | None = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+        overlap: str = "skip",
+        catchup: str = "none",
+        max_catchup: int | None = None,
+        paused: bool = False,
+    ) -> dict[str, Any]:
+        """A schedule submitting ``job`` (a body as for ``POST /jobs``) or ``batch`` (as for
+        ``POST /jobs/batch``) at each tick of ``cron`` (5 fields, or 6 with seconds first)."""
+        fields = {
+            "job": job,
+            "batch": batch,
+            "timezone": timezone,
+            "name": name,
+            "overlap": overlap,
+            "catchup": catchup,
+            "max_catchup": max_catchup,
+            "paused": paused,
+        }
+        answer: dict[str, Any] = await self._send(schedule_create_call(cron, fields))
+        return answer
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """Every schedule of the caller's tenant, newest first (all pages)."""
+        out: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = await self._send(page_call("/schedules", [], cursor))
+            out += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return out
+
+    async def schedule(self, schedule_id: str) -> dict[str, Any]:
+        """A schedule with its next fire times and what its ticks did."""
+        answer: dict[str, Any] = await self._send(Call("GET", schedule_path(schedule_id)))
+        return answer
+
+    async def update_schedule(self, schedule_id: str, **fields: Any) -> dict[str, Any]:
+        """Change the fields given (``cron``, ``timezone``, ``job``, ``batch``, ``overlap``,
+        ``catchup``, ``max_catchup``, ``name``); a new cron or zone counts from now."""
+        answer: dict[str, Any] = await self._send(schedule_patch_call(schedule_id, fields))
+        return answer
+
+    async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """No tick fires until it is resumed."""
+        answer: dict[str, Any] = await self._send(Call("POST", schedule_path(schedule_id, "pause")))
+        return answer
+
+    async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """Fire again from the next tick after now."""
+        call = Call("POST", schedule_path(schedule_id, "resume"))
+        answer: dict[str, Any] = await self._send(call)
+        return answer
+
+    async def delete_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """Delete it; its runs stay. The schedule as it was."""
+        answer: dict[str, Any] = await self._send(Call("DELETE", schedule_path(schedule_id)))
         return answer
 
     # -- the stream ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from smartq.commands import (
     jobs,
     logs,
     pauses,
+    schedules,
     submit,
     tenants,
     types,
@@ -47,5 +48,6 @@ def register(app: typer.Typer) -> None:
         ("workers", workers.app),
         ("types", types.app),
         ("tenants", tenants.app),
+        ("schedules", schedules.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=PANEL)
