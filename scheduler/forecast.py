@@ -133,7 +133,7 @@ class _Model:
     ) -> None:
         #: Per queued job: the run times it may take (its runs capped by its timeout; none
         #: seen: its prediction).
-        self.queued = [(job.id, _runs(state, job)) for job in queue]
+        self.queued = [(job.id, runs_of(state, job)) for job in queue]
         #: Per running hold: worker, cpu, mem and the ends it may have.
         self.running: list[tuple[str, int, int, list[float]]] = []
         for worker in workers:
@@ -142,7 +142,7 @@ class _Model:
                 running = state.jobs.get(key[0])
                 if hold.lingering or running is None or running.attempts != key[1]:
                     continue  # no predicted end: it frees nothing the pass can count on
-                ends = _ends(state, running, now)
+                ends = possible_ends(state, running, now)
                 self.running.append((worker.id, hold.cpu, hold.mem, ends))
 
     def draw(self, rng: random.Random) -> tuple[list[_End], dict[uuid.UUID, float]]:
@@ -157,14 +157,16 @@ class _Model:
         return ends, seconds
 
 
-def _runs(state: SchedulerState, job: JobRecord) -> list[float]:
-    runs = list(state.durations.runs_of(job.type, job.tenant)) or [state.predict(job)]
+def runs_of(state: SchedulerState, job: JobRecord) -> tuple[float, ...]:
+    """The run times ``job`` may take: its type's recent runs capped by its timeout (none
+    seen: its prediction)."""
+    runs = tuple(state.durations.runs_of(job.type, job.tenant)) or (state.predict(job),)
     if job.timeout is not None:
-        runs = [min(run, job.timeout) for run in runs]
+        runs = tuple(min(run, job.timeout) for run in runs)
     return runs
 
 
-def _ends(state: SchedulerState, job: JobRecord, now: float) -> list[float]:
+def possible_ends(state: SchedulerState, job: JobRecord, now: float) -> list[float]:
     """The ends a running job may have: its start plus a run longer than its age so far,
     capped by its timeout; past every run seen, the doubling rule."""
     started = job.started_at if job.started_at is not None else now
