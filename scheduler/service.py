@@ -406,4 +406,5 @@ class SchedulerService:
             self.clock,
             self.settings.monitor_seconds,
             self.settings.forecast_jobs,
+            lambda: self._batch_of,
         )
