@@ -319,6 +319,15 @@ class BatchReport(BatchSummary):
     )
     jobs: list[JobPublic] = Field(description="This page of the jobs, in submission order.")
     next_cursor: str | None = Field(description="The cursor of the next page; null on the last.")
+    predicted_finish_at: datetime | None = Field(
+        default=None,
+        description="While jobs are left: when the scheduler predicts the batch to finish, "
+        "from the critical path of what is left, the queue before it and its work over the "
+        "workers' capacity (an estimate; null when finished, or not predicted).",
+    )
+    predicted_finish_late_at: datetime | None = Field(
+        default=None, description="The same at the 90th percentile of the run times drawn."
+    )
 
 
 class CancelResult(BaseModel):

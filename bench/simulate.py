@@ -51,6 +51,8 @@ class Result:
 
 #: Called at the probe times with the scheduler and the virtual now.
 Probe = Callable[[Scheduler, float], None]
+#: Called after each pass with the scheduler, the virtual now and the jobs that just ended.
+Watch = Callable[[Scheduler, float, list[uuid.UUID]], None]
 
 
 def run(
@@ -60,6 +62,7 @@ def run(
     *,
     probes: Sequence[float] = (),
     probe: Probe | None = None,
+    watch: Watch | None = None,
     horizon: float = 1e7,
 ) -> Result:
     """Run ``jobs`` to the end (or ``horizon``) on ``workers`` (id → (cpu, mem))."""
@@ -80,12 +83,14 @@ def run(
     now = 0.0
     while events and now <= horizon:
         now = events[0][0]
+        ended: list[uuid.UUID] = []
         while events and events[0][0] <= now:
             _, _, kind, payload = heapq.heappop(events)
             if kind == 0:
                 job_id, attempt, worker_id = cast(tuple[uuid.UUID, int, str], payload)
                 sched.on_attempt_finished(job_id, attempt, Outcome.SUCCEEDED, now)
                 result.ends[job_id] = now
+                ended.append(job_id)
                 use[worker_id][0] -= size[job_id][0]
                 use[worker_id][1] -= size[job_id][1]
             elif kind == 1:
@@ -103,6 +108,8 @@ def run(
             result.over_capacity = max(result.over_capacity, held[0] - cpu, held[1] - mem)
             end = now + seconds[p.job_id]
             heapq.heappush(events, (end, next(order), 0, (p.job_id, p.attempt, p.worker_id)))
+        if watch is not None:
+            watch(sched, now, ended)
         wake = sched.next_wakeup()
         if wake is not None and wake > now and (not events or wake < events[0][0]):
             heapq.heappush(events, (wake, next(order), 3, None))

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.enums import WorkerState
 from models.envelope import Message
@@ -45,6 +45,8 @@ class QueueMonitor(Message):
     forecasts: list[StartForecast] = []
     #: Every job type's learned run time.
     durations: list[TypeDuration] = []
+    #: The predicted finish of the newest batches with unfinished jobs (at most 256).
+    batch_forecasts: list[BatchFinishForecast] = Field(default_factory=list)
 
 
 class StartForecast(BaseModel):
@@ -55,6 +57,18 @@ class StartForecast(BaseModel):
     job_id: uuid.UUID
     start_at: datetime
     late_at: datetime
+
+
+class BatchFinishForecast(BaseModel):
+    """When a batch with unfinished jobs is predicted to finish, and by when at the 90th
+    percentile (``scheduler.batchfinish``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_id: uuid.UUID
+    finish_at: datetime
+    late_at: datetime
+    jobs_left: int
 
 
 class TypeDuration(BaseModel):

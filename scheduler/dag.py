@@ -98,6 +98,7 @@ def make_ready(
     """Move a waiting job to READY and into the ready heap."""
     before = job.status
     job.status = JobStatus.READY
+    job.ready_at = None
     job.not_before = None
     job.overtaken_since = None
     state.push_ready(job)
@@ -117,7 +118,10 @@ def complete_dependents(
             continue
         child.remaining -= 1
         if child.remaining <= 0:
-            out.extend(_listed(release(state, child, now)))
+            moved = release(state, child, now)
+            if moved is not None and moved.to_status is JobStatus.READY:
+                child.ready_at = now  # its wait for a worker is learned (state.waits)
+            out.extend(_listed(moved))
     return out
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from models.enums import FINAL_STATUSES, JobStatus, WorkerState
 from models.messages import Heartbeat
 from models.monitoring import (
+    BatchFinishForecast,
     GateSnapshot,
     QueueMonitor,
     ResourceMonitor,
@@ -26,6 +27,7 @@ from models.monitoring import (
     TypeDuration,
     WorkerSnapshot,
 )
+from scheduler.batchfinish import BatchForecast
 from scheduler.durations import TypeEstimate
 from scheduler.flow import GateView
 from scheduler.forecast import Forecast
@@ -54,6 +56,7 @@ def queue_snapshot(
     gates: Iterable[GateView] = (),
     forecasts: Iterable[Forecast] = (),
     durations: Iterable[TypeEstimate] = (),
+    batches: Iterable[BatchForecast] = (),
 ) -> QueueMonitor:
     """Jobs by status (every status present, 0 included), ready jobs by priority, and how long
     the oldest ready job has waited. O(active jobs)."""
@@ -97,6 +100,15 @@ def queue_snapshot(
                 job_type=d.job_type, seconds=d.seconds, p90_seconds=d.p90_seconds, runs=d.runs
             )
             for d in durations
+        ],
+        batch_forecasts=[
+            BatchFinishForecast(
+                batch_id=b.batch_id,
+                finish_at=_dt(b.finish),
+                late_at=_dt(b.late),
+                jobs_left=b.jobs_left,
+            )
+            for b in batches
         ],
     )
 

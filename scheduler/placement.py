@@ -255,6 +255,8 @@ def _start(
     job.status = JobStatus.RUNNING
     job.worker_id = worker.id
     job.overtaken_since = None
+    if job.ready_at is not None:
+        state.waits.append(now - job.ready_at)
     state.hold(job, worker.id, job.attempts)
     state.started_running(job, now)
     out.append(Placement(job.id, worker.id, job.attempts, job.cpu, job.mem))

@@ -426,4 +426,5 @@ class SchedulerService:
             self.clock,
             self.settings.monitor_seconds,
             self.settings.forecast_jobs,
+            lambda: self._batch_of,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +24,9 @@ from scheduler.workers import NONE, NONE_LABELS, Hold, HoldKey, WorkerRecord
 
 #: Statuses of a job that waits (no worker holds it).
 WAITING = frozenset({JobStatus.PENDING, JobStatus.BLOCKED, JobStatus.READY, JobStatus.RETRYING})
+
+#: Waits from ready to running kept (:attr:`SchedulerState.waits`).
+WAITS_KEPT = 200
 
 #: (due, ticket, job_id)
 TimerEntry = tuple[float, int, uuid.UUID]
@@ -71,6 +75,8 @@ class JobRecord:
     #: An EASY reservation's first promised start: past it by ``reserve_after``, the worker
     #: takes no more backfill (bad predictions must not starve the job).
     shadow_first: float | None = None
+    #: When its last parent's end made it ready (its wait for a worker is then learned).
+    ready_at: float | None = None
     #: Named resources (``{"gpu": 1}``) and labels (``{"zone": "eu"}``) it asks for.
     resources: Mapping[str, int] = NONE
     labels: Mapping[str, str] = NONE_LABELS
@@ -130,6 +136,10 @@ class SchedulerState:
         self.flow = Flow()
         #: Learned run times (:mod:`scheduler.durations`).
         self.durations = Durations()
+        #: The last waits from ready to running of jobs their parents' ends made ready (a
+        #: batch's predicted finish draws from them for the jobs not ready yet:
+        #: :mod:`scheduler.batchfinish`).
+        self.waits: deque[float] = deque(maxlen=WAITS_KEPT)
         #: Order a priority's jobs by upward rank off their age (:mod:`scheduler.rank`).
         self.rank_by_path = True
         self.workers: dict[str, WorkerRecord] = {}

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.messages import SchedulerProbe
 from scheduler import store
+from scheduler.batchfinish import BatchForecast, batch_forecasts
 from scheduler.forecast import DEFAULT_LIMIT, Forecast, forecast
 from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
 from scheduler.state import SchedulerState
@@ -49,16 +51,18 @@ async def monitoring(
     clock: Callable[[], float],
     every: float,
     forecast_jobs: int = DEFAULT_LIMIT,
+    batch_of: Callable[[], Mapping[uuid.UUID, uuid.UUID]] = dict,
 ) -> None:
     """Publish ``job.monitoring.queue`` and ``job.monitoring.resource`` every ``every``
-    seconds; the finished counts are read once, at the start."""
+    seconds; the finished counts are read once, at the start. ``batch_of`` gives the batch
+    of each active job that has one (for the batches' predicted finishes)."""
     monitor.counted = False
     while True:
         try:
             if not monitor.counted:
                 async with engine.connect() as conn:
                     monitor.start_count(await store.count_finished(conn))
-            await publish_monitoring(broker, monitor, state(), clock(), forecast_jobs)
+            await publish_monitoring(broker, monitor, state(), clock(), forecast_jobs, batch_of())
         except Exception:
             log.warning(
                 "could not publish monitoring",
@@ -80,20 +84,41 @@ def _forecasts(state: SchedulerState, now: float, limit: int) -> list[Forecast]:
         return []
 
 
+def _batches(
+    state: SchedulerState,
+    batch_of: Mapping[uuid.UUID, uuid.UUID],
+    now: float,
+    forecasts: list[Forecast],
+) -> list[BatchForecast]:
+    """The batches' predicted finishes; one that fails is logged and left out, like starts."""
+    try:
+        return batch_forecasts(state, batch_of, now, {f.job_id: f.start for f in forecasts})
+    except Exception:
+        log.error(
+            "could not predict batch finishes",
+            exc_info=True,
+            extra={"action": "scheduler.batch_forecast_failed"},
+        )
+        return []
+
+
 async def publish_monitoring(
     broker: Broker,
     monitor: Monitor,
     state: SchedulerState,
     now: float,
     forecast_jobs: int = DEFAULT_LIMIT,
+    batch_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
 ) -> None:
+    forecasts = _forecasts(state, now, forecast_jobs)
     queue = queue_snapshot(
         state.jobs.values(),
         monitor.finished,
         now,
         state.flow.views(now),
-        _forecasts(state, now, forecast_jobs),
+        forecasts,
         state.durations.estimates(),
+        _batches(state, batch_of, now, forecasts) if batch_of else (),
     )
     resources = resource_snapshot(state.workers.values(), monitor.beats, now)
     await broker.publish_many(

@@ -11,11 +11,12 @@ from sqlalchemy import RowMapping
 
 from api import paging, store
 from api.auth import AUTH_ERRORS, Cancel, Read
-from api.deps import ConnDep, ContextDep
+from api.deps import ApiContext, ConnDep, ContextDep
 from api.routes.jobs import ERRORS, announce_cancelled, ask_to_cancel
 from api.schemas import BatchFailure, BatchPage, BatchReport, BatchSummary
 from api.views import job_public
 from models.enums import FINAL_STATUSES, JobStatus
+from models.monitoring import BatchFinishForecast
 from models.types import utcnow
 
 router = APIRouter(prefix="/batches", tags=["batches"], responses=AUTH_ERRORS)
@@ -64,7 +65,19 @@ async def get_batch(
     if after is None:
         failed = await store.batch_jobs(conn, batch_id, limit=limit, status=JobStatus.FAILED)
         report.failures = [BatchFailure.model_validate(dict(r)) for r in failed]
+    predicted = None if report.done else _forecast(ctx, batch_id)
+    if predicted is not None:
+        report.predicted_finish_at = predicted.finish_at
+        report.predicted_finish_late_at = predicted.late_at
     return report
+
+
+def _forecast(ctx: ApiContext, batch_id: uuid.UUID) -> BatchFinishForecast | None:
+    """The batch's predicted finish in the scheduler's latest snapshot this process received."""
+    queue = ctx.metrics.snapshots.queue
+    if queue is None:
+        return None
+    return next((b for b in queue.batch_forecasts if b.batch_id == batch_id), None)
 
 
 def _brief(batch: RowMapping, totals: list[RowMapping]) -> BatchSummary:

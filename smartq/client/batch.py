@@ -65,6 +65,10 @@ class BatchReport:
     finished_at: datetime | None
     duration_seconds: float | None
     failures: list[dict[str, Any]]
+    #: While jobs are left: when the scheduler predicts it to finish (an estimate), and by
+    #: when at the 90th percentile.
+    predicted_finish_at: datetime | None = None
+    predicted_finish_late_at: datetime | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -87,6 +91,8 @@ class BatchReport:
             finished_at=_when(doc.get("finished_at")),
             duration_seconds=doc.get("duration_seconds"),
             failures=list(doc.get("failures") or ()),
+            predicted_finish_at=_when(doc.get("predicted_finish_at")),
+            predicted_finish_late_at=_when(doc.get("predicted_finish_late_at")),
         )
 
 

@@ -113,6 +113,11 @@ def _say_report(s: Session, report: dict[str, Any], jobs: list[dict[str, Any]]) 
         f"  started {stamp(report.get('started_at'))}, ended {stamp(report.get('finished_at'))},"
         f" took {took(report.get('duration_seconds'))}"
     )
+    if report.get("predicted_finish_at"):
+        out.line(
+            f"  predicted to finish {stamp(report['predicted_finish_at'])}"
+            f" (by {stamp(report.get('predicted_finish_late_at'))} at the 90th percentile)"
+        )
     rows = [
         [
             j.get("key") or j["name"],

@@ -1,6 +1,7 @@
 """Predictions seen from outside, on both backends: a type's learned run time on ``GET /types``
 (kept across a scheduler restart, read back from the attempts), and a waiting job's predicted
-start on ``GET /jobs/{id}`` and in its waiting reason (issue 18)."""
+start on ``GET /jobs/{id}`` and in its waiting reason, and a running batch's predicted finish on
+``GET /batches/{id}`` (issue 18)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from smartq.client.batch import BatchReport
 from tests.system import System, until
 
 
@@ -58,3 +60,38 @@ async def test_a_waiting_job_has_a_predicted_start(system: System) -> None:
     assert done[waiting]["status"] == "completed"
     after = await system.job(waiting)
     assert after["predicted_start_at"] is None
+
+
+async def test_a_running_batch_has_a_predicted_finish_and_none_once_finished(
+    system: System,
+) -> None:
+    system.start_scheduler()
+    system.start_worker("w1", cpu_units=1, memory_mb=2048)
+    await system.wait_final([(await system.submit(type="sleep", payload={"seconds": 0.3}))["id"]])
+    await until(lambda: learned(system, "sleep", 1))
+    chain = [
+        {"key": f"s{n}", "type": "sleep", "payload": {"seconds": 1.0}}
+        | ({"depends_on": [f"s{n - 1}"]} if n else {})
+        for n in range(3)
+    ]
+    r = await system.client.post("/jobs/batch", json={"name": "chain", "jobs": chain})
+    assert r.status_code == 201, r.text
+    batch_id, ids = r.json()["batch_id"], [j["id"] for j in r.json()["jobs"]]
+    asked = time.time()
+
+    async def predicted() -> dict[str, Any] | None:
+        report = (await system.client.get(f"/batches/{batch_id}")).json()
+        return report if report.get("predicted_finish_at") else None
+
+    report = await until(predicted)
+    assert not report["done"]
+    finish = datetime.fromisoformat(report["predicted_finish_at"]).timestamp()
+    late = datetime.fromisoformat(report["predicted_finish_late_at"]).timestamp()
+    # three runs of about a second (0.3 learned, then 1.0 each) are left: in the future
+    assert asked < finish <= late <= asked + 30, report
+    sdk = BatchReport.of(report)  # the SDK's batch report reads it too
+    assert sdk.predicted_finish_at is not None
+    assert sdk.predicted_finish_at.timestamp() == finish
+    await system.wait_final(ids)
+    done = (await system.client.get(f"/batches/{batch_id}")).json()
+    assert done["done"] and done["predicted_finish_at"] is None, done

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from models.enums import JobStatus, WorkerState
 from models.messages import Heartbeat
+from models.monitoring import QueueMonitor
 from scheduler.core import Scheduler
 from scheduler.monitoring import Monitor, queue_snapshot, resource_snapshot
+from scheduler.upkeep import publish_monitoring
 from scheduler.values import JobSpec, Transition
+from smartq.brokers.memory import InMemoryBroker
 
 
 def spec(n: int, priority: int = 5, created: float = 100.0, **kw: object) -> JobSpec:
@@ -86,3 +90,32 @@ def test_monitor_counts_final_transitions_after_the_start_count() -> None:
     )
     assert m.finished == {"completed": 11, "cancelled": 1}
     assert m.beats["w1"].cpu_percent == 12.5
+
+
+class Kept(InMemoryBroker):
+    """Keeps what is published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], *, mandatory: bool = False
+    ) -> None:
+        self.sent.extend(messages)
+
+
+async def test_the_queue_snapshot_carries_the_batches_predicted_finishes() -> None:
+    """Published the way the scheduler does it: a batch of a chain 1 → 2 (10 s each by the
+    default prediction) on a worker from t=0 is predicted to finish at 20."""
+    core = Scheduler()
+    core.upsert_worker("w", 1, 1024)
+    core.add_jobs([spec(1, created=0.0), spec(2, created=0.0, depends_on=(uuid.UUID(int=1),))], 0.0)
+    core.plan(0.0)
+    broker = Kept()
+    batch = uuid.uuid4()
+    of = {uuid.UUID(int=1): batch, uuid.UUID(int=2): batch}
+    await publish_monitoring(broker, Monitor(), core.state, 5.0, batch_of=of)
+    (queue,) = [QueueMonitor.model_validate_json(b) for k, b in broker.sent if "queue" in k]
+    (only,) = queue.batch_forecasts
+    assert (only.batch_id, only.finish_at.timestamp(), only.jobs_left) == (batch, 20.0, 2)

@@ -220,15 +220,3 @@ def test_predicted_starts_follow_the_predicted_ends() -> None:
     assert len(forecast.next_ready(sched.state, 10)) == 3  # still there, in order
     sched.on_attempt_finished(jid(1), 1, Outcome.SUCCEEDED, 4.0)
     assert [p.job_id for p in sched.plan(4.0)] == [jid(3)]
-
-
-def test_the_late_bound_uses_the_90th_percentile() -> None:
-    sched = Scheduler()
-    sched.state.durations.seed([("t", "x", s) for s in [1.0] * 8 + [9.0, 9.0]])
-    sched.upsert_worker("w", 1, 4096)
-    sched.add_jobs([spec(1, tenant="y"), spec(2, tenant="y")], 0.0)
-    sched.plan(0.0)
-    (only,) = forecast.forecast(sched.state, 0.0)
-    assert only.job_id == jid(2)
-    assert only.start == pytest.approx(2.6)  # the type's mean of 10 runs
-    assert only.late == pytest.approx(9.0)
