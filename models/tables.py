@@ -28,10 +28,13 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from models.enums import ACTIVE_STATUSES, JobStatus
+from models.enums import ACTIVE_STATUSES, FINAL_STATUSES, JobStatus
 from models.types import JsonType, UtcDateTime
 
 _ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)))
+_FINISHED_SQL = "status IN ({})".format(
+    ", ".join(f"'{s.value}'" for s in sorted(FINAL_STATUSES))
+)
 _STATUS_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in JobStatus))
 
 
@@ -101,6 +104,10 @@ class Job(SQLModel, table=True):
             "id",
             **_partial("schedule_id IS NOT NULL"),
         ),
+        # GET /jobs?parent_id=: the jobs a job's run spawned, newest first.
+        Index("ix_jobs_parent", "parent_id", "created_at", "id", **_partial("parent_id IS NOT NULL")),
+        # Retention's sweep: the oldest finished jobs first, active ones never read.
+        Index("ix_jobs_finished", "finished_at", "id", **_partial(_FINISHED_SQL)),
         # The scheduler rebuilds its state from active jobs only; finished rows stay out.
         Index("ix_jobs_active", "status", **_partial(_ACTIVE_SQL)),
         # A tenant's own listing, newest first (all, and by status).
@@ -164,6 +171,10 @@ class Job(SQLModel, table=True):
         default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
     )
     schedule_id: uuid.UUID | None = Field(default=None, sa_column=_schedule_column())
+    #: The job whose run submitted this one (``ctx.submit``, ``ctx.batch``, a continuation).
+    parent_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid, ForeignKey("jobs.id", ondelete="SET NULL"))
+    )
 
 
 class JobDependency(SQLModel, table=True):
