@@ -93,12 +93,6 @@ ResourcesIn = Annotated[dict[str, Any], AfterValidator(_counts)]
 #: Labels a job asks for (``{"zone": "eu"}``) or a worker has.
 LabelsIn = Annotated[dict[str, Any], AfterValidator(_labels)]
 
-DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_INITIAL_DELAY = 1.0
-DEFAULT_BACKOFF = 2.0
-DEFAULT_CPU_UNITS = 1
-DEFAULT_MEMORY_MB = 256
-
 
 def priority_value(priority: PriorityIn) -> int:
     return PRIORITY_VALUES[priority] if isinstance(priority, Priority) else priority
@@ -226,6 +220,11 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     schedule_id: uuid.UUID | None = Field(
         default=None, description="The schedule whose tick submitted it (null: by hand)."
+    )
+    parent_id: uuid.UUID | None = Field(
+        default=None,
+        description="The job whose run submitted it (ctx.submit, ctx.batch, "
+        "ctx.continue_with); null: submitted over the API or by a schedule.",
     )
 
 

@@ -13,18 +13,16 @@ from typing import Any
 
 import networkx as nx
 
-from api.schemas import (
+from api.schemas import BatchCreate, JobCreate, priority_value
+from api.store import request_hash
+from models.inserts import fresh_state
+from models.limits import (
     DEFAULT_BACKOFF,
     DEFAULT_CPU_UNITS,
     DEFAULT_INITIAL_DELAY,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MEMORY_MB,
-    BatchCreate,
-    JobCreate,
-    priority_value,
 )
-from api.store import request_hash
-from models.enums import JobStatus
 from smartq.errors import SubmissionRejected
 from smartq.registry import JobType
 
@@ -76,24 +74,13 @@ def _fresh(
     spec: JobCreate, batch_id: uuid.UUID | None, now: datetime, owner: Owner
 ) -> dict[str, Any]:
     """The state of a job nobody has taken in yet."""
-    return {
-        "idempotency_key": spec.idempotency_key,
-        "status": JobStatus.PENDING.value,
-        "status_reason": None,
-        "attempts": 0,
-        "not_before": None,
-        "worker_id": None,
-        "cancel_requested_at": None,
-        "result": None,
-        "error": None,
-        "started_at": None,
-        "finished_at": None,
-        "batch_id": batch_id,
-        "tenant": owner.tenant,
-        "created_by": owner.created_by,
-        "created_at": now,
-        "updated_at": now,
-    }
+    return fresh_state(
+        tenant=owner.tenant,
+        created_by=owner.created_by,
+        batch_id=batch_id,
+        idempotency_key=spec.idempotency_key,
+        now=now,
+    )
 
 
 def job_row(

@@ -61,6 +61,7 @@ def job_doc(row: RowMapping | dict[str, Any], depends_on: list[uuid.UUID] | None
         "started_at": row["started_at"],
         "finished_at": row["finished_at"],
         "schedule_id": row.get("schedule_id"),
+        "parent_id": row.get("parent_id"),
     }
 
 

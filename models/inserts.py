@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,11 +16,41 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from models.enums import JobStatus
 from models.tables import Batch, Job, JobDependency
 
 jobs: Table = Job.__table__  # type: ignore[attr-defined]
 edges: Table = JobDependency.__table__  # type: ignore[attr-defined]
 batches: Table = Batch.__table__  # type: ignore[attr-defined]
+
+
+def fresh_state(
+    *,
+    tenant: str,
+    created_by: str | None,
+    batch_id: uuid.UUID | None,
+    idempotency_key: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The columns of a job nobody has taken in yet (a submit's, or a job a job submitted)."""
+    return {
+        "idempotency_key": idempotency_key,
+        "status": JobStatus.PENDING.value,
+        "status_reason": None,
+        "attempts": 0,
+        "not_before": None,
+        "worker_id": None,
+        "cancel_requested_at": None,
+        "result": None,
+        "error": None,
+        "started_at": None,
+        "finished_at": None,
+        "batch_id": batch_id,
+        "tenant": tenant,
+        "created_by": created_by,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def insert_of(conn: AsyncConnection, table: Table) -> Any:

@@ -1,5 +1,7 @@
-"""Bounds on what a job may ask for, shared by the API's validation and the ``@smartq.job``
-decorator: a job type's defaults are then always values a submission could carry itself."""
+"""Bounds on what a job may ask for, shared by the API's validation, the ``@smartq.job``
+decorator and the jobs a running job spawns: a job type's defaults are then always values a
+submission could carry itself. Then smartq's own defaults, for what neither the submission nor
+the job type says."""
 
 from __future__ import annotations
 
@@ -10,3 +12,9 @@ MAX_BACKOFF = 100
 MAX_CPU_UNITS = 100_000
 MAX_MEMORY_MB = 1_000_000_000
 MAX_TIMEOUT_SECONDS = 30 * 86_400
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_INITIAL_DELAY = 1.0
+DEFAULT_BACKOFF = 2.0
+DEFAULT_CPU_UNITS = 1
+DEFAULT_MEMORY_MB = 256

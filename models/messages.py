@@ -14,8 +14,17 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from models import storable
-from models.enums import FailureClass, JobStatus, Outcome
+from models.enums import MAX_PRIORITY, MIN_PRIORITY, FailureClass, JobStatus, Outcome
 from models.envelope import Message
+from models.limits import (
+    MAX_ATTEMPTS,
+    MAX_BACKOFF,
+    MAX_CPU_UNITS,
+    MAX_DELAY_SECONDS,
+    MAX_MEMORY_MB,
+    MAX_NAME_LENGTH,
+    MAX_TIMEOUT_SECONDS,
+)
 from models.monitoring import (
     BreakerChanged,
     LoggerMonitor,
@@ -121,6 +130,46 @@ class AttemptFinished(Message):
     #: the most memory its process was seen to use, in MB (isolated jobs).
     failure_class: FailureClass | None = None
     peak_memory_mb: int | None = None
+
+
+class SpawnedJob(BaseModel):
+    """One job a running job asked for (``ctx.submit``, ``ctx.batch``, ``ctx.continue_with``),
+    with every default already applied by the worker (the job type's, then smartq's): the
+    scheduler inserts it as it is. ``id`` is derived from the parent and ``key``, so a retried
+    parent that asks again names the same job. ``depends_on``: earlier jobs of the same
+    parent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: uuid.UUID
+    key: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+    job_type: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+    payload: dict[str, StorableJson] = Field(default_factory=dict)
+    priority: int = Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    cpu_units: int = Field(ge=1, le=MAX_CPU_UNITS)
+    memory_mb: int = Field(ge=1, le=MAX_MEMORY_MB)
+    max_attempts: int = Field(ge=1, le=MAX_ATTEMPTS)
+    initial_delay_seconds: float = Field(ge=0, le=MAX_DELAY_SECONDS)
+    backoff_multiplier: float = Field(ge=1, le=MAX_BACKOFF)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+    run_at: datetime | None = None
+    resources: dict[str, int] | None = None
+    labels: dict[str, str] | None = None
+    depends_on: list[uuid.UUID] = Field(default_factory=list)
+
+
+class JobsSpawned(Message):
+    """worker → scheduler: jobs that an attempt submitted, to insert under its job as parent
+    (same tenant, same batch). Sent on the attempt's report key ahead of its final report, so
+    the scheduler sees them while the attempt still runs; jobs of an attempt that no longer
+    runs are dropped."""
+
+    type: Literal["jobs.spawned"] = "jobs.spawned"
+    parent_id: uuid.UUID
+    attempt: int
+    worker_id: str
+    jobs: list[SpawnedJob] = Field(min_length=1)
 
 
 class ResourcesReleased(Message):
@@ -256,6 +305,7 @@ SchedulerInbound = Annotated[
     | AttemptStarted
     | AttemptFinished
     | ResourcesReleased
+    | JobsSpawned
     | Heartbeat
     | SchedulerProbe,
     Field(discriminator="type"),

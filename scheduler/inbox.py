@@ -14,6 +14,7 @@ from models.messages import (
     AttemptFinished,
     CancelRequested,
     Heartbeat,
+    JobsSpawned,
     JobsSubmitted,
     ResourcesReleased,
     SchedulerProbe,
@@ -33,6 +34,8 @@ class Inbox:
     cancels: list[uuid.UUID] = field(default_factory=list)
     finished: list[AttemptFinished] = field(default_factory=list)
     released: list[ResourcesReleased] = field(default_factory=list)
+    #: Jobs running attempts submitted, to insert before anything else (scheduler.spawns).
+    spawned: list[JobsSpawned] = field(default_factory=list)
     beats: dict[str, Heartbeat] = field(default_factory=dict)
     probed: bool = False
 
@@ -45,6 +48,8 @@ class Inbox:
             self.finished.append(doc)
         elif isinstance(doc, ResourcesReleased):
             self.released.append(doc)
+        elif isinstance(doc, JobsSpawned):
+            self.spawned.append(doc)
         elif isinstance(doc, SchedulerProbe):
             self.probed = True
         elif isinstance(doc, Heartbeat):

@@ -18,13 +18,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.enums import FINAL_STATUSES, Outcome
-from scheduler import encode, intake, maintenance, store, upkeep
+from scheduler import encode, intake, maintenance, spawns, store, upkeep
 from scheduler.breaker import Change
 from scheduler.core import Scheduler
 from scheduler.durations import Durations
@@ -326,6 +326,10 @@ class SchedulerService:
         self._cancels_at_start = []
         inbox.submitted += self._own_submitted
         self._own_submitted = []
+        if inbox.spawned:
+            inbox.submitted += await spawns.insert_spawned(
+                self.engine, inbox.spawned, datetime.fromtimestamp(now, UTC)
+            )
         self.flow_config.heard(inbox.beats.values())
         self.flow_config.apply(self.core, now)
         transitions += self.feed.events(self.core, inbox, now)

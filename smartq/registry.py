@@ -81,6 +81,18 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._types)
 
+    def name_of(self, target: str | Callable[..., Any]) -> str:
+        """The job type to submit: a name as it is, or the type a ``@smartq.job`` function was
+        registered as (the decorator returns the function itself, so the registry is asked)."""
+        if isinstance(target, str):
+            return target
+        for name, job_type in self._types.items():
+            if job_type.func is target:
+                return name
+        raise ConfigurationError(
+            f"{target!r} is not a @smartq.job function; pass it decorated, or a type name"
+        )
+
 
 registry = Registry()
 

@@ -65,3 +65,38 @@ def greet(ctx: JobContext) -> dict[str, str]:
 def self_kill(ctx: JobContext) -> None:
     """An isolated job that kills itself with SIGKILL (a signal its worker did not send)."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@smartq.job("fan_out")
+def fan_out(ctx: JobContext) -> dict[str, object]:
+    """Submits ``n`` ``hold`` children and a ``fan_in`` continuation after them; with
+    ``fail_first``, its first attempt fails after submitting them all (the retry must not make
+    them twice)."""
+    n = int(ctx.payload.get("n", 3))
+    children = [ctx.submit("hold", {"seconds": 0.05, "i": i}) for i in range(n)]
+    then = ctx.continue_with("fan_in", {"n": n})
+    if ctx.payload.get("fail_first") and ctx.attempt == 1:
+        raise RuntimeError("failing after submitting the children, to be retried")
+    return {"children": len(children), "continuation": str(then.id)}
+
+
+@smartq.job("fan_in")
+def fan_in(ctx: JobContext) -> dict[str, object]:
+    return {"gathered": ctx.payload.get("n")}
+
+
+@smartq.job("spawn_dag")
+def spawn_dag(ctx: JobContext) -> dict[str, str]:
+    """Submits a two-job DAG with ``ctx.batch()``: ``second`` after ``first``."""
+    with ctx.batch() as b:
+        first = b.add("hold", {"seconds": 0.2}, key="first", priority="high")
+        second = b.add("noop", key="second", after=[first])
+    return {"first": str(first.id), "second": str(second.id)}
+
+
+@smartq.job("spawn_isolated", isolated=True)
+def spawn_isolated(ctx: JobContext) -> dict[str, str]:
+    """An isolated job (a child process) submitting a job and its continuation."""
+    child = ctx.submit("noop", key="only")
+    then = ctx.continue_with("fan_in", {"n": 1})
+    return {"child": str(child.id), "continuation": str(then.id)}

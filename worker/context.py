@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from models.messages import JobProgress, LogLine
+from models.messages import JobProgress, JobsSpawned, LogLine
+from worker.spawn import ChildBatch, ChildJob, ChildRef, Spawner, SpawnSink, Target
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ class AttemptLog:
         tenant: str | None = None,
         worker_id: str | None = None,
         progress_sink: ProgressSink | None = None,
+        spawn_sink: SpawnSink | None = None,
     ) -> None:
         self.job_id = job_id
+        self._spawn_sink = spawn_sink
         self.attempt = attempt
         self.tenant = tenant
         self.worker_id = worker_id
@@ -100,6 +103,12 @@ class AttemptLog:
             self._progress_sink(report)
         except Exception:
             logger.exception("progress sink failed", extra={"action": "progress_sink_failed"})
+
+    def spawned(self, jobs: JobsSpawned) -> None:
+        """Hand on jobs the attempt submitted (an isolated child's, read from its pipe)."""
+        if self._spawn_sink is None:
+            raise RuntimeError("this worker cannot take jobs submitted by a job")
+        self._spawn_sink(jobs)
 
     @property
     def lines_written(self) -> int:
@@ -189,6 +198,7 @@ class JobContext:
     log: logging.Logger
     cancel_flag: CancelFlag = field(default_factory=CancelFlag, repr=False)
     report_progress: ProgressWriter | None = field(default=None, repr=False)
+    spawner: Spawner | None = field(default=None, repr=False)
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Say how far the job is, from 0.0 to 1.0, with an optional note ("resized 40 of
@@ -203,6 +213,47 @@ class JobContext:
             raise TypeError("a progress message is text")
         if self.report_progress is not None:
             self.report_progress(float(fraction), None if message is None else message[:500])
+
+    def submit(
+        self,
+        target: Target,
+        payload: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        depends_on: list[ChildRef] | tuple[ChildRef, ...] = (),
+        **options: Any,
+    ) -> ChildJob:
+        """Submit a job from this one: in the same tenant and batch, with this job as its
+        ``parent_id``. ``target`` is a type name or a ``@smartq.job`` function; ``options`` as
+        for ``Client.submit`` (priority, cpu_units, memory_mb, resources, labels, retry,
+        timeout_seconds, run_at, name). ``depends_on``: jobs this attempt submitted before.
+        It starts while this job still runs. A retry of this job that submits the same jobs
+        (same keys: given, or ``<type>-<n>`` in call order) does not make them again."""
+        return self._spawner().submit(target, payload, key=key, depends_on=depends_on, **options)
+
+    def batch(self) -> ChildBatch:
+        """Several jobs at once, with dependencies between them (``b.add(..., after=[a])``),
+        sent together when the ``with`` block ends."""
+        return self._spawner().batch()
+
+    def continue_with(
+        self,
+        target: Target,
+        payload: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        after: list[ChildRef] | None = None,
+        **options: Any,
+    ) -> ChildJob:
+        """Submit the job that carries on once this job's children (all so far, or ``after``)
+        completed, so this job can return and free its worker instead of waiting; if a child
+        fails, the continuation is cancelled with the reason."""
+        return self._spawner().continue_with(target, payload, key=key, after=after, **options)
+
+    def _spawner(self) -> Spawner:
+        if self.spawner is None:
+            raise RuntimeError("this job context cannot submit jobs")
+        return self.spawner
 
     def cancelled(self) -> bool:
         """True once the attempt was cancelled, timed out or handed back: stop soon."""

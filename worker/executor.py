@@ -26,6 +26,7 @@ from models.messages import (
     AttemptFinished,
     AttemptStarted,
     Dispatch,
+    JobsSpawned,
     ResourcesReleased,
     RunningAttempt,
 )
@@ -43,11 +44,12 @@ from worker.context import (
 from worker.isolation import mp_context
 from worker.outcomes import Ending, describe, failure_class
 from worker.runners import Attempt, Setup, runner_for
+from worker.spawn import Spawner
 from worker.verdict import end_line
 
 logger = logging.getLogger(__name__)
 
-Report = AttemptStarted | AttemptFinished | ResourcesReleased
+Report = AttemptStarted | AttemptFinished | ResourcesReleased | JobsSpawned
 #: Receives every report, on the event loop's thread. Must not block.
 ReportSink = Callable[[Report], None]
 
@@ -170,6 +172,7 @@ class Executor:
             dispatch.tenant,
             self.worker_id,
             self._progress_sink,
+            self._emit,
         )
         ctx = JobContext(
             job_id=dispatch.job_id,
@@ -180,6 +183,9 @@ class Executor:
             payload=dispatch.payload,
             log=make_job_logger(f"{dispatch.job_id}.{dispatch.attempt}", log.write),
             report_progress=log.progress,
+            spawner=Spawner(
+                dispatch.job_id, dispatch.attempt, self.worker_id, log.spawned, self._registry
+            ),
         )
         return Attempt(dispatch=dispatch, log=log, ctx=ctx)
 

@@ -1,7 +1,8 @@
 """Run an ``isolated=True`` job in a child process that can be killed at its deadline.
 
 The child imports the job function by ``module:qualname`` (so it must be a module-level
-function) and talks to the parent over one pipe: ``("log", level, message, ts)`` tuples, then one
+function) and talks to the parent over one pipe: ``("log", level, message, ts)``,
+``("progress", fraction, message)`` and ``("spawn", JobsSpawned)`` tuples, then one
 ``("end", Ending, maxrss_mb)``. A reader thread in the parent forwards the log lines to the
 attempt's log (so they get their seq numbers there, after the parent's "started" line) and, once
 the pipe closes and the child is reaped, resolves :attr:`ChildRun.ended`. A
@@ -29,9 +30,11 @@ from typing import Any
 from models.enums import FailureClass, Outcome
 from smartq.errors import ConfigurationError
 from smartq.outbox import LoopHandoff
+from smartq.registry import registry
 from worker.context import AttemptLog, CancelFlag, JobContext, make_job_logger
 from worker.memwatch import MemoryWatch
 from worker.outcomes import Ending, call_sync, classify_failure, describe
+from worker.spawn import Spawner
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +143,8 @@ class ChildRun:
                     self._log.write(message[1], message[2], message[3])
                 elif message[0] == "progress":
                     self._log.progress(message[1], message[2])
+                elif message[0] == "spawn":
+                    self._log.spawned(message[1])
                 elif message[0] == "end":
                     ending, maxrss = message[1], message[2]
         except (EOFError, OSError):
@@ -212,6 +217,13 @@ def child_main(conn: Connection, module: str, qualname: str, job: dict[str, Any]
         log=make_job_logger(f"{job['job_id']}.{job['attempt']}", write),
         cancel_flag=CancelFlag(),
         report_progress=lambda fraction, message: send(("progress", fraction, message)),
+        spawner=Spawner(
+            uuid.UUID(job["job_id"]),
+            job["attempt"],
+            job["worker_id"],
+            lambda jobs: send(("spawn", jobs)),
+            registry,
+        ),
     )
     signal.signal(signal.SIGTERM, lambda _signum, _frame: ctx.cancel_flag.set())
     try:

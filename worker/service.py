@@ -29,9 +29,9 @@ from models.messages import (
     Dispatch,
     Heartbeat,
     JobProgress,
+    JobsSpawned,
     LogLine,
     LogsStored,
-    ResourcesReleased,
     TypeFlow,
     incarnation,
     unpack,
@@ -43,7 +43,7 @@ from smartq.broker import Broker, BrokerError, Consumer, IncomingMessage, QueueM
 from smartq.outbox import Outbox
 from smartq.registry import Registry
 from smartq.settings import Settings
-from worker.executor import Executor
+from worker.executor import Executor, Report
 from worker.logwait import ReportHold
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,13 @@ class WorkerService:
         """Queue a message on its lane, from any thread."""
         self._lanes[lane].put((routing_key, body))
 
-    def _report(self, report: AttemptStarted | AttemptFinished | ResourcesReleased) -> None:
+    def _report(self, report: Report) -> None:
         if isinstance(report, AttemptStarted):
             return  # the scheduler marks a job running when it dispatches; spare the message
+        if isinstance(report, JobsSpawned):
+            # On the report key, so it travels in order ahead of this attempt's final report.
+            self._send(topology.report_key(report.parent_id), report.dumps())
+            return
         if isinstance(report, AttemptFinished):
             # Its last progress goes with its lines, ahead of the report.
             self._send_progress((report.job_id, report.attempt))

@@ -59,6 +59,7 @@ async def list_jobs(
     priority: PriorityParam | None = None,
     batch_id: uuid.UUID | None = None,
     schedule_id: uuid.UUID | None = None,
+    parent_id: uuid.UUID | None = None,
     created_after: AwareDatetime | None = None,
     created_before: AwareDatetime | None = None,
     limit: paging.Limit = 50,
@@ -75,6 +76,7 @@ async def list_jobs(
         created_after=created_after,
         created_before=created_before,
         schedule_id=schedule_id,
+        parent_id=parent_id,
     )
     after = paging.decode_cursor(cursor)
     rows, next_cursor = paging.page(await store.list_jobs(conn, flt, after, limit + 1), limit)

@@ -77,6 +77,7 @@ class ListFilter:
     created_after: datetime | None
     created_before: datetime | None
     schedule_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | None = None
 
 
 async def list_jobs(
@@ -99,6 +100,8 @@ async def list_jobs(
         conds.append(jobs.c.batch_id == flt.batch_id)
     if flt.schedule_id is not None:
         conds.append(jobs.c.schedule_id == flt.schedule_id)
+    if flt.parent_id is not None:
+        conds.append(jobs.c.parent_id == flt.parent_id)
     if flt.created_after is not None:
         conds.append(jobs.c.created_at >= flt.created_after)
     if flt.created_before is not None:

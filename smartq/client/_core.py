@@ -152,18 +152,12 @@ _names: dict[Callable[..., Any], str] = {}
 
 
 def type_name(target: str | Callable[..., Any], types: Registry = registry) -> str:
-    """The job type to submit: a name as it is, or the type a ``@smartq.job`` function was
-    registered as (the decorator returns the function itself, so the registry is asked)."""
+    """The job type to submit (:meth:`Registry.name_of`), remembered per function."""
     if isinstance(target, str):
         return target
     name = _names.get(target)
     if name is None:
-        found = [n for n in types.names() if types.get(n).func is target]
-        if not found:
-            raise ConfigurationError(
-                f"{target!r} is not a @smartq.job function; pass it decorated, or a type name"
-            )
-        name = _names[target] = found[0]
+        name = _names[target] = types.name_of(target)
     return name
 
 
@@ -267,6 +261,16 @@ def list_params(
         params.append(("batch_id", ref_id(batch_id)))
     if priority is not None:
         params.append(("priority", str(priority)))
+    return params
+
+
+def link_params(parent_id: JobRef | None, schedule_id: str | None) -> list[tuple[str, str]]:
+    """The filters of ``GET /jobs`` by what made a job: its parent, its schedule."""
+    params: list[tuple[str, str]] = []
+    if parent_id is not None:
+        params.append(("parent_id", ref_id(parent_id)))
+    if schedule_id is not None:
+        params.append(("schedule_id", schedule_id))
     return params
 
 

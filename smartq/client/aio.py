@@ -28,6 +28,7 @@ from smartq.client._core import (
     accepted_docs,
     batch_call,
     endpoint,
+    link_params,
     list_params,
     page_call,
     pause_path,
@@ -157,10 +158,14 @@ class AsyncClient:
         batch_id: JobRef | None = None,
         priority: str | int | None = None,
         *,
+        parent_id: JobRef | None = None,
+        schedule_id: str | None = None,
         page_size: int = PAGE_SIZE,
     ) -> AsyncIterator[AsyncJob]:
-        """Every job matching, newest first, a page at a time."""
+        """Every job matching, newest first, a page at a time; ``parent_id``: the jobs a job
+        submitted while it ran; ``schedule_id``: a schedule's runs."""
         params = list_params(status, type, batch_id, priority, page_size)
+        params += link_params(parent_id, schedule_id)
         cursor: str | None = None
         while True:
             page = await self._send(page_call("/jobs", params, cursor))

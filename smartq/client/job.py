@@ -119,6 +119,12 @@ class JobBase:
         batch = self._doc.get("batch_id")
         return None if batch is None else uuid.UUID(batch)
 
+    @property
+    def parent_id(self) -> uuid.UUID | None:
+        """The job whose run submitted this one (``ctx.submit``), if any."""
+        parent = self._doc.get("parent_id")
+        return uuid.UUID(parent) if parent else None
+
     def _update(self, doc: dict[str, Any]) -> None:
         self._doc = doc
         self._status = _STATUSES[doc["status"]]
@@ -211,6 +217,11 @@ class Job(JobBase):
         self._update(self._client._send(call)["job"])
         return self
 
+    def children(self) -> Iterator[Job]:
+        """The jobs this job submitted while it ran (``ctx.submit``, ``ctx.batch``,
+        ``ctx.continue_with``), newest first."""
+        return self._client.jobs(parent_id=self.id)
+
     def explain(self) -> Explanation:
         """Why it waits (or how it ended), as the API sees it now."""
         self.refresh()
@@ -299,6 +310,10 @@ class AsyncJob(JobBase):
         call = Call("POST", f"/jobs/{self.id}/retry", params=params, repeatable=False)
         self._update((await self._client._send(call))["job"])
         return self
+
+    def children(self) -> AsyncIterator[AsyncJob]:
+        """The jobs this job submitted while it ran, newest first."""
+        return self._client.jobs(parent_id=self.id)
 
     async def explain(self) -> Explanation:
         await self.refresh()

@@ -42,6 +42,12 @@ def ls(
         uuid.UUID | None,
         typer.Option("--batch", help="Only the jobs of this batch.", show_default=False),
     ] = None,
+    parent: Annotated[
+        uuid.UUID | None,
+        typer.Option(
+            "--parent", help="Only the jobs this job submitted while it ran.", show_default=False
+        ),
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(
@@ -59,6 +65,8 @@ def ls(
         params.append(("type", job_type))
     if batch is not None:
         params.append(("batch_id", str(batch)))
+    if parent is not None:
+        params.append(("parent_id", str(parent)))
     if since is not None:
         params.append(("created_after", _since(since).isoformat()))
     with session(url, api_key, output) as s:
@@ -122,6 +130,7 @@ def job_fields(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("progress", progress_words(doc.get("progress"))),
         ("error", doc.get("error")),
         ("batch", f"{doc['batch_id']} (key {doc.get('key')})" if doc.get("batch_id") else None),
+        ("parent", doc.get("parent_id")),
         ("depends on", ", ".join(doc.get("depends_on") or ()) or None),
         ("dependents", ", ".join(doc.get("dependents") or ()) or None),
     ]

@@ -470,3 +470,19 @@ def _dropping_proxy(target: str) -> Iterator[tuple[str, list[int]]]:
 
     with _http_server(Handler) as url:
         yield url, forwarded
+
+
+async def test_children_and_parent_through_both_clients(served: Served) -> None:
+    async with served.aclient() as client:
+        parent = await client.submit("fan_out", {"n": 3})
+        assert (await parent.result(timeout=30))["children"] == 3
+        kids = [k async for k in parent.children()]
+        assert len(kids) == 4 and {k.parent_id for k in kids} == {parent.id}
+        then = next(k for k in kids if k.type == "fan_in")
+        assert await then.result(timeout=30) == {"gathered": 3}
+
+    def sync_side() -> list[str]:
+        with served.client() as sync:
+            return sorted(k.type for k in sync.job(parent.id).children())
+
+    assert await in_thread(sync_side) == ["fan_in", "hold", "hold", "hold"]

@@ -126,3 +126,25 @@ def test_a_long_chain_is_drawn_in_bands(page: Page, smartq: Smartq) -> None:
     counts = [json.loads(g.get_attribute("data-counts") or "{}") for g in groups.all()]
     assert sum(sum(c.values()) for c in counts) == 2_000
     smartq.cancel(gate["id"])
+
+
+def test_jobs_a_job_submitted_hang_off_it_and_link_back(page: Page, smartq: Smartq) -> None:
+    batch_id, ids = smartq.batch({"key": "parent", "type": "ui_fan_out"})
+    parent = smartq.wait_status(ids["parent"], "completed")
+    then = parent["result"]["continuation"]
+    smartq.wait_status(then, "completed")
+    page.goto(smartq.url(f"/ui/batches/{batch_id}"))
+    expect(page.locator(".dag [data-job-id]")).to_have_count(4)
+    spawned = page.locator(f'.dag .edges path[data-kind="spawned"][data-from="{ids["parent"]}"]')
+    expect(spawned).to_have_count(2)  # parent ⇢ each child; the continuation comes after them
+    expect(page.locator(f'.dag .edges path[data-kind="depends"][data-to="{then}"]')).to_have_count(
+        2
+    )
+    shot(page, "batch-spawned")
+    node(page, then).click()
+    expect(page).to_have_url(smartq.url(f"/ui/jobs/{then}"))
+    expect(page.locator("dl.fields")).to_contain_text(ids["parent"])
+    page.get_by_role("link", name="jobs it submitted").click()
+    expect(page.locator("tbody tr")).to_have_count(0)  # the continuation submitted nothing
+    page.goto(smartq.url(f"/ui/jobs?parent_id={ids['parent']}"))
+    expect(page.locator("tbody tr[data-job-id]")).to_have_count(3)

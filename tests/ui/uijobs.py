@@ -29,3 +29,12 @@ async def drip(ctx: JobContext) -> dict[str, int]:
         if i % per_tick == 0:
             await asyncio.sleep(tick)
     return {"lines": lines}
+
+
+@smartq.job("ui_fan_out")
+def ui_fan_out(ctx: JobContext) -> dict[str, str]:
+    """Submits two ``noop`` children and a continuation after them (the DAG's dashed edges)."""
+    for i in range(2):
+        ctx.submit("noop", key=f"child{i}")
+    then = ctx.continue_with("noop", key="then")
+    return {"continuation": str(then.id)}

@@ -1,7 +1,8 @@
 // A batch's DAG laid out left to right (dagre), drawn as SVG. Each job is a node whose
 // data-state is its status (colour + icon); a layer with more than THRESHOLD jobs of one type
 // is one node with per-status counts that expands on click, so a 10,000-job DAG draws a few
-// dozen nodes. Statuses change in place: no re-layout on a live update.
+// dozen nodes. Statuses change in place: no re-layout on a live update. A job that another
+// job of the batch submitted while it ran (parent_id) hangs off its parent by a dashed edge.
 
 import dagre from "../vendor/dagre-3.1.3.esm.js";
 import { FINAL, h, ICONS, num, STATUSES } from "./dom.js";
@@ -12,6 +13,13 @@ const GROUP = { width: 200, height: 62 };
 const MAX_NODES = 600;
 const MAX_LAYERS = 50; // columns left to right that still read at the frame's width
 
+// What a job comes after in the batch: its dependencies, else the job that submitted it (a
+// continuation, which waits for its siblings, is placed by them alone).
+function upstream(j, byId) {
+  const ups = (j.depends_on || []).filter((p) => byId.has(p));
+  return !ups.length && j.parent_id && byId.has(j.parent_id) ? [j.parent_id] : ups;
+}
+
 // Each job's depth: the longest path to it from a job with no parent in the batch (Kahn's
 // order, no recursion: a 10,000-long chain is as deep as a stack may not be).
 function depths(jobs) {
@@ -19,7 +27,7 @@ function depths(jobs) {
   const children = new Map();
   const waiting = new Map();
   for (const j of jobs) {
-    const parents = (j.depends_on || []).filter((p) => byId.has(p));
+    const parents = upstream(j, byId);
     waiting.set(j.id, parents.length);
     for (const p of parents) {
       if (!children.has(p)) children.set(p, []);
@@ -118,11 +126,11 @@ export class Dag {
     for (const key of this.members.keys()) g.setNode(key, { ...(key.startsWith("g:") ? GROUP : NODE) }); // dagre writes x, y into it
     const edges = new Set();
     for (const j of this.jobs.values()) {
-      for (const p of j.depends_on || []) {
-        if (!this.jobs.has(p)) continue;
+      for (const p of upstream(j, this.jobs)) {
         const [from, to] = [this.node.get(p), this.node.get(j.id)];
         const e = `${from}\u0000${to}`;
-        if (from !== to && !edges.has(e)) { edges.add(e); g.setEdge(from, to); }
+        const kind = (j.depends_on || []).includes(p) ? "depends" : "spawned";
+        if (from !== to && !edges.has(e)) { edges.add(e); g.setEdge(from, to, { kind }); }
       }
     }
     dagre.layout(g);
@@ -135,7 +143,8 @@ export class Dag {
     for (const e of g.edges()) {
       const pts = g.edge(e).points;
       const d = pts.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join("");
-      lines.append(h("svg:path", { d, "data-from": e.v, "data-to": e.w }));
+      const kind = g.edge(e).kind || "depends";
+      lines.append(h("svg:path", { d, "data-from": e.v, "data-to": e.w, "data-kind": kind }));
     }
     this.view.append(lines);
     this.shapes = new Map();

@@ -63,6 +63,8 @@ function fields(job) {
     ["Duration", duration(job.started_at && between(job.started_at, job.finished_at))],
     ["Worker", job.worker_id || "—"],
     ["Batch", job.batch_id ? link(`/ui/batches/${job.batch_id}`, h("code", {}, job.batch_id)) : "—"],
+    ["Parent", job.parent_id ? jobLink(job.parent_id, job.parent_id) : "—"],
+    ["Children", link(`/ui/jobs?parent_id=${job.id}`, "jobs it submitted")],
     ["Tenant", job.tenant], ["Idempotency key", job.idempotency_key || "—"],
   ];
   return h("dl", { class: "fields" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));

@@ -6,7 +6,8 @@ import { advances, ago, badge, empty, h, jobLink, link, micros, num, STATUSES } 
 import { navigate } from "../main.js";
 import { Stream } from "../stream.js";
 
-const FILTERS = ["status", "type", "priority", "batch_id", "created_after", "created_before"];
+const FILTERS = ["status", "type", "priority", "batch_id", "parent_id", "created_after",
+  "created_before"];
 const backStack = [];
 
 export function filtersOf(params) {
@@ -39,6 +40,7 @@ function filterForm(f) {
   form.append(statuses, types, h("div", { class: "row" },
     field("type", "Type", { placeholder: "any", list: "job-types" }),
     prio, field("batch_id", "Batch", { placeholder: "batch id", size: 36 }),
+    field("parent_id", "Parent", { placeholder: "job id", size: 36 }),
     time("created_after", "Created after"), time("created_before", "Created before"),
     h("button", { type: "submit", class: "primary" }, "Apply"),
     link("/ui/jobs", "Clear")));
