@@ -62,3 +62,17 @@ def side_effect(ctx: JobContext) -> dict[str, Any]:
         raise RetryableError(f"side_effect: attempt {ctx.attempt} fails on purpose")
     _record(ctx)
     return {"attempt": ctx.attempt, "worker": ctx.worker_id}
+
+
+@smartq.job("spawner")
+def spawner(ctx: JobContext) -> dict[str, Any]:
+    """``{"n": n, "hold": s}``: submits ``n`` ``side_effect`` children and a continuation
+    after them, then (first attempt only) holds its worker ``s`` seconds, so a test can kill
+    the worker and see the retry ask for the same children again."""
+    n = int(ctx.payload.get("n", 10))
+    for i in range(n):
+        ctx.submit("side_effect", {"seconds": 0.05, "i": i})
+    then = ctx.continue_with("side_effect", {"continuation": True})
+    if ctx.attempt == 1:
+        ctx.sleep(float(ctx.payload.get("hold", 0)))
+    return {"continuation": str(then.id)}
