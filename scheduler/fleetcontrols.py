@@ -6,7 +6,7 @@ the attempts a worker held is the core's own ``_finish``."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from models.enums import JobStatus, Outcome
 from scheduler import fleet
@@ -26,17 +26,9 @@ class FleetControls:
 
     state: SchedulerState
 
-    def _finish(
-        self,
-        job: JobRecord,
-        outcome: Outcome,
-        now: float,
-        retry_after: float | None,
-        error: str | None,
-        memory_kill: bool = False,
-        peak_mb: int | None = None,
-    ) -> list[Transition]:
-        raise NotImplementedError  # the scheduler's
+    #: The scheduler's: how an attempt of ``job`` ended ``(job, outcome, now, retry_after,
+    #: error)``, and what follows.
+    _finish: Callable[[JobRecord, Outcome, float, float | None, str | None], list[Transition]]
 
     def upsert_worker(
         self,
