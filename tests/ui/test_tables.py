@@ -143,3 +143,27 @@ def test_new_jobs_matching_the_filter_are_announced(page: Page, smartq: Smartq) 
     expect(page.locator(f'tr[data-job-id="{job["id"]}"]')).to_be_visible()
     expect(notice).to_be_hidden()
     smartq.cancel(gate["id"])
+
+
+def test_the_batches_list_follows_its_batches_live(page: Page, smartq: Smartq) -> None:
+    batch_id, _ = smartq.batch(
+        {"key": "slow", "type": "sleep", "payload": {"seconds": 2}},
+        {"key": "after", "type": "noop", "depends_on": ["slow"]},
+    )
+    page.goto(smartq.url("/ui/batches"))
+    page.evaluate("window.__sameDocument = true")
+    mine = page.locator(f'tr[data-batch-id="{batch_id}"]')
+    expect(mine).to_have_attribute("data-done", "false")
+    expect(mine.locator(".batch-state")).to_have_text("running")
+    expect(page.locator("#live")).to_have_attribute("data-live", "on")
+    # its totals, state and duration redraw in place as its jobs end
+    expect(mine).to_have_attribute("data-done", "true", timeout=20_000)
+    expect(mine.locator(".batch-state")).to_have_text("done")
+    expect(mine.locator(".mini")).to_contain_text("2")
+    newer, _ = smartq.batch({"key": "x", "type": "noop"})
+    notice = page.get_by_test_id("new-batches")
+    expect(notice).to_have_text("1 new batch — show", timeout=10_000)
+    assert page.evaluate("window.__sameDocument") is True  # live, not by reloading
+    notice.click()
+    expect(page.locator(f'tr[data-batch-id="{newer}"]')).to_be_visible()
+    shot(page, "batches-live")
