@@ -26,6 +26,7 @@ BENCHMARKS = {
     "placement": "bench.placement",
     "memory": "bench.memory",
     "escalation": "bench.escalation",
+    "spawn": "bench.spawn",
     "ws": "bench.ws",
     "auth": "bench.auth",
     "sdk": "bench.sdk",

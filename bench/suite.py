@@ -28,6 +28,7 @@ from bench import (
     packing,
     placement_real,
     sched_pass,
+    spawn,
     ws,
 )
 from bench.harness import Stack
@@ -48,6 +49,7 @@ ORDER = (
     "fairness",
     "memory",
     "escalation",
+    "spawn",
     "ws",
     "auth",
     "sdk",
@@ -121,6 +123,7 @@ async def _smoke() -> int:
         ("pass-flow", sched_pass.run_flow),
         ("memory", memory.run),
         ("auth", auth.run),
+        ("spawn", spawn.run),
     )
     for name, go in offline:
         started = time.perf_counter()
