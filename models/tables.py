@@ -32,9 +32,7 @@ from models.enums import ACTIVE_STATUSES, FINAL_STATUSES, JobStatus
 from models.types import JsonType, UtcDateTime
 
 _ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)))
-_FINISHED_SQL = "status IN ({})".format(
-    ", ".join(f"'{s.value}'" for s in sorted(FINAL_STATUSES))
-)
+_FINISHED_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(FINAL_STATUSES)))
 _STATUS_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in JobStatus))
 
 
@@ -105,7 +103,9 @@ class Job(SQLModel, table=True):
             **_partial("schedule_id IS NOT NULL"),
         ),
         # GET /jobs?parent_id=: the jobs a job's run spawned, newest first.
-        Index("ix_jobs_parent", "parent_id", "created_at", "id", **_partial("parent_id IS NOT NULL")),
+        Index(
+            "ix_jobs_parent", "parent_id", "created_at", "id", **_partial("parent_id IS NOT NULL")
+        ),
         # Retention's sweep: the oldest finished jobs first, active ones never read.
         Index("ix_jobs_finished", "finished_at", "id", **_partial(_FINISHED_SQL)),
         # The scheduler rebuilds its state from active jobs only; finished rows stay out.
