@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.enums import FINAL_STATUSES, JobStatus
-from smartq.client._core import Call, delete_call, logs_params
+from smartq.client._core import Call, logs_params
 from smartq.client.answers import POLL
 from smartq.client.events import LogLine, StatusEvent, status_order
+from smartq.client.retention import delete_call
 from smartq.client.watch import CHECK_SECONDS, Deadline, LogCursor, Watch
 from smartq.errors import JobCancelled, JobFailed, Unreachable
 

@@ -1,15 +1,55 @@
 """Deleting finished jobs from the SDK: :class:`Retention` for :class:`~smartq.client.Client`
 and :class:`AsyncRetention` for :class:`~smartq.client.AsyncClient` (mixins, so the clients'
-modules stay small). Requests are built in :mod:`smartq.client._core`, like the rest."""
+modules stay small), and the requests they send, built here as :mod:`smartq.client._core`
+builds the rest."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict
+from urllib.parse import quote
 
+import orjson
 from typing_extensions import Unpack
 
-from smartq.client._core import Call, JobRef, PurgeFilter, delete_call, purge_call, purged
+from smartq.client._core import Call, JobRef, ref_id
+
+
+def delete_call(job_id: JobRef) -> Call:
+    """``DELETE /jobs/{id}``: a finished job and everything it left (204)."""
+    return Call("DELETE", f"/jobs/{quote(ref_id(job_id), safe='')}")
+
+
+class PurgeFilter(TypedDict, total=False):
+    """What a purge takes besides its statuses; each given narrows it."""
+
+    type: str
+    tenant: str
+    batch_id: JobRef
+    finished_before: datetime
+    dry_run: bool
+
+
+def purge_call(status: str | Iterable[str] | None, flt: PurgeFilter) -> Call:
+    """``POST /admin/purge`` with the fields given; purging again what is left does no harm,
+    so it may be retried."""
+    body: dict[str, Any] = {k: v for k, v in flt.items() if k in ("type", "tenant")}
+    if status is not None:
+        body["status"] = [status] if isinstance(status, str) else list(status)
+    if "batch_id" in flt:
+        body["batch_id"] = ref_id(flt["batch_id"])
+    if "finished_before" in flt:
+        body["finished_before"] = flt["finished_before"].isoformat()
+    body["dry_run"] = flt.get("dry_run", False)
+    return Call("POST", "/admin/purge", body=orjson.dumps(body))
+
+
+def purged(total: dict[str, Any] | None, answer: dict[str, Any]) -> dict[str, Any]:
+    """One purge answer added to those before it (the first purge's count is what matched)."""
+    if total is None:
+        return dict(answer)
+    return {**total, "deleted": total["deleted"] + answer["deleted"], "more": answer["more"]}
 
 
 class Retention:

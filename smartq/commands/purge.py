@@ -15,7 +15,7 @@ from smartq.commands.session import ApiKey, ExitCode, Url, fail, session
 from smartq.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from smartq.client._core import PurgeFilter
+    from smartq.client.retention import PurgeFilter
 
 
 def purge(
