@@ -24,6 +24,7 @@ from api.routes import (
     logs,
     metrics,
     pauses,
+    purge,
     retry,
     schedules,
     stream,
@@ -77,6 +78,7 @@ def create_app(
         admin_keys.router,
         admin_tenants.router,
         pauses.router,
+        purge.router,
     )
     for router in (*routers, metrics.router, health.router):
         app.include_router(router)

@@ -29,7 +29,7 @@ from logger import store
 from models.messages import JobProgress, LogLine, LogsStored, StoredUpTo, logger_inbound, unpack
 from models.monitoring import LoggerMonitor
 from models.types import utcnow
-from smartq import topology
+from smartq import chunked, topology
 from smartq.broker import Broker, IncomingMessage
 from smartq.settings import Settings
 
@@ -180,13 +180,15 @@ class LogStore:
             return 0
         cutoff = utcnow() - timedelta(days=self.settings.log_retention_days)
         deleted = 0
-        for _ in range(RETENTION_BATCHES):
-            async with self.engine.begin() as conn:
-                n = await store.delete_older_than(conn, cutoff, RETENTION_BATCH)
+
+        async def step(conn: AsyncConnection) -> bool:
+            nonlocal deleted
+            n = await store.delete_older_than(conn, cutoff, RETENTION_BATCH)
             deleted += n
-            if n < RETENTION_BATCH:
-                break
-            await asyncio.sleep(0)  # let flushes of new lines interleave
+            return n >= RETENTION_BATCH
+
+        # Flushes of new lines interleave between the steps.
+        await chunked.run_steps(self.engine.begin, step, RETENTION_BATCHES)
         if deleted:
             log.info(
                 "deleted old log lines", extra={"action": "logger.retention", "lines": deleted}

@@ -170,6 +170,11 @@ class Monitor:
         for beat in beats:
             self.beats[beat.worker_id] = beat
 
+    def forget(self, deleted: Mapping[str, int]) -> None:
+        """Jobs retention deleted are no longer held by the database."""
+        for status, n in deleted.items():
+            self.finished[status] = max(0, self.finished[status] - n)
+
     def start_count(self, counts: Mapping[str, int]) -> None:
         """Start from the finished jobs the database holds (transitions recorded while the
         count ran are taken as included in it)."""

@@ -6,7 +6,8 @@ ask it for placements → write every transition in one transaction (:mod:`sched
 → hand dispatches, cancels and status events (:mod:`scheduler.encode`) to the publisher
 (:mod:`scheduler.publisher`) → ack the messages. The scheduler wakes on messages and on its
 next timer; a slow poll is only the fallback for lost hints. While leading, the publisher and
-the side tasks (probe, monitoring, pass statistics, vacuuming) run in one ``TaskGroup``.
+the side tasks (probe, monitoring, pass statistics, cron ticks, retention's sweep,
+vacuuming) run in one ``TaskGroup``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from scheduler.publisher import Publisher
 from scheduler.reconcile import DispatchTracker
 from scheduler.rows import dt
 from scheduler.sqlite_pass import SqlitePassStore
+from scheduler.sweep import Sweeper
 from scheduler.ticks import Ticks
 from scheduler.timings import PassTimings
 from scheduler.values import Placement, SendCancel, Transition
@@ -117,6 +119,7 @@ class SchedulerService:
         self.ticks = Ticks(
             engine, clock, settings.schedules_poll_seconds, self._ticked, self.failpoints
         )
+        self.sweeper = Sweeper(engine, settings, clock, self.monitor.forget)
 
     def _new_core(self, durations: Durations | None = None) -> Scheduler:
         """A fresh core; ``durations``: what an earlier one learned (a rebuild keeps it)."""
@@ -231,6 +234,7 @@ class SchedulerService:
                 name="scheduler-probe",
             ),
             group.create_task(self.ticks.run(), name="scheduler-cron-ticks"),
+            group.create_task(self.sweeper.run(), name="scheduler-retention"),
             group.create_task(
                 upkeep.pass_stats(self.timings, self.settings.scheduler_stats_seconds),
                 name="scheduler-pass-stats",

@@ -226,6 +226,33 @@ class Settings(BaseSettings):
     log_batch_size: int = 500
     log_batch_seconds: float = 0.05
 
+    # Retention of finished jobs (the leading scheduler's sweep)
+    job_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Delete finished jobs (completed, failed, cancelled) this many days after "
+        "they finished, with their attempts, logs, progress and edges, and their batch once "
+        "it has no job left; a job something unfinished still depends on is kept (0: keep "
+        "every job forever). Log lines have their own, SMARTQ_LOG_RETENTION_DAYS.",
+    )
+    retention_sweep_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often the leading scheduler sweeps for jobs past the retention age.",
+    )
+    retention_batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Jobs deleted per transaction (each one short; a job's log lines go "
+        "first, at most 5,000 a transaction).",
+    )
+    retention_max_per_sweep: int = Field(
+        default=100_000,
+        ge=1,
+        description="Jobs one sweep deletes at most; the rest wait for the next sweep.",
+    )
+
     # Monitoring and the live stream
     monitor_seconds: float = Field(
         default=2.0, gt=0, description="How often the scheduler and logger publish monitoring."

@@ -16,6 +16,16 @@ async def suite_key(engine: AsyncEngine, tenant: str = "default") -> NewKey:
         return await keystore.create_key(conn, tenant=tenant, scopes=set(Scope))
 
 
+async def key_of(
+    engine: AsyncEngine, tenant: str, scopes: set[Scope] | None = None, admin: bool = False
+) -> str:
+    async with engine.connect() as conn:
+        made = await keystore.create_key(
+            conn, tenant=tenant, scopes=set(Scope) if scopes is None else scopes, admin=admin
+        )
+    return made.key
+
+
 def bearer(key: str) -> dict[str, str]:
     """The request header that presents ``key``."""
     return {"Authorization": f"Bearer {key}"}

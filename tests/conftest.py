@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.app import create_app
 from smartq.brokers.memory import InMemoryBroker
 from smartq.db import create_async
+from smartq.keys import Scope
 from smartq.registry import load_job_modules
 from smartq.settings import Settings
-from tests.apikeys import bearer, suite_key
+from tests.apikeys import bearer, key_of, suite_key
 from tests.databases import PostgresDatabases, SqliteDatabases
 
 load_job_modules([])
@@ -95,6 +96,36 @@ async def client(api_app: FastAPI, engine: AsyncEngine) -> AsyncIterator[httpx.A
     key = await suite_key(engine)
     async with asgi_client(api_app, bearer(key.key)) as c:
         yield c
+
+
+class Tenants:
+    """Clients of one app for tenants A and B, and an admin."""
+
+    def __init__(self, app: FastAPI, engine: AsyncEngine) -> None:
+        self.app = app
+        self.engine = engine
+        self.keys: dict[str, str] = {}
+        self.clients: dict[str, httpx.AsyncClient] = {}
+
+    async def add(self, name: str, tenant: str, **kw: Any) -> httpx.AsyncClient:
+        self.keys[name] = await key_of(self.engine, tenant, **kw)
+        self.clients[name] = asgi_client(self.app, bearer(self.keys[name]))
+        return self.clients[name]
+
+    async def close(self) -> None:
+        for c in self.clients.values():
+            await c.aclose()
+
+
+@pytest.fixture
+async def tenants(api_app: FastAPI, engine: AsyncEngine) -> AsyncIterator[Tenants]:
+    t = Tenants(api_app, engine)
+    await t.add("a", "acme")
+    await t.add("b", "bravo")
+    await t.add("admin", "ops", scopes=set(), admin=True)
+    await t.add("reader", "acme", scopes={Scope.READ})
+    yield t
+    await t.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``/jobs``: list, show, cancel (submitting: :mod:`api.routes.submissions`)."""
+"""``/jobs``: list, show, cancel, delete (submitting: :mod:`api.routes.submissions`)."""
 
 from __future__ import annotations
 
@@ -25,12 +25,14 @@ from api.schemas import (
 )
 from api.views import job_public
 from api.waiting import waiting_reason
+from models import deletes
 from models.enums import CANCELLABLE_AT_ONCE, FINAL_STATUSES, JobStatus
 from models.messages import CancelRequested, JobStatusEvent
 from models.monitoring import GateSnapshot, StartForecast
 from models.types import utcnow
+from scheduler import retention
 from scheduler.reasons import predicted_start_words
-from smartq import topology
+from smartq import chunked, topology
 from smartq.db import is_retryable
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,38 @@ async def _cancel_result(
         cancelled=[c.job_id for c in cancelled],
         pending_worker_stop=not cancelled,
     )
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response, responses=ERRORS)
+async def delete_job(job_id: uuid.UUID, access: Cancel, conn: ConnDep) -> Response:
+    """Delete a finished job with its attempts, logs, result, progress and edges (204), and its
+    batch if it was the batch's last job. An active job, or one that an unfinished job depends
+    on (or whose spawned jobs are active), is a 409. Scoped like a cancel."""
+    sel = retention.Selection(job_id=job_id, tenant=access.tenant)
+    for _ in range(3):  # a resubmit or a new dependent may come between the check and the delete
+        async with conn.begin():
+            row = await store.get_job(conn, job_id, access.tenant)
+            if row is None:
+                raise HTTPException(404, f"no job {job_id}")
+            dependents, children = await deletes.blockers(conn, job_id)
+        reason = retention.why_kept(row["status"], dependents, children)
+        if reason is not None:
+            detail = {
+                "status": row["status"],
+                "dependents": [str(d) for d in dependents],
+                "children": [str(c) for c in children],
+            }
+            raise HTTPException(
+                409, {"error": f"job {job_id} cannot be deleted: {reason}", "detail": detail}
+            )
+        budget = retention.Budget(batch=1, cap=1)
+        try:
+            if (await deletes.delete_jobs(chunked.on(conn), sel, budget)).total:
+                return Response(status_code=204)
+        except DBAPIError as exc:  # a deadlock: run it again
+            if not is_retryable(exc):
+                raise
+    raise HTTPException(409, "the job kept changing state; try again")
 
 
 async def ask_to_cancel(ctx: ApiContext, job_ids: list[uuid.UUID]) -> None:

@@ -49,13 +49,14 @@ from smartq.client.answers import POLL, RetryPolicy, decode, error_of, retry_del
 from smartq.client.batch import AsyncBatch
 from smartq.client.events import StatusEvent, Subscription
 from smartq.client.job import AsyncJob
+from smartq.client.retention import AsyncRetention
 from smartq.client.stream import AsyncStream
 from smartq.client.transport import async_transport
 from smartq.client.watch import CHECK_SECONDS, Deadline, Watch, Watched
 from smartq.errors import Unreachable
 
 
-class AsyncClient:
+class AsyncClient(AsyncRetention):
     """:class:`~smartq.client.Client` for asyncio: the same arguments and methods, awaited
     (``async with smartq.AsyncClient() as client``)."""
 

@@ -17,6 +17,7 @@ from models.enums import FINAL_STATUSES, JobStatus
 from smartq.client._core import Call, logs_params
 from smartq.client.answers import POLL
 from smartq.client.events import LogLine, StatusEvent, status_order
+from smartq.client.retention import delete_call
 from smartq.client.watch import CHECK_SECONDS, Deadline, LogCursor, Watch
 from smartq.errors import JobCancelled, JobFailed, Unreachable
 
@@ -209,6 +210,11 @@ class Job(JobBase):
         self._update(answer["job"])
         return self
 
+    def delete(self) -> None:
+        """Delete it, once finished, with its attempts, logs and result (see
+        :meth:`Client.delete_job <smartq.client.Client.delete_job>`)."""
+        self._client._send(delete_call(self.id))
+
     def retry(self, with_descendants: bool = False) -> Job:
         """Run a failed job again with a fresh retry budget (and, with ``with_descendants``,
         the jobs cancelled because of it)."""
@@ -304,6 +310,9 @@ class AsyncJob(JobBase):
         answer = await self._client._send(Call("PATCH", f"/jobs/{self.id}/cancel"))
         self._update(answer["job"])
         return self
+
+    async def delete(self) -> None:
+        await self._client._send(delete_call(self.id))
 
     async def retry(self, with_descendants: bool = False) -> AsyncJob:
         params = [("with_descendants", "true" if with_descendants else "false")]

@@ -49,13 +49,14 @@ from smartq.client.answers import POLL, RetryPolicy, decode, error_of, retry_del
 from smartq.client.batch import Batch
 from smartq.client.events import StatusEvent, Subscription
 from smartq.client.job import Job
+from smartq.client.retention import Retention
 from smartq.client.stream import Stream
 from smartq.client.transport import sync_transport
 from smartq.client.watch import CHECK_SECONDS, Deadline, Watch, Watched
 from smartq.errors import Unreachable
 
 
-class Client:
+class Client(Retention):
     """smartq's API from Python. ``url`` and ``api_key`` default to ``SMARTQ_URL`` (else
     http://127.0.0.1:8000) and ``SMARTQ_API_KEY``; the key is sent as ``Authorization: Bearer``
     on every request and on the stream's handshake. Use it in a ``with`` block, or close it."""

@@ -17,6 +17,7 @@ from smartq.commands import (
     jobs,
     logs,
     pauses,
+    purge,
     schedules,
     submit,
     tenants,
@@ -40,6 +41,7 @@ def register(app: typer.Typer) -> None:
         ("pause", pauses.pause),
         ("resume", pauses.resume),
         ("pauses", pauses.pauses),
+        ("purge", purge.purge),
     ):
         app.command(name, rich_help_panel=PANEL)(command)
     for name, group in (

@@ -1,5 +1,5 @@
-"""``smartq jobs ls`` / ``jobs show ID``, and what one does to jobs: ``smartq cancel ID...`` and
-``smartq retry ID``."""
+"""``smartq jobs ls`` / ``jobs show ID`` / ``jobs delete ID...``, and what one does to jobs:
+``smartq cancel ID...`` and ``smartq retry ID``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from smartq.errors import APIError, ConfigurationError
 
 JobId = Annotated[uuid.UUID, typer.Argument(metavar="ID", help="The job's id.")]
 
-app = typer.Typer(help="Jobs: list them, show one.", no_args_is_help=True)
+app = typer.Typer(help="Jobs: list them, show one, delete finished ones.", no_args_is_help=True)
 
 
 @app.command("ls")
@@ -206,6 +206,33 @@ def cancel(
             results.append({"job_id": str(job_id), **answer})
             if not s.out.json:
                 s.out.line(_cancelled_words(job_id, answer))
+        if s.out.json:
+            s.out.emit(results)
+    raise typer.Exit(worst)
+
+
+@app.command("delete")
+def delete(
+    job_ids: Annotated[list[uuid.UUID], typer.Argument(metavar="ID...", help="Jobs to delete.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """Delete finished jobs with their attempts, logs and results (the cancel scope).
+
+    Exit 1 if any was not found, is still active, or an unfinished job depends on it."""
+    worst = ExitCode.OK
+    results: list[dict[str, Any]] = []
+    with session(url, api_key, output) as s:
+        for job_id in job_ids:
+            try:
+                s.client.delete_job(job_id)
+            except APIError as exc:
+                worst = max(worst, _refused(s, job_id, exc, results))
+                continue
+            results.append({"job_id": str(job_id), "deleted": True})
+            if not s.out.json:
+                s.out.line(f"job {job_id} deleted")
         if s.out.json:
             s.out.emit(results)
     raise typer.Exit(worst)

@@ -14,9 +14,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from smartq.keys import Scope
-from tests.apikeys import bearer
+from tests.apikeys import bearer, key_of
 from tests.conftest import asgi_client
-from tests.integration.test_tenants import key_of
 
 JOB = {"type": "noop", "payload": {"n": 1}, "priority": "high"}
 DAG = {

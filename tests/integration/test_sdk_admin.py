@@ -3,26 +3,32 @@ loopback port (PostgreSQL and SQLite): both clients set, show, list and reset te
 and override a type's limits; a submit over the submit rate waits the ``Retry-After`` and
 retries with the same generated idempotency key (one job made); without retries left it raises
 :class:`~smartq.errors.RateLimited` with the wait and the server's detail, having written
-nothing."""
+nothing. Both clients and the CLI delete a finished job and purge by filter."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 
+import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
 import smartq
 from api.store import jobs
+from models.types import utcnow
+from smartq.cli import app
 from smartq.client import RetryPolicy
-from tests.apikeys import suite_key
+from tests.apikeys import key_of, suite_key
 from tests.e2e.procs import free_port
 from tests.integration.test_sdk import serve_app
-from tests.integration.test_tenants import key_of
+from tests.oldjobs import add_job, exists
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,3 +115,65 @@ async def test_a_submit_over_the_rate_waits_its_retry_after_and_makes_one_job(
     assert 1 <= refused.retry_after <= 2
     assert refused.detail["quota"] == "submit_rate" and refused.detail["limit"] == 1.0
     assert await job_count(engine) == 3
+
+
+async def test_both_clients_and_the_cli_delete_and_purge_finished_jobs(
+    url: str, engine: AsyncEngine
+) -> None:
+    admin_key = await key_of(engine, "ops", scopes=set(), admin=True)
+    user_key = (await suite_key(engine)).key
+    async with engine.begin() as conn:
+        old = [await add_job(conn, "completed", 3) for _ in range(3)]
+        failed = await add_job(conn, "failed", 3, type="flaky")
+        waited_on = await add_job(conn, "completed", 3)
+        await add_job(conn, "blocked", depends_on=[waited_on])
+        young = [await add_job(conn, "completed") for _ in range(2)]
+    async with smartq.AsyncClient(url, user_key) as client:
+        await client.delete_job(old[0])
+        job = await client.job(old[1])
+        await job.delete()
+        with pytest.raises(smartq.NotFound):
+            await client.job(old[1])
+        with pytest.raises(smartq.Conflict) as held:
+            await client.delete_job(waited_on)
+        assert "1 unfinished job depends on it" in held.value.message
+        with pytest.raises(smartq.Forbidden):
+            await client.purge("completed")
+    async with smartq.AsyncClient(url, admin_key) as admin:
+        counted = await admin.purge(
+            ["completed", "failed"], finished_before=utcnow() - timedelta(days=1), dry_run=True
+        )
+        assert (counted["matched"], counted["kept"], counted["deleted"]) == (2, 1, 0)
+
+    def cli(*args: str) -> Any:
+        result = CliRunner().invoke(app, [*args, "--url", url, "--api-key", admin_key])
+        return result
+
+    def sync_side() -> None:
+        with smartq.Client(url, user_key) as client:
+            client.job(young[0]).delete()
+            with pytest.raises(smartq.NotFound):
+                client.delete_job(young[0])
+        result = cli("purge", "--type", "flaky", "--dry-run")
+        assert result.exit_code == 0 and result.stdout == "would delete 1 job(s)\n"
+        result = cli("purge", "--finished-before", "1d", "--status", "completed", "-o", "json")
+        assert result.exit_code == 0, result.output
+        assert orjson.loads(result.stdout)["deleted"] == 1  # old[2]; waited_on is kept
+        result = cli("jobs", "delete", str(young[1]), str(waited_on))
+        assert result.exit_code == 1
+        assert f"job {young[1]} deleted" in result.stdout
+        assert "1 unfinished job depends on it" in result.stderr
+        result = cli("purge")
+        assert result.exit_code == 2 and "an empty filter" in result.stderr
+
+    await asyncio.to_thread(sync_side)
+    async with engine.connect() as conn:
+        assert [await exists(conn, j) for j in (*old, *young, failed, waited_on)] == [
+            False,
+            False,
+            False,
+            False,
+            False,
+            True,
+            True,
+        ]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -28,8 +27,8 @@ from smartq import keystore
 from smartq.brokers.memory import InMemoryBroker
 from smartq.keys import Scope
 from smartq.settings import Settings
-from tests.apikeys import bearer
-from tests.conftest import asgi_client
+from tests.apikeys import bearer, key_of
+from tests.conftest import Tenants, asgi_client
 from tests.system import System
 from tests.wsclient import AsgiWebSocket, Closed
 
@@ -38,46 +37,6 @@ OPEN_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-red
 #: The dashboard's shell and static files: no data in them (everything it shows comes from
 #: the routes above, with the reader's key), so they need none.
 DASHBOARD_PATHS = {"/ui", "/ui/{path:path}", "/ui/static"}
-
-
-async def key_of(
-    engine: AsyncEngine, tenant: str, scopes: set[Scope] | None = None, admin: bool = False
-) -> str:
-    async with engine.connect() as conn:
-        made = await keystore.create_key(
-            conn, tenant=tenant, scopes=set(Scope) if scopes is None else scopes, admin=admin
-        )
-    return made.key
-
-
-class Tenants:
-    """Clients of one app for tenants A and B, and an admin."""
-
-    def __init__(self, app: FastAPI, engine: AsyncEngine) -> None:
-        self.app = app
-        self.engine = engine
-        self.keys: dict[str, str] = {}
-        self.clients: dict[str, httpx.AsyncClient] = {}
-
-    async def add(self, name: str, tenant: str, **kw: Any) -> httpx.AsyncClient:
-        self.keys[name] = await key_of(self.engine, tenant, **kw)
-        self.clients[name] = asgi_client(self.app, bearer(self.keys[name]))
-        return self.clients[name]
-
-    async def close(self) -> None:
-        for c in self.clients.values():
-            await c.aclose()
-
-
-@pytest.fixture
-async def tenants(api_app: FastAPI, engine: AsyncEngine) -> AsyncIterator[Tenants]:
-    t = Tenants(api_app, engine)
-    await t.add("a", "acme")
-    await t.add("b", "bravo")
-    await t.add("admin", "ops", scopes=set(), admin=True)
-    await t.add("reader", "acme", scopes={Scope.READ})
-    yield t
-    await t.close()
 
 
 def _filled(path: str) -> str:

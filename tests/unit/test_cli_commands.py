@@ -287,6 +287,9 @@ def test_plain_rendering() -> None:
         (["submit", "noop", "--payload", "{"], "--payload: not valid JSON"),
         (["submit", "-f", "missing.yaml"], "cannot read the DAG file missing.yaml"),
         (["jobs", "ls", "--since", "soon"], "--since: cannot read 'soon' as a duration"),
+        (["purge", "--status", "running"], "--status: only completed, failed or cancelled"),
+        (["purge", "--finished-before", "soon"], "--finished-before: 'soon' is neither an age"),
+        (["purge", "--finished-before", "2026-01-01T00:00"], "an ISO time with a zone"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], says: str) -> None:
