@@ -56,12 +56,17 @@ def request_hash(values: dict[str, Any], depends_on: Iterable[Any]) -> str:
 async def existing_ids(
     conn: AsyncConnection, ids: Sequence[uuid.UUID], tenant: str
 ) -> set[uuid.UUID]:
-    """Which of ``ids`` are jobs of ``tenant`` (a dependency may name only those)."""
+    """Which of ``ids`` are jobs of ``tenant`` (a dependency may name only those), held until
+    the submit's transaction ends (``FOR KEY SHARE``): retention's sweep skips a locked job and
+    a ``DELETE /jobs/{id}`` waits, so a job checked here is still there for the edge to it
+    (between the two, a deleted job failed the insert on its foreign key)."""
     found: set[uuid.UUID] = set()
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
         rows = await conn.execute(
-            select(jobs.c.id).where(jobs.c.id.in_(chunk), jobs.c.tenant == tenant)
+            select(jobs.c.id)
+            .where(jobs.c.id.in_(chunk), jobs.c.tenant == tenant)
+            .with_for_update(key_share=True)
         )
         found.update(r[0] for r in rows)
     return found

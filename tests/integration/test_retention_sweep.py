@@ -178,3 +178,26 @@ async def test_the_leading_scheduler_sweeps(system: System) -> None:
         )
     batch_id = jobs["a"]["batch_id"]
     assert (await system.client.get(f"/batches/{batch_id}")).status_code == 404
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # one writer on SQLite
+async def test_a_submit_naming_an_old_job_keeps_it_from_the_sweep_until_it_commits(
+    engine: AsyncEngine,
+) -> None:
+    """The race of a submit that names an old job in ``depends_on`` while the sweep takes it:
+    the submit's check of its dependencies holds them (``FOR KEY SHARE``), so the sweep skips
+    the job instead of deleting it between the check and the submit's edge (which failed on
+    the foreign key: a 500)."""
+    from api.store import existing_ids
+
+    async with engine.begin() as conn:
+        old = await add_job(conn, "completed", OLD)
+    async with engine.connect() as submit:
+        await submit.begin()
+        assert await existing_ids(submit, [old], "default") == {old}
+        swept = await sweeper(engine).sweep()  # while the submit is in flight
+        assert swept is None or swept.total == 0
+        await submit.rollback()
+    async with engine.connect() as conn:
+        assert await exists(conn, old)
+    assert (await sweeper(engine).sweep()).total == 1  # type: ignore[union-attr]
