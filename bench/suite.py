@@ -137,8 +137,9 @@ async def _smoke() -> int:
 
 def main_smoke(argv: list[str]) -> int:
     """Every workload's quick version in well under 3 minutes (CI)."""
-    # escalation starts a stack of its own (a small worker, its own job module).
-    failed = run_all(["--quick"], timeout=120, only=("core", "escalation"))
+    # escalation and ui start stacks of their own (a small worker, their own job modules; ui
+    # drives the system's Chromium, which .ci/run installs).
+    failed = run_all(["--quick"], timeout=180, only=("core", "escalation", "ui"))
     failed += asyncio.run(_smoke())
     return 1 if failed else 0
 
