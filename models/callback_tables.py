@@ -86,9 +86,7 @@ class CallbackDelivery(SQLModel, table=True):
 
     id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
     callback_id: uuid.UUID = Field(
-        sa_column=Column(
-            Uuid, ForeignKey("batch_callbacks.id", ondelete="CASCADE"), nullable=False
-        )
+        sa_column=Column(Uuid, ForeignKey("batch_callbacks.id", ondelete="CASCADE"), nullable=False)
     )
     batch_id: uuid.UUID = Field(sa_column=_batch_column())
     event: str = Field(sa_column=Column(String(32), nullable=False))

@@ -11,9 +11,11 @@ from sqlalchemy import RowMapping
 
 from api import paging, store
 from api.auth import AUTH_ERRORS, Cancel, Read
+from api.callback_schemas import CallbackOut, DeliveryPage, delivery_out
 from api.deps import ApiContext, ConnDep, ContextDep
 from api.routes.jobs import ERRORS, announce_cancelled, ask_to_cancel
 from api.schemas import BatchFailure, BatchPage, BatchReport, BatchSummary
+from api.store import callbacks as callback_store
 from api.views import job_public
 from models.enums import FINAL_STATUSES, JobStatus
 from models.monitoring import BatchFinishForecast
@@ -70,6 +72,33 @@ async def get_batch(
         report.predicted_finish_at = predicted.finish_at
         report.predicted_finish_late_at = predicted.late_at
     return report
+
+
+@router.get("/{batch_id}/deliveries", response_model=DeliveryPage, responses=ERRORS)
+async def batch_deliveries(
+    batch_id: uuid.UUID,
+    access: Read,
+    conn: ConnDep,
+    ctx: ContextDep,
+    limit: paging.Limit = 100,
+    cursor: paging.Cursor = None,
+) -> DeliveryPage:
+    """The batch's callbacks and the delivery log, oldest first: each event's attempts, their
+    status codes, the last error and the next retry. Read like the batch: another tenant's
+    is a 404."""
+    paging.check_limit(limit, ctx.settings.page_limit_max)
+    after = paging.decode_cursor(cursor)
+    if await store.get_batch(conn, batch_id, access.tenant) is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    hooks = await callback_store.batch_callbacks(conn, batch_id)
+    found = await callback_store.deliveries(conn, batch_id, after, limit + 1)
+    rows, next_cursor = paging.page(found, limit)
+    return DeliveryPage(
+        batch_id=batch_id,
+        callbacks=[CallbackOut.model_validate(dict(h)) for h in hooks],
+        items=[delivery_out(r) for r in rows],
+        next_cursor=next_cursor,
+    )
 
 
 def _forecast(ctx: ApiContext, batch_id: uuid.UUID) -> BatchFinishForecast | None:
