@@ -8,6 +8,7 @@ import uuid
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import paging, store
 from api.auth import AUTH_ERRORS, Cancel, Read
@@ -42,6 +43,23 @@ async def list_batches(
     return BatchPage(items=items, next_cursor=next_cursor)
 
 
+async def _page_of(
+    conn: AsyncConnection,
+    ctx: ApiContext,
+    batch_id: uuid.UUID,
+    tenant: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[RowMapping, paging.Key | None]:
+    """The batch (404 when the caller's tenant has none such) and where its page starts."""
+    paging.check_limit(limit, ctx.settings.page_limit_max)
+    after = paging.decode_cursor(cursor)
+    batch = await store.get_batch(conn, batch_id, tenant)
+    if batch is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    return batch, after
+
+
 @router.get("/{batch_id}", response_model=BatchReport, responses=ERRORS)
 async def get_batch(
     batch_id: uuid.UUID,
@@ -53,11 +71,7 @@ async def get_batch(
 ) -> BatchReport:
     """Totals by status and when it started and ended (every page), its failures (first page),
     and `limit` of its jobs in submission order; follow `next_cursor` for the rest."""
-    paging.check_limit(limit, ctx.settings.page_limit_max)
-    after = paging.decode_cursor(cursor)
-    batch = await store.get_batch(conn, batch_id, access.tenant)
-    if batch is None:
-        raise HTTPException(404, f"no batch {batch_id}")
+    batch, after = await _page_of(conn, ctx, batch_id, access.tenant, limit, cursor)
     report = _summary(batch, await store.batch_totals(conn, batch_id))
     rows, report.next_cursor = paging.page(
         await store.batch_jobs(conn, batch_id, after=after, limit=limit + 1), limit
@@ -86,10 +100,7 @@ async def batch_deliveries(
     """The batch's callbacks and the delivery log, oldest first: each event's attempts, their
     status codes, the last error and the next retry. Read like the batch: another tenant's
     is a 404."""
-    paging.check_limit(limit, ctx.settings.page_limit_max)
-    after = paging.decode_cursor(cursor)
-    if await store.get_batch(conn, batch_id, access.tenant) is None:
-        raise HTTPException(404, f"no batch {batch_id}")
+    _, after = await _page_of(conn, ctx, batch_id, access.tenant, limit, cursor)
     hooks = await callback_store.batch_callbacks(conn, batch_id)
     found = await callback_store.deliveries(conn, batch_id, after, limit + 1)
     rows, next_cursor = paging.page(found, limit)
