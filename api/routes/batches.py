@@ -18,7 +18,8 @@ from api.routes.jobs import ERRORS, announce_cancelled, ask_to_cancel
 from api.schemas import BatchFailure, BatchPage, BatchReport, BatchSummary
 from api.store import callbacks as callback_store
 from api.views import job_public
-from models.enums import FINAL_STATUSES, JobStatus
+from models import batch_report
+from models.enums import JobStatus
 from models.monitoring import BatchFinishForecast
 from models.types import utcnow
 
@@ -122,23 +123,7 @@ def _forecast(ctx: ApiContext, batch_id: uuid.UUID) -> BatchFinishForecast | Non
 
 def _brief(batch: RowMapping, totals: list[RowMapping]) -> BatchSummary:
     """Counts by status, start, end, duration."""
-    done = all(t["status"] in FINAL_STATUSES for t in totals)
-    starts = [t["started_at"] for t in totals if t["started_at"] is not None]
-    ends = [t["finished_at"] for t in totals if t["finished_at"] is not None]
-    started = min(starts) if starts else None
-    finished = max(ends) if done and ends else None
-    counts = {t["status"]: t["count"] for t in totals}
-    return BatchSummary(
-        batch_id=batch["id"],
-        name=batch["name"],
-        created_at=batch["created_at"],
-        job_count=batch["job_count"],
-        totals={s.value: counts.get(s.value, 0) for s in JobStatus},
-        done=done,
-        started_at=started,
-        finished_at=finished,
-        duration_seconds=(finished - started).total_seconds() if started and finished else None,
-    )
+    return BatchSummary(**batch_report.summary(batch, totals))
 
 
 def _summary(batch: RowMapping, totals: list[RowMapping]) -> BatchReport:
