@@ -42,9 +42,14 @@ async def batches_totals(
 Row = Mapping[str, Any] | RowMapping
 
 
+def summary_done(totals: Sequence[Row]) -> bool:
+    """Whether every job of the batch has ended."""
+    return all(t["status"] in FINAL_STATUSES for t in totals)
+
+
 def summary(batch: Row, totals: Sequence[Row]) -> dict[str, Any]:
     """The report's head (``BatchSummary``'s fields) from the batch row and its totals."""
-    done = all(t["status"] in FINAL_STATUSES for t in totals)
+    done = summary_done(totals)
     starts = [t["started_at"] for t in totals if t["started_at"] is not None]
     ends = [t["finished_at"] for t in totals if t["finished_at"] is not None]
     started = min(starts) if starts else None
