@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -138,7 +138,9 @@ class Callbacks:
                     passed[b] = await store.passed_jobs(conn, b)
                 delivery_id = uuid.uuid4()
                 body = store.body_of(delivery_id, event, head, failed[b], passed.get(b, []), now)
-                rows.append(store.delivery_row(delivery_id, hook, event, body, now))
+                # A microsecond apart: the log lists the events in the order they happened.
+                at = now + timedelta(microseconds=len(rows))
+                rows.append(store.delivery_row(delivery_id, hook, event, body, at))
             if progress.done:
                 done.append(hook["id"])
         return rows, done

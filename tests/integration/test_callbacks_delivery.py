@@ -79,6 +79,7 @@ async def test_events_arrive_signed_once_each_with_the_report(
     batch_id = await submit(system, jobs, [{"url": receiver.url("/in"), "events": ALL}])
     log = await settled(system, batch_id, 3)
     assert {d["status"] for d in log} == {"delivered"}
+    assert [d["event"] for d in log] == ["batch.started", "job.failed", "batch.finished"]
     got = receiver.events("/in")
     assert sorted(r.doc["event"] for r in got) == sorted(ALL)
     for r in got:
