@@ -104,8 +104,9 @@ class Target:
 
 
 def _address(host: str) -> IPAddress | None:
+    """The host as an address (an IPv6 zone, ``%eth0``, left off), or None for a name."""
     try:
-        return ipaddress.ip_address(host)
+        return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return None
 

@@ -92,6 +92,7 @@ def test_an_old_signature_is_refused_and_a_rotated_one_is_accepted() -> None:
         ("http://[::1]/", "loopback"),
         ("http://[::]/", "unspecified"),
         ("http://[fe80::1]/", "link-local"),
+        ("http://[fe80::1%25eth0]/", "link-local"),
         ("http://[fc00::1]/", "private"),
         ("http://[ff02::1]/", "multicast"),
         ("http://[::ffff:127.0.0.1]/", "loopback"),
