@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from api.callback_schemas import MAX_CALLBACKS, CallbackCreate
 from models.enums import MAX_PRIORITY, MIN_PRIORITY, PRIORITY_NAMES, PRIORITY_VALUES, Priority
 from models.limits import (
     MAX_ATTEMPTS,
@@ -160,6 +161,12 @@ class BatchCreate(_Strict):
     name: Name | None = None
     created_by: Name | None = None
     jobs: list[BatchJobCreate] = Field(min_length=1)
+    callbacks: list[CallbackCreate] = Field(
+        default_factory=list,
+        max_length=MAX_CALLBACKS,
+        description="URLs to POST the batch's events to (batch.started, batch.finished with "
+        "its report, job.failed), signed with the tenant's callback secret.",
+    )
 
     @field_validator("jobs")
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -16,12 +16,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from models.callback_tables import BatchCallback
 from models.enums import JobStatus
 from models.tables import Batch, Job, JobDependency
 
 jobs: Table = Job.__table__  # type: ignore[attr-defined]
 edges: Table = JobDependency.__table__  # type: ignore[attr-defined]
 batches: Table = Batch.__table__  # type: ignore[attr-defined]
+callbacks_t: Table = BatchCallback.__table__  # type: ignore[attr-defined]
 
 
 def fresh_state(
@@ -102,13 +104,36 @@ async def insert_batch(
     batch: dict[str, Any],
     rows: list[dict[str, Any]],
     edge_rows: list[dict[str, Any]],
+    callback_rows: Sequence[dict[str, Any]] = (),
 ) -> bool:
-    """Insert a batch with its jobs and edges; False when the batch's idempotency key is taken."""
+    """Insert a batch with its jobs, edges and callbacks; False when the batch's idempotency
+    key is taken (then nothing is written)."""
     if not await _insert_once(conn, batches, batch):
         return False
     await insert_rows(conn, jobs, rows)
     await insert_rows(conn, edges, edge_rows)
+    if callback_rows:
+        await conn.execute(callbacks_t.insert(), list(callback_rows))
     return True
+
+
+def callback_rows(
+    specs: Sequence[dict[str, Any]], batch_id: uuid.UUID, tenant: str, now: datetime
+) -> list[dict[str, Any]]:
+    """The ``batch_callbacks`` rows of a batch's ``[{"url", "events"}]`` (checked already),
+    a microsecond apart so they list in the order given."""
+    return [
+        {
+            "id": uuid.uuid4(),
+            "batch_id": batch_id,
+            "tenant": tenant,
+            "url": spec["url"],
+            "events": list(spec["events"]),
+            "done": False,
+            "created_at": now + timedelta(microseconds=i),
+        }
+        for i, spec in enumerate(specs)
+    ]
 
 
 async def insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -355,6 +355,9 @@ class Tenant(SQLModel, table=True):
     max_running: int | None = Field(default=None, sa_column=Column(Integer))
     #: Share of capacity within a priority level, against other tenants' weights.
     weight: float | None = Field(default=None, sa_column=Column(Float))
+    #: The key batch callbacks are signed with (``PUT /admin/tenants/{name}/callback-secret``;
+    #: NULL: ``SMARTQ_CALLBACK_SECRET``). Never shown: the API says only whether it is set.
+    callback_secret: str | None = Field(default=None, sa_column=Column(Text))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
@@ -447,5 +450,8 @@ class Schedule(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
+
+# The callbacks' tables live in their own module; imported here so this metadata has them.
+import models.callback_tables  # noqa: E402,F401
 
 metadata = SQLModel.metadata

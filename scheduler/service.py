@@ -6,8 +6,8 @@ ask it for placements → write every transition in one transaction (:mod:`sched
 → hand dispatches, cancels and status events (:mod:`scheduler.encode`) to the publisher
 (:mod:`scheduler.publisher`) → ack the messages. The scheduler wakes on messages and on its
 next timer; a slow poll is only the fallback for lost hints. While leading, the publisher and
-the side tasks (probe, monitoring, pass statistics, cron ticks, retention's sweep,
-vacuuming) run in one ``TaskGroup``.
+the side tasks (probe, monitoring, pass statistics, vacuuming, cron ticks, retention's
+sweep, batch callbacks) run in one ``TaskGroup``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.enums import FINAL_STATUSES, Outcome
 from scheduler import encode, intake, maintenance, spawns, store, upkeep
 from scheduler.breaker import Change
+from scheduler.callbacks import Callbacks
 from scheduler.core import Scheduler
 from scheduler.durations import Durations
 from scheduler.feed import Feed
@@ -120,6 +121,7 @@ class SchedulerService:
             engine, clock, settings.schedules_poll_seconds, self._ticked, self.failpoints
         )
         self.sweeper = Sweeper(engine, settings, clock, self.monitor.forget)
+        self.callbacks = Callbacks(engine, settings, clock, self.failpoints)
 
     def _new_core(self, durations: Durations | None = None) -> Scheduler:
         """A fresh core; ``durations``: what an earlier one learned (a rebuild keeps it)."""
@@ -235,6 +237,7 @@ class SchedulerService:
             ),
             group.create_task(self.ticks.run(), name="scheduler-cron-ticks"),
             group.create_task(self.sweeper.run(), name="scheduler-retention"),
+            group.create_task(self.callbacks.run(), name="scheduler-callbacks"),
             group.create_task(
                 upkeep.pass_stats(self.timings, self.settings.scheduler_stats_seconds),
                 name="scheduler-pass-stats",

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, RowMapping, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.enums import ACTIVE_STATUSES, JobStatus
-from models.inserts import batches, insert_batch, insert_job, jobs
+from models.inserts import batches, callback_rows, insert_batch, insert_job, jobs
 from models.tables import Schedule
 
 schedules_t = Schedule.__table__  # type: ignore[attr-defined]
@@ -173,7 +173,9 @@ async def insert_run(
     ids = [r["id"] for r in rows]
     if batch is None:
         return Run(ids[0], None, ids, await insert_job(conn, rows[0], ()))
-    return Run(None, batch["id"], ids, await insert_batch(conn, batch, rows, edges))
+    hooks = schedule["template"].get("callbacks") or []
+    called = callback_rows(hooks, batch["id"], schedule["tenant"], now)
+    return Run(None, batch["id"], ids, await insert_batch(conn, batch, rows, edges, called))
 
 
 async def existing_run(

@@ -13,14 +13,19 @@ and submits them with the SDK, :class:`smartq.Client` or :class:`smartq.AsyncCli
 
     with smartq.Client() as client:  # SMARTQ_URL, SMARTQ_API_KEY
         print(client.submit(resize, {"path": "a.png"}).result(timeout=60))
+
+A receiver of batch callbacks checks a delivery with ``smartq.callbacks.verify(secret,
+headers["Smartq-Signature"], body)``.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from smartq import callbacks
 from smartq.errors import (
     APIError,
     Conflict,
     Forbidden,
+    InvalidSignature,
     JobCancelled,
     JobFailed,
     NonRetryableError,
@@ -60,6 +65,7 @@ __all__ = [
     "Client",
     "Conflict",
     "Forbidden",
+    "InvalidSignature",
     "JobCancelled",
     "JobFailed",
     "JobType",
@@ -73,6 +79,7 @@ __all__ = [
     "Unavailable",
     "Unreachable",
     "WaitTimeout",
+    "callbacks",
     "job",
     "registry",
 ]

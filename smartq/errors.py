@@ -175,3 +175,13 @@ class WaitTimeout(SmartqError, TimeoutError):
         super().__init__(f"{what} did not finish within {timeout:g}s")
         self.what = what
         self.timeout = timeout
+
+
+class InvalidSignature(SmartqError):
+    """A callback's ``Smartq-Signature`` does not prove the body came from smartq: malformed,
+    signed with another secret, or older than the tolerance (:func:`smartq.callbacks.verify`)."""
+
+
+class CallbackRefused(SmartqError):
+    """A callback URL smartq will not call (a scheme other than http(s), an address that is
+    loopback, private, link-local… and not allowed): :mod:`smartq.urlguard`."""

@@ -14,6 +14,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scheduler import resources
+from smartq import urlguard
+from smartq.errors import ConfigurationError
 
 DEFAULT_SQLITE_PATH = Path("smartq-data") / "smartq.sqlite3"
 
@@ -175,6 +177,45 @@ class Settings(BaseSettings):
         "forced breakers): a change takes effect within this.",
     )
 
+    # Batch callbacks (issue 19)
+    callback_secret: str | None = Field(
+        default=None,
+        description="What every tenant's callback deliveries are signed with unless an admin "
+        "set one for it (PUT /admin/tenants/{name}/callback-secret). With neither, a batch "
+        "asking for callbacks is refused (422): deliveries are never sent unsigned.",
+    )
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Callback hosts allowed although their address is loopback, private, "
+        "link-local…: host names (whatever they resolve to) and addresses or CIDRs, comma "
+        "separated, e.g. 127.0.0.1,hooks.internal,10.0.0.0/8.",
+    )
+    callback_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the leading scheduler derives batches' events and sends the "
+        "deliveries that are due.",
+    )
+    callback_retry_base_seconds: float = Field(
+        default=5.0, gt=0, description="The first wait after a failed delivery; it doubles."
+    )
+    callback_retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="The longest wait between two attempts."
+    )
+    callback_retry_window_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="A delivery not answered 2xx this long after its first attempt is given up "
+        "(status failed).",
+    )
+    callback_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="How long one delivery attempt may take."
+    )
+    callback_concurrency: int = Field(
+        default=16, ge=1, le=1000, description="Deliveries in flight at once, at most."
+    )
+
     # Worker
     worker_id: str | None = None
     worker_resources: Annotated[dict[str, int], NoDecode] = Field(
@@ -276,7 +317,7 @@ class Settings(BaseSettings):
         "request and message) or Python's own asyncio loop.",
     )
 
-    @field_validator("imports", "failpoints", mode="before")
+    @field_validator("imports", "failpoints", "callback_allowed_hosts", mode="before")
     @classmethod
     def _split_imports(cls, value: object) -> object:
         if isinstance(value, str):
@@ -300,6 +341,19 @@ class Settings(BaseSettings):
         if isinstance(value, dict):
             return resources.check_labels(value)
         return value
+
+    @field_validator("callback_allowed_hosts")
+    @classmethod
+    def _check_allowance(cls, value: list[str]) -> list[str]:
+        try:
+            urlguard.parse_allowance(value)  # a bad entry stops the process at start
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def callback_allowance(self) -> urlguard.Allowance:
+        """``callback_allowed_hosts`` parsed (:mod:`smartq.urlguard`)."""
+        return urlguard.parse_allowance(self.callback_allowed_hosts)
 
     @property
     def auth_required(self) -> bool:

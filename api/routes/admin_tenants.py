@@ -17,12 +17,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import store
 from api.admission import effective
 from api.auth import AUTH_ERRORS, AdminDep
 from api.deps import ConnDep, ContextDep
 from api.schemas import ErrorBody
+from api.store import callbacks as callback_store
 from models.types import utcnow
 from smartq import keys
 from smartq.errors import ConfigurationError
@@ -95,7 +97,25 @@ class TenantOut(BaseModel):
     weight: float | None
     effective: EffectiveQuotas
     active_jobs: int
+    callback_secret_set: bool = Field(
+        description="Whether an admin set this tenant's callback secret (it is never shown); "
+        "false: SMARTQ_CALLBACK_SECRET signs its deliveries, if the server has one."
+    )
     updated_at: datetime | None = Field(description="When an admin last set them; null: never.")
+
+
+class CallbackSecret(BaseModel):
+    """The key a tenant's batch callbacks are signed with (HMAC-SHA256)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str = Field(
+        min_length=16,
+        max_length=512,
+        pattern=r"^[\x21-\x7e]+$",
+        description="16–512 printable ASCII characters, no spaces; e.g. from "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+    )
 
 
 def _tenant(name: str) -> str:
@@ -118,6 +138,7 @@ def _out(name: str, row: RowMapping | None, active: int, settings: Settings) -> 
             weight=applied.weight,
         ),
         active_jobs=active,
+        callback_secret_set=row is not None and row["callback_secret"] is not None,
         updated_at=None if row is None else row["updated_at"],
     )
 
@@ -161,9 +182,36 @@ async def set_tenant(
 async def reset_tenant(
     name: TenantName, caller: AdminDep, conn: ConnDep, ctx: ContextDep
 ) -> TenantOut:
-    """Back to the defaults: drop what was set (nothing set is fine too)."""
+    """Quotas back to the defaults (nothing set is fine too). The callback secret stays: it is
+    a credential receivers hold (``DELETE …/callback-secret`` drops it)."""
     name = _tenant(name)
     await store.delete_tenant(conn, name)
     ctx.admission.forget(name)
+    return await _now(conn, name, ctx.settings)
+
+
+async def _now(conn: AsyncConnection, name: str, settings: Settings) -> TenantOut:
+    row = await store.tenant_row(conn, name)
     active = await store.active_counts(conn, [name])
-    return _out(name, None, active[name], ctx.settings)
+    return _out(name, row, active[name], settings)
+
+
+@router.put("/{name}/callback-secret", response_model=TenantOut, responses=_ERRORS)
+async def set_callback_secret(
+    name: TenantName, body: CallbackSecret, caller: AdminDep, conn: ConnDep, ctx: ContextDep
+) -> TenantOut:
+    """Sign the tenant's callback deliveries with this secret from now on (deliveries
+    already pending are signed with it at their next attempt). Never shown back."""
+    name = _tenant(name)
+    await callback_store.put_secret(conn, name, body.secret, utcnow())
+    return await _now(conn, name, ctx.settings)
+
+
+@router.delete("/{name}/callback-secret", response_model=TenantOut, responses=_ERRORS)
+async def clear_callback_secret(
+    name: TenantName, caller: AdminDep, conn: ConnDep, ctx: ContextDep
+) -> TenantOut:
+    """Back to ``SMARTQ_CALLBACK_SECRET`` for this tenant's deliveries."""
+    name = _tenant(name)
+    await callback_store.clear_secret(conn, name, utcnow())
+    return await _now(conn, name, ctx.settings)

@@ -8,14 +8,18 @@ import uuid
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import paging, store
 from api.auth import AUTH_ERRORS, Cancel, Read
+from api.callback_schemas import CallbackOut, DeliveryPage, delivery_out
 from api.deps import ApiContext, ConnDep, ContextDep
 from api.routes.jobs import ERRORS, announce_cancelled, ask_to_cancel
 from api.schemas import BatchFailure, BatchPage, BatchReport, BatchSummary
+from api.store import callbacks as callback_store
 from api.views import job_public
-from models.enums import FINAL_STATUSES, JobStatus
+from models import batch_report
+from models.enums import JobStatus
 from models.monitoring import BatchFinishForecast
 from models.types import utcnow
 
@@ -40,6 +44,23 @@ async def list_batches(
     return BatchPage(items=items, next_cursor=next_cursor)
 
 
+async def _page_of(
+    conn: AsyncConnection,
+    ctx: ApiContext,
+    batch_id: uuid.UUID,
+    tenant: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[RowMapping, paging.Key | None]:
+    """The batch (404 when the caller's tenant has none such) and where its page starts."""
+    paging.check_limit(limit, ctx.settings.page_limit_max)
+    after = paging.decode_cursor(cursor)
+    batch = await store.get_batch(conn, batch_id, tenant)
+    if batch is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    return batch, after
+
+
 @router.get("/{batch_id}", response_model=BatchReport, responses=ERRORS)
 async def get_batch(
     batch_id: uuid.UUID,
@@ -51,11 +72,7 @@ async def get_batch(
 ) -> BatchReport:
     """Totals by status and when it started and ended (every page), its failures (first page),
     and `limit` of its jobs in submission order; follow `next_cursor` for the rest."""
-    paging.check_limit(limit, ctx.settings.page_limit_max)
-    after = paging.decode_cursor(cursor)
-    batch = await store.get_batch(conn, batch_id, access.tenant)
-    if batch is None:
-        raise HTTPException(404, f"no batch {batch_id}")
+    batch, after = await _page_of(conn, ctx, batch_id, access.tenant, limit, cursor)
     report = _summary(batch, await store.batch_totals(conn, batch_id))
     rows, report.next_cursor = paging.page(
         await store.batch_jobs(conn, batch_id, after=after, limit=limit + 1), limit
@@ -72,6 +89,30 @@ async def get_batch(
     return report
 
 
+@router.get("/{batch_id}/deliveries", response_model=DeliveryPage, responses=ERRORS)
+async def batch_deliveries(
+    batch_id: uuid.UUID,
+    access: Read,
+    conn: ConnDep,
+    ctx: ContextDep,
+    limit: paging.Limit = 100,
+    cursor: paging.Cursor = None,
+) -> DeliveryPage:
+    """The batch's callbacks and the delivery log, oldest first: each event's attempts, their
+    status codes, the last error and the next retry. Read like the batch: another tenant's
+    is a 404."""
+    _, after = await _page_of(conn, ctx, batch_id, access.tenant, limit, cursor)
+    hooks = await callback_store.batch_callbacks(conn, batch_id)
+    found = await callback_store.deliveries(conn, batch_id, after, limit + 1)
+    rows, next_cursor = paging.page(found, limit)
+    return DeliveryPage(
+        batch_id=batch_id,
+        callbacks=[CallbackOut.model_validate(dict(h)) for h in hooks],
+        items=[delivery_out(r) for r in rows],
+        next_cursor=next_cursor,
+    )
+
+
 def _forecast(ctx: ApiContext, batch_id: uuid.UUID) -> BatchFinishForecast | None:
     """The batch's predicted finish in the scheduler's latest snapshot this process received."""
     queue = ctx.metrics.snapshots.queue
@@ -82,23 +123,7 @@ def _forecast(ctx: ApiContext, batch_id: uuid.UUID) -> BatchFinishForecast | Non
 
 def _brief(batch: RowMapping, totals: list[RowMapping]) -> BatchSummary:
     """Counts by status, start, end, duration."""
-    done = all(t["status"] in FINAL_STATUSES for t in totals)
-    starts = [t["started_at"] for t in totals if t["started_at"] is not None]
-    ends = [t["finished_at"] for t in totals if t["finished_at"] is not None]
-    started = min(starts) if starts else None
-    finished = max(ends) if done and ends else None
-    counts = {t["status"]: t["count"] for t in totals}
-    return BatchSummary(
-        batch_id=batch["id"],
-        name=batch["name"],
-        created_at=batch["created_at"],
-        job_count=batch["job_count"],
-        totals={s.value: counts.get(s.value, 0) for s in JobStatus},
-        done=done,
-        started_at=started,
-        finished_at=finished,
-        duration_seconds=(finished - started).total_seconds() if started and finished else None,
-    )
+    return BatchSummary(**batch_report.summary(batch, totals))
 
 
 def _summary(batch: RowMapping, totals: list[RowMapping]) -> BatchReport:

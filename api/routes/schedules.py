@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api import paging
 from api.auth import AUTH_ERRORS, Read, Submit
+from api.callbacks import check_urls, require_secret
 from api.deps import ApiContext, ConnDep, ContextDep
 from api.routes.jobs import ERRORS
 from api.routes.submissions import check_payload, job_type_of
@@ -117,7 +118,18 @@ def _batch_template(ctx: ApiContext, batch: BatchCreate, owner: Owner) -> dict[s
     index = {row["id"]: i for i, row in enumerate(resolved.rows)}
     edges = [[index[e["job_id"]], index[e["depends_on_id"]]] for e in resolved.edges]
     rows = [_template_row(r) for r in resolved.rows]
-    return {"name": batch.name, "jobs": rows, "edges": edges}
+    hooks = check_urls(batch.callbacks, ctx.settings)
+    return {"name": batch.name, "jobs": rows, "edges": edges, "callbacks": hooks}
+
+
+async def _signable(ctx: ApiContext, conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """A schedule whose batch asks for callbacks needs a secret for them, as a submit does."""
+    if not values.get("template", {}).get("callbacks"):
+        return
+    try:
+        await require_secret(conn, values.get("tenant") or "", ctx.settings)
+    except SubmissionRejected as exc:
+        raise _invalid(exc.message, exc.detail) from None
 
 
 def _what(
@@ -184,6 +196,7 @@ async def create_schedule(
         "created_at": now,
         "updated_at": now,
     }
+    await _signable(ctx, conn, values)
     await store.insert_schedule(conn, values)
     return schedule_out(values)
 
@@ -240,6 +253,7 @@ async def patch_schedule(
     async with conn.begin():
         row = await _existing(conn, schedule_id, access.tenant, lock=True)
         values = _changes(ctx, row, body)
+        await _signable(ctx, conn, {"tenant": row["tenant"], **values})
         return await _set(conn, schedule_id, access.tenant, values)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, select, text
+from sqlalchemy import RowMapping, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.store.tables import jobs, tenants_t, upsert_by_name
@@ -41,11 +41,16 @@ async def put_tenant(
     return await upsert_by_name(conn, tenants_t, name, {**values, "updated_at": now})
 
 
-async def delete_tenant(conn: AsyncConnection, name: str) -> bool:
-    """Drop the tenant's row (back to the defaults); False when it had none."""
+async def delete_tenant(conn: AsyncConnection, name: str) -> None:
+    """Back to the defaults: the tenant's row goes, unless it holds a callback secret, which
+    is a credential receivers hold, not a quota (its quotas are then cleared)."""
     async with conn.begin():
-        result = await conn.execute(delete(tenants_t).where(tenants_t.c.name == name))
-    return result.rowcount > 0
+        await conn.execute(
+            delete(tenants_t).where(tenants_t.c.name == name, tenants_t.c.callback_secret.is_(None))
+        )
+        await conn.execute(
+            update(tenants_t).where(tenants_t.c.name == name).values(dict.fromkeys(QUOTA_FIELDS))
+        )
 
 
 async def active_counts(conn: AsyncConnection, tenants: Sequence[str]) -> dict[str, int]:

@@ -22,7 +22,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.store.tables import attempts_t, batches, edges, jobs, logs_t, progress_t, workers_t
+from models.batch_report import batches_totals
 from models.enums import JobStatus
+
+__all__ = ["batches_totals"]  # moved below the scheduler, which reports batches too
 
 
 def of_tenant(table: Table, tenant: str | None) -> ColumnElement[bool]:
@@ -175,29 +178,6 @@ async def list_batches(
         .limit(limit)
     )
     return list((await conn.execute(stmt)).mappings())
-
-
-async def batches_totals(
-    conn: AsyncConnection, batch_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[RowMapping]]:
-    """:func:`batch_totals` of several batches in one grouped query (a page of them)."""
-    out: dict[uuid.UUID, list[RowMapping]] = {b: [] for b in batch_ids}
-    if not batch_ids:
-        return out
-    rows = await conn.execute(
-        select(
-            jobs.c.batch_id,
-            jobs.c.status,
-            func.count().label("count"),
-            func.min(jobs.c.started_at).label("started_at"),
-            func.max(jobs.c.finished_at).label("finished_at"),
-        )
-        .where(jobs.c.batch_id.in_(batch_ids))
-        .group_by(jobs.c.batch_id, jobs.c.status)
-    )
-    for r in rows.mappings():
-        out[r["batch_id"]].append(r)
-    return out
 
 
 async def batch_totals(conn: AsyncConnection, batch_id: uuid.UUID) -> list[RowMapping]:

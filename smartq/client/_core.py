@@ -223,11 +223,19 @@ def submit_call(
     return Call("POST", "/jobs", body=orjson.dumps(body))
 
 
-def batch_call(jobs: list[dict[str, Any]], name: str | None, idempotency_key: str) -> Call:
-    """``POST /jobs/batch``: one atomic submission; the key makes its retry harmless."""
+def batch_call(
+    jobs: list[dict[str, Any]],
+    name: str | None,
+    idempotency_key: str,
+    callbacks: Sequence[Mapping[str, Any]] = (),
+) -> Call:
+    """``POST /jobs/batch``: one atomic submission; the key makes its retry harmless.
+    ``callbacks``: ``[{"url": ..., "events": [...]}]``, where the batch's events are POSTed."""
     body: dict[str, Any] = {"jobs": jobs}
     if name is not None:
         body["name"] = name
+    if callbacks:
+        body["callbacks"] = [{"url": c["url"], "events": list(c["events"])} for c in callbacks]
     # Minimal answers (each job's id, key and status): the full documents of 10,000 jobs were
     # a third of what the SDK spent on such a batch, to parse what it had just sent.
     headers = {"idempotency-key": idempotency_key, "prefer": "return=minimal"}
@@ -337,6 +345,14 @@ def tenant_put_call(
         "weight": weight,
     }
     return Call("PUT", tenant_path(name), body=orjson.dumps(body))
+
+
+def callback_secret_call(name: str, secret: str | None) -> Call:
+    """``PUT`` (or, with None, ``DELETE``) ``/admin/tenants/{name}/callback-secret``."""
+    path = f"{tenant_path(name)}/callback-secret"
+    if secret is None:
+        return Call("DELETE", path)
+    return Call("PUT", path, body=orjson.dumps({"secret": secret}))
 
 
 def type_patch_call(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +27,7 @@ from smartq.client._core import (
     Wire,
     accepted_docs,
     batch_call,
+    callback_secret_call,
     endpoint,
     link_params,
     list_params,
@@ -144,9 +145,11 @@ class AsyncClient(AsyncRetention):
             out += [AsyncJob(self, doc) for doc in accepted_docs(answer, chunk)]
         return out
 
-    def batch(self, name: str | None = None) -> AsyncBatch:
+    def batch(
+        self, name: str | None = None, callbacks: Sequence[Mapping[str, Any]] | None = None
+    ) -> AsyncBatch:
         """A DAG to submit at once: ``async with client.batch() as b: a = b.add(...)``."""
-        return AsyncBatch(self, name)
+        return AsyncBatch(self, name, callbacks)
 
     async def job(self, job_id: JobRef) -> AsyncJob:
         """The job with this id, read now (:class:`~smartq.client.errors.NotFound` if none)."""
@@ -267,6 +270,11 @@ class AsyncClient(AsyncRetention):
         """Replace a tenant's quotas (admin keys): what is not given is the default again."""
         call = tenant_put_call(name, max_active_jobs, submit_rate, max_running, weight)
         answer: dict[str, Any] = await self._send(call)
+        return answer
+
+    async def set_callback_secret(self, name: str, secret: str | None) -> dict[str, Any]:
+        """Sign a tenant's callbacks with ``secret`` (admin keys); None: the server's default."""
+        answer: dict[str, Any] = await self._send(callback_secret_call(name, secret))
         return answer
 
     async def reset_tenant(self, name: str) -> dict[str, Any]:

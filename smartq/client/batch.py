@@ -8,7 +8,7 @@ for it, give its jobs as they complete and read its report.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -99,8 +99,12 @@ class BatchReport:
 class BatchBase(Generic[J]):
     """What both batch classes share: the jobs gathered, then the jobs submitted."""
 
-    def __init__(self, name: str | None) -> None:
+    def __init__(
+        self, name: str | None, callbacks: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
         self.name = name
+        #: Where its events are POSTed: ``[{"url": ..., "events": ["batch.finished"]}]``.
+        self.callbacks = list(callbacks or [])
         self.id: uuid.UUID | None = None
         self._specs: list[dict[str, Any]] = []
         self._keys: set[str] = set()
@@ -158,7 +162,7 @@ class BatchBase(Generic[J]):
     def _call(self) -> Call:
         if not self._specs:
             raise ValueError("a batch needs at least one job")
-        return batch_call(self._specs, self.name, self._idempotency_key)
+        return batch_call(self._specs, self.name, self._idempotency_key, self.callbacks)
 
     def _accept(self, answer: dict[str, Any], job: Callable[[dict[str, Any]], J]) -> None:
         """The API's answer: each job's id, key and status (``Prefer: return=minimal``), to
@@ -195,6 +199,18 @@ class BatchBase(Generic[J]):
     def _report_call(self, limit: int) -> Call:
         return Call("GET", f"/batches/{self._submitted()}", params=[("limit", str(limit))])
 
+    def _deliveries_call(self, cursor: str | None) -> Call:
+        params = [("limit", "500")] + ([("cursor", cursor)] if cursor else [])
+        return Call("GET", f"/batches/{self._submitted()}/deliveries", params=params)
+
+    @staticmethod
+    def _more(log: dict[str, Any], page: dict[str, Any]) -> str | None:
+        """Add a page of the delivery log to ``log``; the next page's cursor."""
+        log.setdefault("callbacks", page["callbacks"])
+        log.setdefault("items", []).extend(page["items"])
+        cursor: str | None = page["next_cursor"]
+        return cursor
+
     def _action_call(self, action: str) -> Call:
         return Call("POST", f"/batches/{self._submitted()}/{action}")
 
@@ -212,8 +228,13 @@ class BatchBase(Generic[J]):
 class Batch(BatchBase[Job]):
     """A batch of a :class:`~smartq.client.Client`."""
 
-    def __init__(self, client: Client, name: str | None = None) -> None:
-        super().__init__(name)
+    def __init__(
+        self,
+        client: Client,
+        name: str | None = None,
+        callbacks: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(name, callbacks)
         self._client = client
 
     def submit(self) -> Batch:
@@ -233,6 +254,14 @@ class Batch(BatchBase[Job]):
     def report(self, failures: int = 100) -> BatchReport:
         """Totals, times and (up to ``failures`` of) the failed jobs, read now."""
         return BatchReport.of(self._client._send(self._report_call(failures)))
+
+    def deliveries(self) -> dict[str, Any]:
+        """Its callbacks and their delivery log (every page): ``{"callbacks", "items"}``."""
+        log: dict[str, Any] = {}
+        cursor = self._more(log, self._client._send(self._deliveries_call(None)))
+        while cursor is not None:
+            cursor = self._more(log, self._client._send(self._deliveries_call(cursor)))
+        return log
 
     def cancel(self) -> dict[str, Any]:
         """Stop the batch: what waits is cancelled, what runs is asked to stop."""
@@ -280,8 +309,13 @@ class Batch(BatchBase[Job]):
 class AsyncBatch(BatchBase[AsyncJob]):
     """A batch of an :class:`~smartq.client.AsyncClient`: ``async with client.batch() as b``."""
 
-    def __init__(self, client: AsyncClient, name: str | None = None) -> None:
-        super().__init__(name)
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: str | None = None,
+        callbacks: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(name, callbacks)
         self._client = client
 
     async def submit(self) -> AsyncBatch:
@@ -300,6 +334,13 @@ class AsyncBatch(BatchBase[AsyncJob]):
 
     async def report(self, failures: int = 100) -> BatchReport:
         return BatchReport.of(await self._client._send(self._report_call(failures)))
+
+    async def deliveries(self) -> dict[str, Any]:
+        log: dict[str, Any] = {}
+        cursor = self._more(log, await self._client._send(self._deliveries_call(None)))
+        while cursor is not None:
+            cursor = self._more(log, await self._client._send(self._deliveries_call(cursor)))
+        return log
 
     async def cancel(self) -> dict[str, Any]:
         answer: dict[str, Any] = await self._client._send(self._action_call("cancel"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +27,7 @@ from smartq.client._core import (
     Wire,
     accepted_docs,
     batch_call,
+    callback_secret_call,
     endpoint,
     link_params,
     list_params,
@@ -145,9 +146,11 @@ class Client(Retention):
             out += [Job(self, doc) for doc in accepted_docs(answer, chunk)]
         return out
 
-    def batch(self, name: str | None = None) -> Batch:
+    def batch(
+        self, name: str | None = None, callbacks: Sequence[Mapping[str, Any]] | None = None
+    ) -> Batch:
         """A DAG to submit at once: ``with client.batch() as b: a = b.add(...)``."""
-        return Batch(self, name)
+        return Batch(self, name, callbacks)
 
     def job(self, job_id: JobRef) -> Job:
         """The job with this id, read now (:class:`~smartq.client.errors.NotFound` if none)."""
@@ -266,6 +269,11 @@ class Client(Retention):
         """Replace a tenant's quotas (admin keys): what is not given is the default again."""
         call = tenant_put_call(name, max_active_jobs, submit_rate, max_running, weight)
         answer: dict[str, Any] = self._send(call)
+        return answer
+
+    def set_callback_secret(self, name: str, secret: str | None) -> dict[str, Any]:
+        """Sign a tenant's callbacks with ``secret`` (admin keys); None: the server's default."""
+        answer: dict[str, Any] = self._send(callback_secret_call(name, secret))
         return answer
 
     def reset_tenant(self, name: str) -> dict[str, Any]:

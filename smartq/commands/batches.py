@@ -164,3 +164,39 @@ def cancel(
             f"batch {batch_id}: {answer['cancelled']} waiting job(s) cancelled, "
             f"{answer['stopping']} running asked to stop"
         )
+
+
+_DELIVERY_STYLE = {"delivered": "green", "pending": "yellow", "failed": "red", "refused": "red"}
+
+
+@app.command("deliveries")
+def deliveries(
+    batch_id: Annotated[uuid.UUID, typer.Argument(metavar="ID", help="The batch's id.")],
+    limit: Limit = 500,
+    url: Url = None,
+    api_key: ApiKey = None,
+    output: Output = OutputFormat.TEXT,
+) -> None:
+    """A batch's callback deliveries: each event, its attempts and their status codes, the
+    last error and the next retry."""
+    with session(url, api_key, output) as s:
+        items = s.pages(f"/batches/{batch_id}/deliveries", [], limit)
+        if s.out.json:
+            s.out.emit(items)
+            return
+        rows = [
+            [
+                d["id"],
+                d["event"],
+                d.get("job_id") or "-",
+                d["url"],
+                Styled(d["status"], _DELIVERY_STYLE.get(d["status"], "")),
+                str(d["attempts"]),
+                ",".join(str(h["status_code"] or "-") for h in d["history"]) or "-",
+                first_line(d.get("last_error"), 60) or "-",
+                stamp(d.get("next_attempt_at")),
+            ]
+            for d in items
+        ]
+        columns = ["ID", "EVENT", "JOB", "URL", "STATUS", "TRIES", "CODES", "LAST ERROR", "NEXT"]
+        s.out.table(columns, rows)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from scheduler.resources import ResourceSpecError, parse_counts, parse_labels
+from smartq.callbacks import EVENT_NAMES
 from smartq.commands import dagfile
 from smartq.commands.output import Output, OutputFormat
 from smartq.commands.session import ApiKey, ExitCode, Session, Url, fail, session
@@ -78,6 +79,18 @@ TimeoutOpt = Annotated[
 NameOpt = Annotated[
     str | None, typer.Option(help="A name for people (with -f: the batch's).", show_default=False)
 ]
+CallbackOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--callback",
+        help="With -f: a URL to POST the batch's events to, signed (repeatable).",
+        show_default=False,
+    ),
+]
+CallbackEventsOpt = Annotated[
+    str,
+    typer.Option(help="With --callback: the events, comma separated."),
+]
 WaitOpt = Annotated[
     bool, typer.Option("--wait", help="Wait until it ends; exit 0 if it completed, else 1.")
 ]
@@ -100,6 +113,8 @@ def submit(
     max_attempts: AttemptsOpt = None,
     timeout: TimeoutOpt = None,
     name: NameOpt = None,
+    callback: CallbackOpt = None,
+    callback_events: CallbackEventsOpt = ",".join(EVENT_NAMES),
     wait: WaitOpt = False,
     watch: WatchOpt = False,
     url: Url = None,
@@ -130,9 +145,13 @@ def submit(
             given = [flag for flag, value in one_job.items() if value is not None]
             if given:
                 raise ConfigurationError(f"{given[0]} is for one job; with -f put it in the file")
-            code = _submit_dag(s, dagfile.read(file), name, wait=wait, watch=watch)
+            hooks = [{"url": u, "events": _events(callback_events)} for u in callback or ()]
+            dag = dagfile.read(file)
+            code = _submit_dag(s, dag, name, hooks, wait=wait, watch=watch)
         else:
             assert job_type is not None
+            if callback:
+                raise ConfigurationError("--callback is for a batch (-f FILE)")
             options: dict[str, Any] = {
                 "priority": _priority(priority),
                 "cpu_units": cpu_units,
@@ -229,10 +248,28 @@ def _outcome_code(status: str) -> ExitCode:
     return ExitCode.OK if status == "completed" else ExitCode.FAILED
 
 
+def _events(text: str) -> list[str]:
+    """``--callback-events``: known names only (exit 2 for others)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in EVENT_NAMES]
+    if unknown or not names:
+        raise ConfigurationError(
+            f"--callback-events: {', '.join(unknown) or 'none given'}; "
+            f"known: {', '.join(EVENT_NAMES)}"
+        )
+    return names
+
+
 def _submit_dag(
-    s: Session, dag: dagfile.Dag, name: str | None, *, wait: bool, watch: bool
+    s: Session,
+    dag: dagfile.Dag,
+    name: str | None,
+    hooks: list[dict[str, Any]],
+    *,
+    wait: bool,
+    watch: bool,
 ) -> ExitCode:
-    batch = s.client.batch(name or dag.name)
+    batch = s.client.batch(name or dag.name, callbacks=hooks)
     for job in dag.jobs:
         batch.add(job.type, job.payload, key=job.key, after=job.depends_on, **job.options)
     batch.submit()

@@ -4,10 +4,12 @@ unlimited, weight 1).
 
 ``set`` changes only the quotas it names, as ``smartq types set`` does (it reads what is set
 and writes it back with the change); ``none`` puts one back to the default, ``reset`` all.
+``--callback-secret`` sets what the tenant's batch callbacks are signed with (write-only).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -71,6 +73,14 @@ def set_quotas(
     ] = None,
     max_running: Annotated[str | None, _option("Running jobs at most.")] = None,
     weight: Annotated[str | None, _option("Share of capacity against other tenants'.")] = None,
+    callback_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="What its batch callbacks are signed with ('-': read from standard input, "
+            "which keeps it out of the process list); none: the server's default. Never shown.",
+            show_default=False,
+        ),
+    ] = None,
     url: Url = None,
     api_key: ApiKey = None,
     output: Output = OutputFormat.TEXT,
@@ -83,12 +93,23 @@ def set_quotas(
         "weight": (weight, float),
     }
     changes = {q: _value(q, text, kind) for q, (text, kind) in given.items() if text is not None}
-    if not changes:
+    if not changes and callback_secret is None:
         raise fail("nothing to set: name a quota, e.g. --max-active-jobs 1000", ExitCode.BAD_INPUT)
     with session(url, api_key, output) as s:
-        current = s.client.tenant(name)
-        quotas = {q: current[q] for q in _QUOTAS} | changes
-        _print(s.out, s.client.set_tenant(name, **quotas))
+        tenant = s.client.tenant(name)
+        if changes:
+            quotas = {q: tenant[q] for q in _QUOTAS} | changes
+            tenant = s.client.set_tenant(name, **quotas)
+        if callback_secret is not None:
+            tenant = s.client.set_callback_secret(name, _secret(callback_secret))
+        _print(s.out, tenant)
+
+
+def _secret(text: str) -> str | None:
+    """``--callback-secret``: the value, ``-`` for standard input, ``none`` to clear."""
+    if text.strip().lower() == "none":
+        return None
+    return sys.stdin.readline().strip() if text == "-" else text
 
 
 @app.command("reset")
@@ -130,5 +151,7 @@ def _print(out: Printer, tenant: dict[str, Any]) -> None:
         return
     pairs = [("name", tenant["name"]), ("active jobs", str(tenant["active_jobs"]))]
     pairs += [(q.replace("_", " "), _applied(tenant, q)) for q in _QUOTAS]
+    own = tenant.get("callback_secret_set")
+    pairs.append(("callback secret", "set" if own else "not set (the server's default)"))
     pairs.append(("updated", stamp(tenant["updated_at"])))
     out.fields(pairs)

@@ -98,6 +98,7 @@ async def test_put_get_delete_round_trip_with_defaults_and_active_jobs(
         "weight": None,
         "effective": {**UNLIMITED, "max_running": 8},
         "active_jobs": 2,
+        "callback_secret_set": False,
         "updated_at": None,
     }
 

@@ -127,3 +127,53 @@ def test_rows_from_before_tenants_belong_to_default_and_keys_become_per_tenant(
     finally:
         engine.dispose()
         migrate.upgrade(database_url)
+
+
+def test_deleting_a_batch_takes_its_callbacks_and_their_deliveries(database_url: str) -> None:
+    """Retention deletes old batches: the callbacks' rows must go with them (ON DELETE
+    CASCADE), on both databases; and each event is stored once per callback."""
+    from models.callback_tables import BatchCallback, CallbackDelivery
+    from models.inserts import batches
+
+    callbacks: sa.Table = BatchCallback.__table__  # type: ignore[attr-defined]
+    deliveries: sa.Table = CallbackDelivery.__table__  # type: ignore[attr-defined]
+    engine = create_sync(database_url)
+    batch, callback = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    row = {
+        "callback_id": callback,
+        "batch_id": batch,
+        "event": "batch.finished",
+        "event_key": "batch.finished",
+        "body": "{}",
+        "status": "pending",
+        "attempts": 0,
+        "history": [],
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(batches.insert().values(id=batch, tenant="t", job_count=0, created_at=now))
+            conn.execute(
+                callbacks.insert().values(
+                    id=callback,
+                    batch_id=batch,
+                    tenant="t",
+                    url="https://example.com/",
+                    events=["batch.finished"],
+                    created_at=now,
+                )
+            )
+            conn.execute(deliveries.insert().values(id=uuid.uuid4(), **row))
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(deliveries.insert().values(id=uuid.uuid4(), **row))
+        with engine.begin() as conn:
+            conn.execute(batches.delete().where(batches.c.id == batch))
+            left = [
+                conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+                for t in (callbacks, deliveries)
+            ]
+        assert left == [0, 0]
+    finally:
+        engine.dispose()
