@@ -14,6 +14,7 @@ addresses or CIDRs (allowed wherever they come from).
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -104,11 +105,19 @@ class Target:
 
 
 def _address(host: str) -> IPAddress | None:
-    """The host as an address (an IPv6 zone, ``%eth0``, left off), or None for a name."""
+    """The host as an address (an IPv6 zone, ``%eth0``, left off), or None for a name. The
+    shorthand IPv4 forms the C resolver also reads as addresses (``2130706433``, ``127.1``,
+    ``0x7f.0.0.1``) are addresses too: a guard that took them for names let them through."""
     try:
         return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return None
+        pass
+    if host and all(c in "0123456789abcdefx." for c in host.lower()) and host[0].isdigit():
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def check_url(url: str, allowance: Allowance = NOTHING) -> Target:

@@ -98,6 +98,11 @@ def test_an_old_signature_is_refused_and_a_rotated_one_is_accepted() -> None:
         ("http://[::ffff:127.0.0.1]/", "loopback"),
         ("http://[::ffff:169.254.169.254]/", "link-local"),
         ("http://localhost:9000/", "loopback"),
+        # shorthand IPv4 the resolver reads as addresses: 127.0.0.1 and 169.254.169.254
+        ("http://2130706433/", "loopback"),
+        ("http://127.1/", "loopback"),
+        ("http://0x7f.0.0.1/", "loopback"),
+        ("http://0xa9fea9fe/", "link-local"),
         ("http://LOCALHOST./", "loopback"),
         ("http://api.localhost/", "loopback"),
         ("http://user:pw@example.com/", "credentials"),
