@@ -25,9 +25,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.enums import FINAL_STATUSES, Outcome
-from scheduler import encode, intake, maintenance, spawns, store, upkeep
+from scheduler import encode, intake, spawns, store, upkeep
 from scheduler.breaker import Change
-from scheduler.callbacks import Callbacks
 from scheduler.core import Scheduler
 from scheduler.durations import Durations
 from scheduler.feed import Feed
@@ -36,7 +35,6 @@ from scheduler.flowconfig import (
     announce,
     breaker_rows,
     default_policy,
-    poll,
     restore_breakers,
 )
 from scheduler.inbox import Inbox, decode
@@ -48,9 +46,8 @@ from scheduler.pass_store import PassStore, Won, write_retrying
 from scheduler.publisher import Publisher
 from scheduler.reconcile import DispatchTracker
 from scheduler.rows import dt
+from scheduler.sidework import SideWork
 from scheduler.sqlite_pass import SqlitePassStore
-from scheduler.sweep import Sweeper
-from scheduler.ticks import Ticks
 from scheduler.timings import PassTimings
 from scheduler.values import Placement, SendCancel, Transition
 from scheduler.writes import plan_pass
@@ -117,11 +114,9 @@ class SchedulerService:
         self._breaker_changes: list[Change] = []
         #: What this process's cron ticks made, for the next pass (as a hint would say it).
         self._own_submitted: list[uuid.UUID] = []
-        self.ticks = Ticks(
-            engine, clock, settings.schedules_poll_seconds, self._ticked, self.failpoints
+        self.side = SideWork(
+            engine, settings, clock, self.failpoints, self._ticked, self.monitor.forget
         )
-        self.sweeper = Sweeper(engine, settings, clock, self.monitor.forget)
-        self.callbacks = Callbacks(engine, settings, clock, self.failpoints)
 
     def _new_core(self, durations: Durations | None = None) -> Scheduler:
         """A fresh core; ``durations``: what an earlier one learned (a rebuild keeps it)."""
@@ -225,30 +220,19 @@ class SchedulerService:
             await self.store.close()
 
     def _side_tasks(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
-        tasks = [
+        vacuum = self.store.dsn if isinstance(self.store, PassConnection) else None
+        return [
             group.create_task(self.publisher.run(), name="scheduler-publisher"),
             group.create_task(self._monitoring(), name="scheduler-monitoring"),
-            group.create_task(
-                poll(self.engine, self.flow_config, self._wake_up), name="scheduler-flow-config"
-            ),
-            group.create_task(
-                upkeep.probe(self.broker, self.clock, self.settings.heartbeat_seconds),
-                name="scheduler-probe",
-            ),
-            group.create_task(self.ticks.run(), name="scheduler-cron-ticks"),
-            group.create_task(self.sweeper.run(), name="scheduler-retention"),
-            group.create_task(self.callbacks.run(), name="scheduler-callbacks"),
-            group.create_task(
-                upkeep.pass_stats(self.timings, self.settings.scheduler_stats_seconds),
-                name="scheduler-pass-stats",
+            *self.side.start(
+                group,
+                broker=self.broker,
+                flow_config=self.flow_config,
+                wake=self._wake_up,
+                timings=self.timings,
+                vacuum_dsn=vacuum,
             ),
         ]
-        if isinstance(self.store, PassConnection):
-            vacuum = maintenance.keep_vacuumed(
-                self.store.dsn, self.settings.scheduler_vacuum_seconds
-            )
-            tasks.append(group.create_task(vacuum, name="scheduler-vacuum"))
-        return tasks
 
     async def _passes(self, stop: asyncio.Event, leadership: Leadership) -> None:
         loop = asyncio.get_running_loop()
