@@ -188,7 +188,8 @@ async def test_a_draining_worker_gets_nothing_new_and_hands_back_at_once(system:
 
     def spy(r: Any) -> None:
         sent.append(r)
-        reported.set()
+        if r.job_id == racing.job_id:
+            reported.set()
         report(r)
 
     leaving.executor._report = spy  # type: ignore[attr-defined]
@@ -206,7 +207,10 @@ async def test_a_draining_worker_gets_nothing_new_and_hands_back_at_once(system:
     )
     await system.broker.publish(topology.dispatch_key("leaving", racing.job_id), racing.dumps())
     await asyncio.wait_for(reported.wait(), 1.0)
-    assert [(r.job_id, r.outcome.value) for r in sent] == [(racing.job_id, "handed_back")]
+    # Only the racing dispatch's reports: the long job, still running there, may end meanwhile
+    # (it did, on a loaded CI machine, and its success was taken for the racing one's report).
+    mine = [(r.job_id, r.outcome.value) for r in sent if r.job_id == racing.job_id]
+    assert mine == [(racing.job_id, "handed_back")]
     await stopping
     assert (await system.wait_final([long["id"]]))[long["id"]]["status"] == "completed"
 
