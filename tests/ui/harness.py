@@ -71,7 +71,10 @@ class Smartq:
     def batch(self, *jobs: dict[str, Any]) -> tuple[str, dict[str, str]]:
         """Submit a DAG; its batch id and its job ids by key."""
         r = httpx.post(
-            self.url("/jobs/batch"), json={"jobs": list(jobs)}, headers=self.headers, timeout=HTTP_TIMEOUT
+            self.url("/jobs/batch"),
+            json={"jobs": list(jobs)},
+            headers=self.headers,
+            timeout=HTTP_TIMEOUT,
         )
         assert r.status_code == 201, r.text
         doc = r.json()
