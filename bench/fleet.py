@@ -250,11 +250,13 @@ def summarise(p: dict[str, Any]) -> dict[str, Any]:
     }
     if passes:
         out["passes"] = sum(int(line["passes"]) for line in passes)
-        out["pass_ms"] = {
-            q: figures.summary([float(line[f"pass_{q}_ms"]) for line in passes], 2)
-            for q in ("p50", "p99")
-        }
-        out["write_p50_ms"] = figures.summary([float(x["write_p50_ms"]) for x in passes], 2)
+        # A period's line names only the phases its passes went through (no write: no key).
+        names = sorted({k[: -len("_p50_ms")] for x in passes for k in x if k.endswith("_p50_ms")})
+        for phase in names:
+            for q in ("p50", "p99"):
+                values = [float(x[f"{phase}_{q}_ms"]) for x in passes if f"{phase}_{q}_ms" in x]
+                if values:
+                    out.setdefault(f"{phase}_ms", {})[q] = figures.summary(values, 2)
     return out
 
 
@@ -287,6 +289,7 @@ async def run(cfg: Config) -> dict[str, Any]:
                 slots = max(1, cfg.total_slots // n)
                 made.append((topology.worker_key(f"fleet-{stack.token}-reference"), n))
                 out["reference"] = await phase(stack, workdir, "reference", n, slots, cfg)
+                print(orjson.dumps(out["reference"]).decode(), file=sys.stderr, flush=True)
             made.append((topology.worker_key(f"fleet-{stack.token}-fleet"), cfg.workers))
             out["fleet"] = await phase(stack, workdir, "fleet", cfg.workers, cfg.slots, cfg)
         finally:
