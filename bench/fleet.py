@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import subprocess
 import sys
@@ -52,6 +53,8 @@ from bench.harness import AMQP_URL, Stack, cpu_ms
 from smartq import topology
 
 STATS_SECONDS = 2
+#: Starts per second are counted per 5 s: a loaded leader's passes come seconds apart.
+RATE_BUCKET = 5
 #: The scheduler logs its pass statistics every STATS_SECONDS, at INFO, as JSON.
 ENV = {
     "SMARTQ_LOG_LEVEL": "INFO",
@@ -71,6 +74,8 @@ class Config:
     warmup: float
     reference_workers: int
     quick: bool
+    #: Settings of the smartq processes (``--env SMARTQ_FORECAST_JOBS=0``), for experiments.
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def total_slots(self) -> int:
@@ -79,7 +84,7 @@ class Config:
 
 def parse(argv: list[str]) -> Config:
     p = argparse.ArgumentParser(prog="python -m bench fleet", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="50 workers, 10 s (a smoke version)")
+    p.add_argument("--quick", action="store_true", help="50 workers, 6 s (a smoke version)")
     p.add_argument("--workers", type=int, default=None, help="simulated workers (1,000)")
     p.add_argument("--slots", type=int, default=8, help="job slots of each worker")
     p.add_argument("--processes", type=int, default=None, help="processes they run in (4)")
@@ -87,20 +92,37 @@ def parse(argv: list[str]) -> Config:
     p.add_argument("--job-seconds", type=float, default=1.0, help="how long a job sleeps")
     p.add_argument("--warmup", type=float, default=None, help="seconds left out (5)")
     p.add_argument(
-        "--reference-workers", type=int, default=10, help="workers of the reference phase (0: none)"
+        "--reference-workers",
+        type=int,
+        default=None,
+        help="workers of the reference phase (10; 0: none, the default of --quick)",
+    )
+    p.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="a smartq setting"
     )
     a = p.parse_args(argv)
     quick = bool(a.quick)
+    reference = a.reference_workers
+    if reference is None:
+        reference = 0 if quick else 10
     return Config(
         workers=a.workers or (50 if quick else 1_000),
         slots=a.slots,
         processes=a.processes or (1 if quick else 4),
-        duration=a.duration or (10.0 if quick else 60.0),
+        duration=a.duration or (6.0 if quick else 60.0),
         job_seconds=a.job_seconds,
         warmup=a.warmup if a.warmup is not None else (2.0 if quick else 5.0),
-        reference_workers=a.reference_workers,
+        reference_workers=reference,
         quick=quick,
+        env=tuple(_setting(kv) for kv in a.env),
     )
+
+
+def _setting(kv: str) -> tuple[str, str]:
+    key, sep, value = kv.partition("=")
+    if not sep or not key.startswith("SMARTQ_"):
+        raise SystemExit(f"--env wants SMARTQ_NAME=value, not {kv!r}")
+    return key, value
 
 
 def spawn_sims(
@@ -220,7 +242,9 @@ def summarise(p: dict[str, Any]) -> dict[str, Any]:
     """A phase's figures from what :func:`phase` gathered (its locals)."""
     tally: fleet_stats.Tally = p["tally"]
     start, end = p["start"], p["end"]
-    rates = fleet_stats.window_rates(tally.starts, start, end)
+    bucket = RATE_BUCKET if end - start >= 2 * RATE_BUCKET else 1
+    rates = fleet_stats.window_rates(tally.starts, start, end, bucket)
+    in_window = sum(n for s, n in tally.starts.items() if start <= s < int(end))
     probe = fleet_stats.latencies_ms(p["ready"], tally.probes)
     passes = p["seen"].passes
     sampler: Sampler = p["sampler"]
@@ -234,6 +258,7 @@ def summarise(p: dict[str, Any]) -> dict[str, Any]:
         "false_expiries": len(p["seen"].offline) if not p["dead"] else None,
         "dead_processes": p["dead"],
         "starts_per_s": figures.figure(rates or [0.0], digits=1),
+        "starts_per_s_mean": round(in_window / max(int(end) - math.ceil(start), 1), 1),
         "starts_total": sum(tally.starts.values()),
         "duplicates": tally.duplicates,
         "submitted": p["feeder"].submitted,
@@ -281,7 +306,8 @@ async def delete_queues(stack: Stack, prefixes: list[tuple[str, int]]) -> None:
 async def run(cfg: Config) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="smartq-fleet-"))
     out: dict[str, Any] = {"config": cfg.__dict__ | {"total_slots": cfg.total_slots}}
-    async with Stack(("api", "scheduler"), env=ENV, taps=False) as stack:
+    env = ENV | dict(cfg.env)
+    async with Stack(("api", "scheduler"), env=env, taps=False) as stack:
         made: list[tuple[str, int]] = []
         try:
             if cfg.reference_workers:
@@ -294,20 +320,22 @@ async def run(cfg: Config) -> dict[str, Any]:
             out["fleet"] = await phase(stack, workdir, "fleet", cfg.workers, cfg.slots, cfg)
         finally:
             await delete_queues(stack, made)
-    out["targets"] = targets(out)
+    out["targets"] = targets(out, cfg)
     return out
 
 
-def targets(out: dict[str, Any]) -> dict[str, Any]:
-    """Each target beside the figure it judges (the fleet phase's)."""
+def targets(out: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    """Each target beside the figure it judges (the fleet phase's). The rate's is issue 20's
+    for 1,000 workers × 8 slots and 1 s jobs, and is left out for other shapes."""
     fleet = out["fleet"]
     checks: dict[str, Any] = {
         "false_expiries == 0": fleet["false_expiries"] == 0,
         "live_min == workers": fleet["live_min"] == fleet["workers"],
-        "starts_per_s median >= 3000": fleet["starts_per_s"]["median"] >= 3_000,
         "ready_to_received p99 <= 50 ms": fleet["ready_to_received_ms"]["p99"] <= 50,
         "scheduler_rss_mb <= 500": fleet["scheduler_rss_mb"] <= 500,
     }
+    if (cfg.workers, cfg.slots, cfg.job_seconds) == (1_000, 8, 1.0):
+        checks["starts_per_s median >= 3000"] = fleet["starts_per_s"]["median"] >= 3_000
     ref = out.get("reference")
     if ref and "pass_ms" in ref and "pass_ms" in fleet:
         ratio = fleet["pass_ms"]["p50"]["median"] / max(ref["pass_ms"]["p50"]["median"], 1e-6)

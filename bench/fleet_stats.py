@@ -110,11 +110,17 @@ def merged(tallies: Iterable[Tally]) -> Tally:
     return out
 
 
-def window_rates(per_second: Mapping[int, int], start: float, end: float) -> list[float]:
-    """Counts of every whole second inside ``[start, end)`` (epoch seconds), zeros included:
-    a second with no start counts as a second at 0/s, not as a second left out."""
+def window_rates(
+    per_second: Mapping[int, int], start: float, end: float, bucket: int = 1
+) -> list[float]:
+    """Rates (per second) of every whole ``bucket`` of seconds inside ``[start, end)`` (epoch
+    seconds), empty seconds included: a second with no start counts at 0/s, it is not left
+    out. Passes of a loaded leader come seconds apart, so 1 s buckets can swing 0 to 6,000."""
     first, last = math.ceil(start), math.floor(end)
-    return [float(per_second.get(s, 0)) for s in range(first, last)]
+    out = []
+    for b in range(first, last - bucket + 1, bucket):
+        out.append(sum(per_second.get(s, 0) for s in range(b, b + bucket)) / bucket)
+    return out
 
 
 def latencies_ms(ready_at: Mapping[str, float], received: Mapping[str, float]) -> list[float]:

@@ -49,6 +49,7 @@ def test_tallies_merge_and_survive_json() -> None:
 
 def test_window_rates_count_silent_seconds_as_zero() -> None:
     assert window_rates({10: 5, 12: 7, 13: 1}, 9.5, 13.0) == [5.0, 0.0, 7.0]
+    assert window_rates({10: 5, 12: 7, 13: 1}, 10.0, 14.5, bucket=2) == [2.5, 4.0]
 
 
 def test_latencies_join_ready_and_received() -> None:
