@@ -46,22 +46,25 @@ WHERE b.id = ANY(%s::uuid[]) AND a.finished_at IS NOT NULL
 
 
 def fleet_batch(probes: int, seconds: float) -> bytes:
-    """One batch of jobs sleeping ``seconds``: ``probes`` pairs ``pair-a<i> → probe-b<i>`` and
-    plain jobs to 1,000."""
-    job = {"type": JOB_TYPE, "payload": {"seconds": seconds}, "cpu_units": 1, "memory_mb": 64}
+    """One batch of jobs sleeping ``seconds`` on average: ``probes`` pairs ``pair-a<i> →
+    probe-b<i>`` and plain jobs to 1,000. Their run times are spread evenly over 0.5–1.5 ×
+    ``seconds``: jobs of one length, started together by a pass, all end together and the
+    fleet moves in waves (every slot free at once, then none)."""
     jobs: list[dict[str, Any]] = []
     for i in range(probes):
-        jobs.append({**job, "key": f"a{i}", "name": f"pair-a{i}"})
+        jobs.append({"key": f"a{i}", "name": f"pair-a{i}"})
         jobs.append(
             {
-                **job,
                 "key": f"b{i}",
                 "name": f"{PROBE_PREFIX}b{i}",
                 "priority": "high",
                 "depends_on": [f"a{i}"],
             }
         )
-    jobs += [{**job, "name": "fleet"}] * (BATCH - len(jobs))
+    jobs += [{"name": "fleet"} for _ in range(BATCH - len(jobs))]
+    for i, job in enumerate(jobs):
+        spread = round(seconds * (0.5 + i / BATCH), 3)
+        job.update(type=JOB_TYPE, payload={"seconds": spread}, cpu_units=1, memory_mb=64)
     return batch_body(jobs)
 
 
