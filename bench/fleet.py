@@ -4,9 +4,10 @@ The real ``smartq api`` and ``smartq scheduler`` on a database and exchange of t
 (bench/harness.py), and ``--workers`` simulated workers of ``--slots`` slots each, split over
 ``--processes`` processes that speak the real worker protocol (bench/fleet_sim.py). Jobs sleep
 ``--job-seconds`` on average (spread over 0.5–1.5 times it) and succeed; batches of 1,000 keep
-at least every slot's worth of jobs waiting (bench/fleet_load.py). A first phase runs ``--reference-workers`` workers with the same slots in
-total (same job rate, few workers), then the fleet phase runs; each phase lasts ``--duration``
-seconds after its workers registered, and its first ``--warmup`` seconds are left out.
+at least every slot's worth of jobs waiting (bench/fleet_load.py). A first phase runs
+``--reference-workers`` workers with the same slots in total (same job rate, few workers), then
+the fleet phase runs; each phase lasts ``--duration`` seconds after its workers registered, and
+its first ``--warmup`` seconds are left out.
 
 Figures, per phase:
 
