@@ -49,7 +49,7 @@ import orjson
 import psutil
 
 from bench import figures, fleet_stats
-from bench.fleet_load import Feeder, Sampler, probe_ready, scheduler_log
+from bench.fleet_load import Feeder, Sampler, SchedulerLog, probe_ready, scheduler_log
 from bench.harness import AMQP_URL, Stack, cpu_ms
 from smartq import topology
 
@@ -203,6 +203,26 @@ class CpuWindow:
         return {k: round((v - self._start.get(k, 0.0)) / elapsed, 2) for k, v in now.items()}
 
 
+@dataclass
+class Measured:
+    """What one phase gathered, for :func:`summarise`."""
+
+    workers: int
+    slots: int
+    registered: int
+    register_s: float
+    start: float
+    end: float
+    cores: dict[str, float]
+    dead: int
+    tally: fleet_stats.Tally
+    ready: dict[str, float]
+    log: SchedulerLog
+    sampler: Sampler
+    submitted: int
+    warmup: float
+
+
 async def phase(
     stack: Stack, workdir: Path, label: str, workers: int, slots: int, cfg: Config
 ) -> dict[str, Any]:
@@ -234,55 +254,73 @@ async def phase(
         for task in tasks:
             task.cancel()
         tally = fleet_stats.merged(stop_sims(sims))
-    ready = await probe_ready(stack, list(tally.probes))
-    seen = scheduler_log(stack.procs["scheduler"].log, t0, end, prefix)
-    return summarise(locals())
+    return summarise(
+        Measured(
+            workers=workers,
+            slots=slots,
+            registered=registered,
+            register_s=register_s,
+            start=start,
+            end=end,
+            cores=cores,
+            dead=dead,
+            tally=tally,
+            ready=await probe_ready(stack, list(tally.probes)),
+            log=scheduler_log(stack.procs["scheduler"].log, t0, end, prefix),
+            sampler=sampler,
+            submitted=feeder.submitted,
+            warmup=cfg.warmup,
+        )
+    )
 
 
-def summarise(p: dict[str, Any]) -> dict[str, Any]:
-    """A phase's figures from what :func:`phase` gathered (its locals)."""
-    tally: fleet_stats.Tally = p["tally"]
-    start, end = p["start"], p["end"]
+def summarise(m: Measured) -> dict[str, Any]:
+    """A phase's figures (see the module docstring)."""
+    tally, start, end = m.tally, m.start, m.end
     bucket = RATE_BUCKET if end - start >= 2 * RATE_BUCKET else 1
     rates = fleet_stats.window_rates(tally.starts, start, end, bucket)
     in_window = sum(n for s, n in tally.starts.items() if start <= s < int(end))
-    probe = fleet_stats.latencies_ms(p["ready"], tally.probes)
-    passes = p["seen"].passes
-    sampler: Sampler = p["sampler"]
-    live_in_window = sampler.live[int(p["cfg"].warmup) :] or sampler.live
-    out: dict[str, Any] = {
-        "workers": p["workers"],
-        "slots": p["workers"] * p["slots"],
-        "registered": p["registered"],
-        "register_s": round(p["register_s"], 2),
+    # The sampler began with the feeder, a sample a second: the warm-up's are left out.
+    live_in_window = m.sampler.live[int(m.warmup) :] or m.sampler.live
+    return {
+        "workers": m.workers,
+        "slots": m.workers * m.slots,
+        "registered": m.registered,
+        "register_s": round(m.register_s, 2),
         "live_min": min(live_in_window, default=0),
-        "false_expiries": len(p["seen"].offline) if not p["dead"] else None,
-        "dead_processes": p["dead"],
+        "false_expiries": len(m.log.offline) if not m.dead else None,
+        "dead_processes": m.dead,
         "starts_per_s": figures.figure(rates or [0.0], digits=1),
         "starts_per_s_mean": round(in_window / max(int(end) - math.ceil(start), 1), 1),
         "starts_total": sum(tally.starts.values()),
         "duplicates": tally.duplicates,
-        "submitted": p["feeder"].submitted,
-        "ready_to_received_ms": _percentiles(probe),
+        "submitted": m.submitted,
+        "ready_to_received_ms": _percentiles(fleet_stats.latencies_ms(m.ready, tally.probes)),
         "pass_to_received_ms": {
             "p50": tally.pass_to_received.percentile(0.5),
             "p99": tally.pass_to_received.percentile(0.99),
             "samples": tally.pass_to_received.count,
         },
-        "scheduler_rss_mb": round(max(sampler.rss_mb, default=float("nan")), 1),
+        "scheduler_rss_mb": round(max(m.sampler.rss_mb, default=float("nan")), 1),
         "window_s": round(end - start, 1),
-        "cores": p["cores"],
+        "cores": m.cores,
         "machine_cores": psutil.cpu_count(),
+        **_pass_figures(m.log.passes),
     }
-    if passes:
-        out["passes"] = sum(int(line["passes"]) for line in passes)
-        # A period's line names only the phases its passes went through (no write: no key).
-        names = sorted({k[: -len("_p50_ms")] for x in passes for k in x if k.endswith("_p50_ms")})
-        for phase in names:
-            for q in ("p50", "p99"):
-                values = [float(x[f"{phase}_{q}_ms"]) for x in passes if f"{phase}_{q}_ms" in x]
-                if values:
-                    out.setdefault(f"{phase}_ms", {})[q] = figures.summary(values, 2)
+
+
+def _pass_figures(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Passes counted and, per phase of a pass, median/min–max of the logged p50s and p99s."""
+    if not passes:
+        return {}
+    out: dict[str, Any] = {"passes": sum(int(line["passes"]) for line in passes)}
+    # A period's line names only the phases its passes went through (no write: no key).
+    names = sorted({k[: -len("_p50_ms")] for x in passes for k in x if k.endswith("_p50_ms")})
+    for phase in names:
+        for q in ("p50", "p99"):
+            values = [float(x[f"{phase}_{q}_ms"]) for x in passes if f"{phase}_{q}_ms" in x]
+            if values:
+                out.setdefault(f"{phase}_ms", {})[q] = figures.summary(values, 2)
     return out
 
 
