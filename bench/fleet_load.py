@@ -8,7 +8,8 @@ stack once a second, and reads the scheduler's log.
   ``a``'s end (``a.finished_at`` is that pass's clock) and goes ahead of the queue, so its
   dispatch waits for the scheduler, not for a free slot.
 * :class:`Sampler`: live workers of the phase (``workers.state`` idle or busy), scheduler RSS
-  (psutil), and whether every simulated-worker process is alive.
+  (psutil), and whether every simulated-worker process is alive; :class:`CpuWindow`: CPU by
+  kind of process over the measured window.
 * :func:`scheduler_log`: the ``scheduler.passes`` statistics and the workers it put offline
   (``scheduler.worker_offline``), from its JSON log, inside a time window.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +31,7 @@ import psutil
 
 from bench.e2e import batch_body, post_batch
 from bench.fleet_sim import JOB_TYPE, PROBE_PREFIX
-from bench.harness import Stack
+from bench.harness import Stack, cpu_ms
 
 BATCH = 1_000
 #: Concurrent ``POST /jobs/batch`` requests while the backlog is short.
@@ -122,6 +124,32 @@ class Sampler:
             self.rss_mb.append(self.rss())
             self.dead_sims = max(self.dead_sims, sum(p.poll() is not None for p in self.sims))
             await asyncio.sleep(1.0)
+
+
+class CpuWindow:
+    """CPU of each kind of process between two marks, in cores."""
+
+    def __init__(self, stack: Stack, sims: list[subprocess.Popen[bytes]]) -> None:
+        self.stack = stack
+        self.sims = [psutil.Process(p.pid) for p in sims]
+
+    async def read(self) -> dict[str, float]:
+        procs = self.stack.procs
+        out = {name: cpu_ms(p.ps) for name, p in procs.items()}
+        out["simulated_workers"] = sum(cpu_ms(p) for p in self.sims)
+        with contextlib.suppress(Exception):
+            out["postgres"] = await self.stack._backend_cpu()
+        rabbit = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
+        out["rabbitmq"] = sum(cpu_ms(p) for p in rabbit)
+        out["machine"] = sum(psutil.cpu_times()[:3]) * 1000  # user + nice + system
+        return out
+
+    async def mark(self) -> None:
+        self._t, self._start = time.perf_counter(), await self.read()
+
+    async def cores(self) -> dict[str, float]:
+        now, elapsed = await self.read(), (time.perf_counter() - self._t) * 1000
+        return {k: round((v - self._start.get(k, 0.0)) / elapsed, 2) for k, v in now.items()}
 
 
 @dataclass

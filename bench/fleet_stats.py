@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,3 +126,17 @@ def window_rates(
 def latencies_ms(ready_at: Mapping[str, float], received: Mapping[str, float]) -> list[float]:
     """For each job in both: received − ready, in ms."""
     return [(received[j] - ready_at[j]) * 1000 for j in ready_at if j in received]
+
+
+def weighted_median(values: Sequence[float], weights: Sequence[int]) -> float:
+    """The median of ``values`` with each counted ``weights`` times (NaN if none): the
+    scheduler logs a p50 per period, and a period of three 5 s passes must not weigh as much as
+    one of a thousand 5 ms passes."""
+    pairs = sorted((v, w) for v, w in zip(values, weights, strict=True) if w > 0)
+    total = sum(w for _, w in pairs)
+    seen = 0
+    for value, weight in pairs:
+        seen += weight
+        if 2 * seen >= total:
+            return value
+    return float("nan")

@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from bench.fleet_stats import Histogram, Tally, latencies_ms, merged, window_rates
+from bench.fleet_stats import (
+    Histogram,
+    Tally,
+    latencies_ms,
+    merged,
+    weighted_median,
+    window_rates,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,3 +62,9 @@ def test_window_rates_count_silent_seconds_as_zero() -> None:
 def test_latencies_join_ready_and_received() -> None:
     got = latencies_ms({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 1.004, "c": 3.05})
     assert got == pytest.approx([4.0, 50.0])
+
+
+def test_weighted_median_counts_each_period_by_its_passes() -> None:
+    assert weighted_median([5000.0, 5.0, 6.0], [3, 1000, 900]) == 5.0
+    assert weighted_median([1.0, 2.0], [1, 1]) == 1.0
+    assert math.isnan(weighted_median([], []))
