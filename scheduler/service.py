@@ -52,7 +52,7 @@ from scheduler.timings import PassTimings
 from scheduler.values import Placement, SendCancel, Transition
 from scheduler.writes import plan_pass
 from smartq import heap, topology
-from smartq.broker import Broker, IncomingMessage
+from smartq.broker import Broker, IncomingMessage, ack_all
 from smartq.db import psycopg_dsn
 from smartq.failpoints import Failpoints
 from smartq.settings import Settings
@@ -305,9 +305,7 @@ class SchedulerService:
             await self._republish(todo)
         self.timings.mark("publish")
         self.monitor.record(transitions, inbox.beats.values())
-        for message in messages:
-            if not message.settled:
-                await message.ack()
+        await ack_all(messages)  # one consumer's, every earlier delivery settled
         self.timings.mark("ack")
         self.timings.finish()
         self.passes += 1
