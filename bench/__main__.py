@@ -23,6 +23,7 @@ BENCHMARKS = {
     "dag1k": "bench.dags:main_dag1k",
     "chain": "bench.dags:main_chain",
     "dask": "bench.daskpeer",
+    "spy": "bench.spy",
     "packing": "bench.packing",
     "placement": "bench.placement",
     "memory": "bench.memory",
