@@ -22,6 +22,8 @@ BENCHMARKS = {
     "dag10k": "bench.dags:main_dag10k",
     "dag1k": "bench.dags:main_dag1k",
     "chain": "bench.dags:main_chain",
+    "dask": "bench.daskpeer",
+    "spy": "bench.spy",
     "packing": "bench.packing",
     "placement": "bench.placement",
     "memory": "bench.memory",

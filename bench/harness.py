@@ -421,6 +421,10 @@ class Stack:
                 total += cpu_ms(psutil.Process(pid))
         return total
 
+    async def cpu_now(self) -> dict[str, float]:
+        """CPU-ms so far of each smartq process, the database's backends and RabbitMQ."""
+        return {**self._cpu(), "postgres": await self._backend_cpu()}
+
     async def mark(self) -> None:
         """Start counting from now (start-up and readiness checks are left out)."""
         self._mark_backends = await self._backend_cpu()
