@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg.rows import dict_row
 
 from smartq import keystore, migrate
 from smartq.cluster import netns, processes
@@ -210,13 +211,23 @@ class Cluster:
         _wait(lambda: self.leader() is not None, deadline - time.monotonic(), "a leader")
 
     def leader(self) -> str | None:
-        """The scheduler whose log last says it leads and that runs (None: none yet)."""
+        """The first of :meth:`leaders` (None: none yet)."""
+        leaders = self.leaders()
+        return leaders[0] if leaders else None
+
+    def leaders(self) -> list[str]:
+        """The running schedulers whose logs last say they lead (more than one: a leader that
+        has not noticed it lost its lock)."""
+        out = []
         for h in self.spec.hosts():
             if h.role is Role.SCHEDULER and self.alive(h.name):
                 actions = [a for a in _actions(self.log(h.name)) if a.startswith("leader.")]
                 if actions and actions[-1] == "leader.acquired":
-                    return h.name
-        return None
+                    out.append(h.name)
+        return out
+
+    def schedulers(self) -> list[str]:
+        return [h.name for h in self.spec.hosts() if h.role is Role.SCHEDULER]
 
     # -- down ------------------------------------------------------------------------------
     def down(self, *, drop_database: bool = False) -> list[str]:
@@ -270,6 +281,10 @@ class Cluster:
         }
 
     # -- helpers ---------------------------------------------------------------------------
+    def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        with psycopg.connect(self.db_url, row_factory=dict_row) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
     def scalar(self, sql: str, params: Any = None) -> Any:
         with psycopg.connect(self.db_url) as conn:
             row = conn.execute(sql, params).fetchone()
