@@ -11,6 +11,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+#: The processes this process started, kept so they are reaped (and not warned about) here;
+#: those of an earlier command are known by pid alone.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def start(argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path | None = None) -> int:
     """Start ``argv`` detached; returns its pid."""
@@ -25,15 +29,14 @@ def start(argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path | No
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _children[proc.pid] = proc
     return proc.pid
 
 
 def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie of ours is reaped and counts as dead)."""
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
+    """Whether ``pid`` runs (a child of ours that ended is reaped and counts as dead)."""
+    if pid in _children:
+        return _children[pid].poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -58,4 +61,7 @@ def stop(pids: Sequence[int], timeout: float = 10) -> list[int]:
     killed = [p for p in pids if alive(p)]
     for pid in killed:
         signal_pid(pid, signal.SIGKILL)
+    for pid in pids:
+        if (proc := _children.pop(pid, None)) is not None:
+            proc.wait(10)
     return killed

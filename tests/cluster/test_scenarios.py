@@ -59,6 +59,7 @@ def test_worker_cut_off_from_rabbitmq(net: Cluster, toxic: str) -> None:
     t.mark("w1 offline")
     time.sleep(max(0.0, 30 - (time.monotonic() - cut)))
     c.proxy.clear("amqp-w1")
+    healed = c.scalar("SELECT clock_timestamp()")
     t.mark(f"{toxic} 30s, cleared")
     wait_for(
         lambda: c.scalar("SELECT state FROM workers WHERE id = 'w1'") != "offline",
@@ -69,6 +70,8 @@ def test_worker_cut_off_from_rabbitmq(net: Cluster, toxic: str) -> None:
     s.submit(dag("b", 40), key="b")
     s.stop()
     _settle(c, s, t)
+    after = "SELECT count(*) FROM side_effects WHERE worker_id = 'w1' AND ts > %s"
+    assert c.scalar(after, (healed,)) > 0, "w1 took no work after it came back"
 
 
 def _leader_cut_off(c: Cluster, cut: str) -> None:
