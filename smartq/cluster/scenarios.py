@@ -58,10 +58,21 @@ def by_name(name: str) -> Scenario:
     raise KeyError(f"no scenario {name!r}; scenarios: {[s.name for s in SCENARIOS]}")
 
 
+def selector(names: Sequence[str]) -> str:
+    """pytest's ``-k`` for ``names`` (all when empty); ``NAME[VARIANT]`` picks one variant,
+    e.g. ``api-db[stall]``."""
+    if not names:
+        return " or ".join(s.test for s in SCENARIOS)
+    parts = []
+    for name in names:
+        base, _, variant = name.partition("[")
+        test = by_name(base).test
+        parts.append(f"({test} and {variant.rstrip(']')})" if variant else test)
+    return " or ".join(parts)
+
+
 def run(names: Sequence[str], extra: Sequence[str] = ()) -> int:
     """Run the named scenarios (all when empty) with pytest; returns its exit code."""
-    chosen = [by_name(n) for n in names] if names else list(SCENARIOS)
-    selector = " or ".join(s.test for s in chosen)
-    argv = [sys.executable, "-m", "pytest", "tests/cluster", "-m", "cluster", "-k", selector]
+    argv = [sys.executable, "-m", "pytest", "tests/cluster", "-m", "cluster", "-k", selector(names)]
     argv += ["-s", "-p", "no:cacheprovider", *extra]
     return subprocess.run(argv, cwd=ROOT, check=False).returncode

@@ -138,7 +138,8 @@ def test_api_cut_off_from_database(net: Cluster, toxic: str) -> None:
     refused: dict[str, list[dict[str, object]]] = {}
     answers: list[tuple[int | str, float, str | None]] = []
     api1 = c.api_base("api1")
-    for i in range(5):
+    s.apis = ["api2"]  # the other API goes on meanwhile
+    for i in range(3):
         jobs, key = dag(f"r{i}-", 10, seed=i), f"r{i}"
         began = time.monotonic()
         try:
@@ -146,13 +147,13 @@ def test_api_cut_off_from_database(net: Cluster, toxic: str) -> None:
                 f"{api1}/jobs/batch",
                 json={"jobs": jobs},
                 headers={**c.headers, "Idempotency-Key": key},
-                timeout=15,
+                timeout=12,
             )
             answers.append((r.status_code, time.monotonic() - began, r.headers.get("Retry-After")))
         except httpx.TimeoutException:
             answers.append(("timeout", time.monotonic() - began, None))
         refused[key] = jobs
-        s.submit(dag(f"ok{i}-", 10, seed=i), key=f"ok{i}")  # the other API goes on
+        s.submit(dag(f"ok{i}-", 10, seed=i), key=f"ok{i}")
     time.sleep(max(0.0, 20 - t.mark("requests")))
     c.proxy.clear("pg-api1")
     t.mark("cleared")
