@@ -142,9 +142,6 @@ class Cluster:
         pid = self.state.pids.get(name)
         return pid is not None and processes.alive(pid)
 
-    def kill(self, name: str) -> None:
-        processes.stop([self.state.pids.pop(name)], timeout=0)
-
     def start(self, host: str) -> None:
         """(Re)start the process of ``host``."""
         h = self.host(host)
