@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import errors
 from api.admission import Admission
+from api.deadline import Deadline
 from api.deps import ApiContext
 from api.fastpath import SubmitFastPath
 from api.hints import SubmitHints
@@ -65,6 +66,7 @@ def create_app(
     errors.install(app)
     app.add_middleware(SubmitFastPath)  # inside the body limit (the last added is outermost)
     app.add_middleware(errors.BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(Deadline, seconds=settings.api_deadline_seconds)  # outermost
     routers = (
         stream.router,
         submissions.router,

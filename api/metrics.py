@@ -167,7 +167,8 @@ class Metrics:
         self.refused = Counter(
             "smartq_api_refused",
             "Requests refused for now, with Retry-After, by why: a tenant's submit_rate or "
-            "max_active_jobs (429), or no database connection free in time (overloaded, 503).",
+            "max_active_jobs (429), no database connection free in time (overloaded, 503), or "
+            "no answer within the request's deadline (deadline, 503).",
             ["reason"],
             registry=r,
         )

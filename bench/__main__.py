@@ -31,6 +31,7 @@ BENCHMARKS = {
     "auth": "bench.auth",
     "sdk": "bench.sdk",
     "ui": "bench.ui",
+    "ui-log": "bench.ui:main_log",
     "all": "bench.suite:main_all",
     "smoke": "bench.suite:main_smoke",
 }

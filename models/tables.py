@@ -451,7 +451,9 @@ class Schedule(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(UtcDateTime, nullable=False))
 
 
-# The callbacks' tables live in their own module; imported here so this metadata has them.
-import models.callback_tables  # noqa: E402,F401
+# The callbacks' tables and the leader's token live in their own modules; imported here so
+# this metadata has them.
+import models.callback_tables  # noqa: E402
+import models.leadership_table  # noqa: E402,F401
 
 metadata = SQLModel.metadata

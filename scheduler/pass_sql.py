@@ -11,7 +11,10 @@ The semantics are those of :mod:`scheduler.store`'s functions (the SQLite path s
 them): job rows move only ``WHERE status = from AND attempts = n`` and the statement returns
 the rows that moved with their dispatch fields; an attempt row opens for each placement that
 won; reports close attempt rows still open; heartbeats upsert workers (outcome counters
-added); workers past their lease are marked offline.
+added); workers past their lease are marked offline. Nothing is written unless the leader's
+token (``scheduler_leadership.epoch``, locked ``FOR SHARE`` for the statement) is still this
+scheduler's (:mod:`scheduler.leader`); else the statement returns one row of NULLs and
+:meth:`PassConnection.write` raises :class:`scheduler.leader.LeadershipLost`.
 
 The read is :func:`scheduler.store.load_pending` as one statement: the pending rows named by the
 pass's ``job.submitted`` hints (an array parameter, so one prepared statement serves every
@@ -30,12 +33,15 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
+from scheduler.leader import LeadershipLost, holder_name
 from scheduler.rows import JOB_COLUMNS, JobWrite
 from scheduler.store import SPEC_COLUMNS, Loaded, Upstream, loaded_from
 
 if TYPE_CHECKING:
     from scheduler.rows import PassWrite
 
+#: A pass connection (re)opened on a stalled path gives up after this long.
+CONNECT_TIMEOUT_SECONDS = 10
 _JOB_KEYS = ("id", "from_status", "from_attempts", *(c.field for c in JOB_COLUMNS))
 #: A job write as the statement's row: a dict display made from JOB_COLUMNS once, at import. A
 #: pass may hold 10,000 writes; a generic ``dict(zip(...))`` per write took twice as long.
@@ -47,13 +53,16 @@ _job_row: Callable[[JobWrite, set[uuid.UUID]], dict[str, Any]] = eval(
 _V_COLUMNS = ", ".join(f"{c.field} {c.pg_type}" for c in JOB_COLUMNS)
 _V_SET = ", ".join(f"{c.column} = {c.pg_set or 'v.' + c.field}" for c in JOB_COLUMNS)
 _PASS = f"""
-WITH v AS (
+WITH fence AS (
+    SELECT epoch FROM scheduler_leadership WHERE id = 1 AND epoch = %(epoch)s FOR SHARE
+), v AS (
     SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb) AS v(
         id uuid, from_status text, from_attempts int, {_V_COLUMNS}, opens bool)
 ), moved AS (
     UPDATE jobs AS j SET {_V_SET}, updated_at = %(now)s
     FROM v
     WHERE j.id = v.id AND j.status = v.from_status AND j.attempts = v.from_attempts
+      AND EXISTS (SELECT FROM fence)
     RETURNING j.id, j.type, j.name, j.payload, j.timeout_seconds, j.batch_id, j.cpu_units,
               COALESCE(j.memory_escalated_mb, j.memory_mb) AS memory_mb, j.attempts,
               j.worker_id, j.tenant, v.opens
@@ -71,10 +80,12 @@ WITH v AS (
         duration float8, outcome text, error text, result jsonb, released_at timestamptz,
         failure_class text, peak_memory_mb int)
     WHERE a.job_id = c.job_id AND a.attempt = c.attempt AND a.finished_at IS NULL
+      AND EXISTS (SELECT FROM fence)
 ), released AS (
     UPDATE job_attempts AS a SET released_at = %(now)s
     FROM jsonb_to_recordset(%(releases)s::jsonb) AS r(job_id uuid, attempt int)
     WHERE a.job_id = r.job_id AND a.attempt = r.attempt AND a.released_at IS NULL
+      AND EXISTS (SELECT FROM fence)
 ), beats AS (
     INSERT INTO workers AS w (id, hostname, cpu_units, memory_mb, state, job_types, started_at,
                               last_heartbeat, draining, resources, labels, jobs_succeeded,
@@ -85,6 +96,7 @@ WITH v AS (
         id text, hostname text, cpu_units int, memory_mb int, state text, job_types jsonb,
         started_at timestamptz, last_heartbeat timestamptz, draining bool, resources jsonb,
         labels jsonb, jobs_succeeded bigint, jobs_failed bigint)
+    WHERE EXISTS (SELECT FROM fence)
     ON CONFLICT (id) DO UPDATE SET
         hostname = excluded.hostname, cpu_units = excluded.cpu_units,
         memory_mb = excluded.memory_mb, state = excluded.state, job_types = excluded.job_types,
@@ -95,11 +107,13 @@ WITH v AS (
 ), gone AS (
     UPDATE workers SET state = 'offline'
     WHERE id IN (SELECT jsonb_array_elements_text(%(gone)s::jsonb))
+      AND EXISTS (SELECT FROM fence)
 ), kept AS (
     INSERT INTO breakers AS k (job_type, state, opened_at, cooldown_seconds, forced, updated_at)
     SELECT job_type, state, opened_at, cooldown_seconds, forced, %(now)s
     FROM jsonb_to_recordset(%(breakers)s::jsonb) AS k2(
         job_type text, state text, opened_at timestamptz, cooldown_seconds float8, forced bool)
+    WHERE EXISTS (SELECT FROM fence)
     ON CONFLICT (job_type) DO UPDATE SET
         state = excluded.state, opened_at = excluded.opened_at,
         cooldown_seconds = excluded.cooldown_seconds, forced = excluded.forced,
@@ -108,9 +122,12 @@ WITH v AS (
     DELETE FROM job_attempts AS a
     USING jsonb_to_recordset(%(drops)s::jsonb) AS d(job_id uuid, attempt int)
     WHERE a.job_id = d.job_id AND a.attempt = d.attempt AND a.finished_at IS NULL
+      AND EXISTS (SELECT FROM fence)
 )
 SELECT id, type, name, payload, timeout_seconds, batch_id, cpu_units, memory_mb, tenant
 FROM moved
+UNION ALL  -- the fence's verdict: a row of NULLs when this scheduler no longer leads
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE NOT EXISTS (SELECT FROM fence)
 """
 
 
@@ -194,12 +211,18 @@ class PassConnection:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
+        #: The leader's token every write is fenced by (set on acquiring the lead).
+        self.epoch: int | None = None
         self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
 
     async def _connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=True, row_factory=dict_row
+                self.dsn,
+                autocommit=True,
+                row_factory=dict_row,
+                application_name=holder_name(),
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
             )
             # The statement's best plan does not depend on its parameters (index lookups by id
             # for every row); planning it afresh at each pass cost PostgreSQL ~1.5 ms.
@@ -245,7 +268,12 @@ class PassConnection:
             w.attempts.releases,
             w.breakers,
         )
-        return {row["id"]: row for row in await self.run(_PASS, params)}
+        if self.epoch is None:
+            raise LeadershipLost("this scheduler holds no leader's token")
+        rows = await self.run(_PASS, {**params, "epoch": self.epoch})
+        if rows and rows[-1]["id"] is None:
+            raise LeadershipLost(f"the leader's token moved past epoch {self.epoch}")
+        return {row["id"]: row for row in rows}
 
     async def run(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """One statement's rows; a broken connection is dropped (the next call reconnects)."""

@@ -25,6 +25,9 @@ Won = Mapping[uuid.UUID, Any]
 
 
 class PassStore(Protocol):
+    #: The leader's token the writes are fenced by (:mod:`scheduler.leader`).
+    epoch: int | None
+
     async def read_pending(
         self, ids: Sequence[uuid.UUID] | None, known: Container[uuid.UUID], limit: int
     ) -> Loaded:

@@ -17,7 +17,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ from scheduler.flowconfig import (
     restore_breakers,
 )
 from scheduler.inbox import Inbox, decode
-from scheduler.leader import Leadership
+from scheduler.leader import Leadership, LeadershipLost
 from scheduler.liveness import Liveness
 from scheduler.monitoring import Monitor
 from scheduler.pass_sql import PassConnection
@@ -58,8 +58,6 @@ from smartq.failpoints import Failpoints
 from smartq.settings import Settings
 
 log = logging.getLogger(__name__)
-#: How often the leader checks that its lock connection still holds the lock.
-LEADER_CHECK_SECONDS = 0.5
 #: Jobs one read of new jobs takes at most.
 READ_LIMIT = 50_000
 
@@ -188,12 +186,17 @@ class SchedulerService:
     async def run(self, stop: asyncio.Event) -> None:
         """Schedule until ``stop`` is set, while this process leads (see scheduler.leader);
         wait as a hot standby while another scheduler does."""
-        leadership = Leadership(self.engine)
+        leadership = Leadership(self.engine, lease_seconds=self.settings.leader_lease_seconds)
         try:
             while not stop.is_set():
                 if not await leadership.acquire(stop):
                     return
-                await self._lead(stop, leadership)
+                self.store.epoch = leadership.epoch
+                try:
+                    await self._lead(stop, leadership)
+                finally:
+                    self.store.epoch = None
+                await leadership.release()
         finally:
             await leadership.release()
 
@@ -207,10 +210,11 @@ class SchedulerService:
         try:
             async with asyncio.TaskGroup() as group:
                 side = self._side_tasks(group)
+                side.append(group.create_task(leadership.keep(), name="scheduler-lease"))
                 try:
                     await self._republish(self._redispatch)
                     self._redispatch = []
-                    await self._passes(stop, leadership)
+                    await _until_lost(self._passes(stop, leadership), leadership.lost)
                 finally:
                     await self.publisher.drain()  # what passes committed goes out first
                     for task in side:
@@ -235,13 +239,9 @@ class SchedulerService:
         ]
 
     async def _passes(self, stop: asyncio.Event, leadership: Leadership) -> None:
-        loop = asyncio.get_running_loop()
-        next_check = loop.time() + LEADER_CHECK_SECONDS
         while not stop.is_set():
-            if loop.time() >= next_check:
-                if not await leadership.still_leader():
-                    return
-                next_check = loop.time() + LEADER_CHECK_SECONDS
+            if not await leadership.still_leader():
+                return
             await self.run_pass()
             await self._sleep(stop)
         if self._messages:  # what arrived before the stop (a goodbye) is settled now
@@ -288,6 +288,11 @@ class SchedulerService:
         self.timings.mark("decide")
         try:
             outgoing = await self._commit(transitions, placements, inbox, gone, now)
+        except LeadershipLost:  # nothing was written: the inputs go to the new leader
+            for message in messages:
+                if not message.settled:
+                    await message.nack(requeue=True)
+            raise
         except Exception:
             await self._recover(messages)
             return PassResult()
@@ -423,3 +428,27 @@ class SchedulerService:
             self.settings.forecast_jobs,
             lambda: self._batch_of,
         )
+
+
+async def _until_lost(passes: Coroutine[Any, Any, None], lost: asyncio.Event) -> None:
+    """Run the passes until they end or the lead is lost; then stop them, even in the middle
+    of a statement that a stalled path holds (its write is fenced, see scheduler.leader)."""
+    running = asyncio.ensure_future(passes)
+    waiting = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        if not running.done():
+            running.cancel()
+        try:
+            await running
+        except asyncio.CancelledError:
+            if not lost.is_set():
+                raise  # we were cancelled, not the lead lost
+        except LeadershipLost as exc:
+            log.error(
+                "a pass found another scheduler leads; stepping down",
+                extra={"action": "leader.lost", "reason": str(exc)},
+            )
+            lost.set()

@@ -32,6 +32,8 @@ class SqlitePassStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        #: Unused: one process owns an SQLite file, so nothing else could lead.
+        self.epoch: int | None = None
 
     async def read_pending(
         self, ids: Sequence[uuid.UUID] | None, known: Container[uuid.UUID], limit: int

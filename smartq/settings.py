@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     # Scheduler
     scheduler_poll_seconds: float = 2.0
     worker_lease_seconds: float = 15.0
+    leader_lease_seconds: float = Field(
+        default=10.0,
+        ge=2,
+        le=300,
+        description="How long the leader's lock outlives the leader's silence: its lock session "
+        "is ended by PostgreSQL after this long without a word (a frozen process, a stalled "
+        "path), so the standby takes over; the leader itself stops after half of it.",
+    )
     retry_jitter: float = Field(default=0.0, ge=0, le=1, description="Backoff spread: ±fraction.")
     scheduler_lookahead: int = Field(default=256, ge=1, description="Ready jobs a pass may skip.")
     scheduler_stats_seconds: float = Field(
@@ -126,6 +134,13 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a request waits for a database connection; past it the API "
         "answers 503 with Retry-After instead of hanging (a 2xx always means committed).",
+    )
+    api_deadline_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        description="An HTTP request not answered in this long gets 503 with Retry-After (a "
+        "database whose path stalled); 0: no deadline. Above the longest request you expect "
+        "(a batch of max_batch_jobs, a purge).",
     )
     # Flow control (issue 17): defaults for tenants and types an admin set nothing for
     tenant_max_active_jobs: int | None = Field(

@@ -118,15 +118,32 @@ class StreamClient:
     async def next(self) -> str:
         """The next text to send, waiting for one."""
         while True:
-            if self.control:
-                return self.control.popleft()
-            if self.buffer:
-                text, event = self.buffer.popleft()
-                if not self._stale(event):
-                    return text
-                continue
+            text = self._take()
+            if text is not None:
+                return text
             self._wake.clear()
             await self._wake.wait()
+
+    async def next_many(self, limit: int) -> list[str]:
+        """The texts waiting, in order, at most ``limit``; waits for the first. (A client of
+        batched frames gets them in one frame.)"""
+        texts = [await self.next()]
+        while len(texts) < limit:
+            text = self._take()
+            if text is None:
+                break
+            texts.append(text)
+        return texts
+
+    def _take(self) -> str | None:
+        """The next text to send, if one waits: replies and snapshots first."""
+        if self.control:
+            return self.control.popleft()
+        while self.buffer:
+            text, event = self.buffer.popleft()
+            if not self._stale(event):
+                return text
+        return None
 
     def close(self, code: int, reason: str) -> None:
         """Ask the socket side to close with ``code``; stop buffering."""

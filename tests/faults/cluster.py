@@ -183,6 +183,14 @@ class Cluster:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the process stops mid-step, its TCP connections stay open (the kernel
+        still answers for them), as in a long GC pause, a frozen VM or a stalled network path."""
+        self.procs.running[name].send_signal(signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        self.procs.running[name].send_signal(signal.SIGCONT)
+
     def terminate(self, name: str, timeout: float = 30) -> tuple[int, float]:
         """SIGTERM; returns the exit code and how long the process took to exit."""
         began = time.monotonic()

@@ -95,3 +95,49 @@ def test_two_schedulers_one_leads_and_the_standby_takes_over(faults: Cluster) ->
     twice = c.rows("SELECT job_id FROM side_effects GROUP BY job_id HAVING count(*) > 1")
     assert twice == [], "an attempt was dispatched twice"
     assert c.scalar("SELECT max(attempts) FROM jobs") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_a_frozen_leader_loses_the_lead_and_is_fenced_when_it_wakes(faults: Cluster) -> None:
+    """The leader is frozen (SIGSTOP) under load: its database sessions stay open, so a lock
+    tied to the session alone would be held for ever. Its lease runs out, the standby takes
+    over and finishes the work; thawed, the old leader finds it no longer leads and goes back
+    to waiting without writing anything: no attempt runs twice."""
+    c, t = faults, Stopwatch()
+    lease = {"SMARTQ_LEADER_LEASE_SECONDS": "3"}
+    c.procs.start("sched-a", "scheduler", env=lease)
+    c.wait_for(lambda: "leader.acquired" in c.procs.log("sched-a"), timeout=60, what="a leader")
+    c.procs.start("sched-b", "scheduler", env=lease)
+    c.boot({"w1": 16}, scheduler=False)
+    c.wait_for(lambda: "leader.standby" in c.procs.log("sched-b"), timeout=60, what="a standby")
+    t.mark("boot")
+    first = c.submit_batch(_jobs(120, "a", seconds=0.2))
+    c.wait_for(
+        lambda: any(s == "completed" for s in c.statuses(first).values()),
+        timeout=60,
+        what="work to start",
+    )
+    c.freeze("sched-a")
+    frozen = time.monotonic()
+    t.mark("SIGSTOP sched-a")
+    c.wait_for(
+        lambda: "leader.acquired" in c.procs.log("sched-b"), timeout=30, what="the standby to lead"
+    )
+    takeover = time.monotonic() - frozen
+    t.mark(f"takeover {takeover:.1f}s")
+    second = c.submit_batch(_jobs(30, "b"))
+    c.thaw("sched-a")
+    c.wait_for(
+        lambda: "leader.lost" in c.procs.log("sched-a"), timeout=30, what="the old leader to yield"
+    )
+    t.mark("old leader yielded")
+    counts = check(c, accepted=first + second, settle_timeout=90)
+    t.mark("settled")
+    print(f"\n{t}\n{counts!r}")
+    assert takeover < 3 + 5
+    assert c.alive("sched-a"), "the old leader should wait as a standby, not crash"
+    assert set(c.statuses(first + second).values()) == {"completed"}
+    counts.assert_clean()
+    twice = c.rows("SELECT job_id FROM side_effects GROUP BY job_id HAVING count(*) > 1")
+    assert twice == [], "an attempt was dispatched twice"

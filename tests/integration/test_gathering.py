@@ -114,4 +114,6 @@ async def test_a_stopping_scheduler_sends_the_events_it_holds(system: System, ta
     await system.stop("scheduler")
     await asyncio.sleep(0.3)
     statuses = [item["status"] for items in tap.of("job.status.") for item in items]
-    assert statuses == ["ready", "running"], statuses
+    # Whether the job was ``ready`` for a pass of its own depends on whether the worker's
+    # first heartbeat came in the same pass as the job: every event held is sent, in order.
+    assert statuses in (["ready", "running"], ["running"]), statuses

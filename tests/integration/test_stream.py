@@ -216,11 +216,34 @@ async def test_a_client_that_never_reads_does_not_hold_up_the_others(system: Sys
     assert received == list(range(sent))  # the reading client got everything, in order
 
 
+async def test_batched_frames_carry_the_waiting_events_in_order(system: System) -> None:
+    """``?frames=batched``: the lines of a burst come as arrays, none lost, in order; a lone
+    event still comes as an object."""
+    job_id = uuid.uuid4()
+    async with system.stream("type=job.log&frames=batched") as ws:
+        assert (await ws.receive_json())["type"] == "stream.subscribed"  # alone: an object
+        await _publish_lines(system, job_id, 0, 1_200)
+        frames: list[Any] = []
+        seqs: list[int] = []
+        while len(seqs) < 1_200:
+            frame = await ws.receive_json()
+            frames.append(frame)
+            seqs += [e["seq"] for e in (frame if isinstance(frame, list) else [frame])]
+        await _publish_lines(system, job_id, 1_200, 1)
+        lone = await ws.receive_json()
+    assert seqs == list(range(1_200))
+    assert any(isinstance(f, list) and len(f) > 1 for f in frames), [len(f) for f in frames]
+    assert all(len(f) <= 500 for f in frames if isinstance(f, list))
+    assert len(frames) < 1_200 / 2  # far fewer frames than lines
+    assert isinstance(lone, dict) and lone["seq"] == 1_200
+
+
 BAD = [
     ("status=bogus", None, 4400, "statuses"),
     ("type=job.nope", None, 4400, "types"),
     ("job_id=not-a-uuid", None, 4400, "job_ids"),
     ("colour=blue", None, 4400, "unknown query parameter 'colour'"),
+    ("frames=many", None, 4400, "frames must be one of one, batched"),
     (f"job_id={uuid.UUID(int=7)}", None, 4404, "no job"),
     (f"batch_id={uuid.UUID(int=7)}", None, 4404, "no batch"),
     ("", "not json", 4400, ""),

@@ -41,7 +41,8 @@ export class Stream {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const key = getKey();
     const protocols = key ? ["smartq", `smartq.bearer.${key}`] : ["smartq"];
-    const url = withTenant(`${scheme}://${location.host}/jobs/stream${query(this.filter)}`);
+    const params = query({ ...this.filter, frames: "batched" });
+    const url = withTenant(`${scheme}://${location.host}/jobs/stream${params}`);
     const ws = new WebSocket(url, protocols);
     this.ws = ws;
     setLive("connecting", "connecting…");
@@ -52,8 +53,9 @@ export class Stream {
       this.emit("stream.open", { type: "stream.open", reconnect: this.opens > 1 });
     };
     ws.onmessage = (m) => {
-      const event = JSON.parse(m.data);
-      this.emit(event.type, event);
+      // ?frames=batched: a frame is one event, or an array of the events that waited.
+      const data = JSON.parse(m.data);
+      for (const event of Array.isArray(data) ? data : [data]) this.emit(event.type, event);
     };
     ws.onclose = async (e) => {
       if (this.closed || ws !== this.ws) return;
