@@ -173,6 +173,10 @@ DEFAULT_ENV = {
     "SMARTQ_SCHEDULER_POLL_SECONDS": "0.5",
     "SMARTQ_SHUTDOWN_GRACE_SECONDS": "2",
     "SMARTQ_MONITOR_SECONDS": "0.5",
+    # A leader cut off from PostgreSQL stops at half its lease and the server ends its lock
+    # session after it; an API answers 503 to a request its database has not answered by then.
+    "SMARTQ_LEADER_LEASE_SECONDS": "5",
+    "SMARTQ_API_DEADLINE_SECONDS": "5",
 }
 
 
