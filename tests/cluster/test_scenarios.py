@@ -80,8 +80,8 @@ def test_worker_cut_off_from_rabbitmq(net: Cluster, toxic: str) -> None:
 
 def _leader_cut_off(c: Cluster, cut: str) -> None:
     """The leading scheduler loses PostgreSQL (``cut``: ``stall`` its PG path, or
-    ``partition`` its host); the standby must lead within 20 s (the lease is 5 s), the old leader stop deciding,
-    and after the fault heals only one scheduler leads."""
+    ``partition`` its host); the standby must lead within 20 s (the lease is 5 s), the old
+    leader stop deciding, and after the fault heals only one scheduler leads."""
     t = Stopwatch()
     s = Submitter(c)
     s.submit(dag("a", 150, seconds=0.5), key="a")
@@ -132,8 +132,9 @@ def test_leader_host_partitioned(net: Cluster) -> None:
 @pytest.mark.parametrize("toxic", ["stall", "down"])
 def test_api_cut_off_from_database(net: Cluster, toxic: str) -> None:
     """api1's PostgreSQL path stalls or goes down for 20 s. Its submits answer 503 with
-    ``Retry-After`` within the API's deadline (never hang, never 500), api2 keeps accepting, and each batch
-    refused is accepted whole on a retry with its key afterwards: none is half-written."""
+    ``Retry-After`` within the API's deadline (never hang, never 500), api2 keeps accepting,
+    and each batch refused is accepted whole on a retry with its key afterwards: none is
+    half-written."""
     c, t = net, Stopwatch()
     s = Submitter(c)
     s.submit(dag("warm", 20), key="warm")
