@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -70,7 +69,7 @@ def status(state_dir: StateDir = DEFAULT_STATE, output: Output = "text") -> None
         doc = Cluster.attach(state_dir).status()
     except ClusterError as exc:
         _fail(str(exc))
-    if output == "json" or (not sys.stdout.isatty() and output != "text"):
+    if output == "json":
         typer.echo(json.dumps(doc, indent=2))
         return
     typer.echo(f"leader: {doc['leader']}  database: {doc['database']}  up in {doc['up_seconds']}s")
