@@ -13,7 +13,7 @@ import pytest
 
 from smartq.cluster.cluster import Cluster
 from smartq.cluster.layout import DEFAULT_ENV
-from tests.cluster.workload import Submitter, dag, half_written, running_on, wait_for
+from tests.cluster.workload import Submitter, dag, flat, half_written, running_on, wait_for
 from tests.faults.checker import Counts, check
 from tests.faults.cluster import Stopwatch
 
@@ -71,7 +71,7 @@ def test_worker_cut_off_from_rabbitmq(net: Cluster, toxic: str) -> None:
         "w1 back online",
     )
     t.mark("w1 back")
-    s.submit(dag("b", 40), key="b")
+    s.submit(flat("b", 40, seconds=2.0), key="b")  # more than the other three hold (24 slots)
     s.stop()
     _settle(c, s, t)
     after = "SELECT count(*) FROM side_effects WHERE worker_id = 'w1' AND ts > %s"

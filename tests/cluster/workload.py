@@ -34,6 +34,14 @@ def dag(prefix: str, n: int, seconds: float = 0.3, seed: int = 0) -> list[dict[s
     return jobs
 
 
+def flat(prefix: str, n: int, seconds: float) -> list[dict[str, Any]]:
+    """``n`` independent jobs: wide enough to need every worker at once."""
+    return [
+        {"key": f"{prefix}{i}", "type": "side_effect", "payload": {"seconds": seconds}}
+        for i in range(n)
+    ]
+
+
 @dataclass
 class Submitter:
     """Submits batches to the cluster's APIs in turn; keeps what was accepted and every
