@@ -30,8 +30,9 @@ def _settle(c: Cluster, s: Submitter, t: Stopwatch, timeout: float = 180) -> Cou
         "SELECT status, count(*) AS n FROM jobs WHERE id = ANY(%s::uuid[]) GROUP BY status",
         (s.accepted,),
     )
+    answers = {code: s.codes.count(code) for code in sorted(set(s.codes))}
     print(
-        f"\n{t}\n{counts!r}\nstatuses {statuses}; answers {sorted(set(s.codes))}; "
+        f"\n{t}\n{counts!r}\nstatuses {statuses}; {len(s.batches)} batches, answers {answers}, "
         f"client errors {len(s.errors)}"
     )
     assert {r["status"] for r in statuses} == {"completed"}, statuses
