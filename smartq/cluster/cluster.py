@@ -27,6 +27,7 @@ from smartq.cluster import netns, processes
 from smartq.cluster.control import ProxyClient
 from smartq.cluster.layout import Host, Role, Spec
 from smartq.cluster.proxy import Address
+from smartq.cluster.toxics import ToxicError
 from smartq.db import create_async
 from smartq.keys import Scope
 
@@ -229,8 +230,9 @@ class Cluster:
     # -- down ------------------------------------------------------------------------------
     def down(self, *, drop_database: bool = False) -> list[str]:
         """Stop every process, delete namespaces and veths; returns what had to be killed."""
-        names = list(self.state.pids)
-        killed = processes.stop(list(self.state.pids.values()), timeout=10)
+        self._heal_all()  # so processes can drain and say goodbye rather than be killed
+        names = {pid: name for name, pid in self.state.pids.items()}
+        killed = processes.stop(list(names), timeout=10)
         self.state.pids.clear()
         self._clean_network()
         if drop_database:
@@ -242,7 +244,15 @@ class Cluster:
         if self._proxy is not None:
             self._proxy.close()
             self._proxy = None
-        return [n for n, pid in zip(names, killed, strict=False) if pid]
+        return [names[pid] for pid in killed]
+
+    def _heal_all(self) -> None:
+        if self.state.control:
+            with contextlib.suppress(httpx.HTTPError, ToxicError):
+                self.proxy.clear()
+        for h in self.spec.hosts():
+            if netns.link_up(h) is False:
+                netns.set_link(h, up=True)
 
     def _clean_network(self) -> None:
         for h in self.spec.hosts():
