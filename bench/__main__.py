@@ -32,6 +32,7 @@ BENCHMARKS = {
     "sdk": "bench.sdk",
     "ui": "bench.ui",
     "ui-log": "bench.ui:main_log",
+    "fleet": "bench.fleet",
     "all": "bench.suite:main_all",
     "smoke": "bench.suite:main_smoke",
 }

@@ -53,6 +53,7 @@ ORDER = (
     "ws",
     "auth",
     "sdk",
+    "fleet",
 )
 
 
@@ -138,8 +139,9 @@ async def _smoke() -> int:
 def main_smoke(argv: list[str]) -> int:
     """Every workload's quick version in well under 3 minutes (CI)."""
     # escalation and ui start stacks of their own (a small worker, their own job modules; ui
-    # drives the system's Chromium, which .ci/run installs).
-    failed = run_all(["--quick"], timeout=180, only=("core", "escalation", "ui"))
+    # drives the system's Chromium, which .ci/run installs); fleet its simulated workers
+    # (~17 s).
+    failed = run_all(["--quick"], timeout=180, only=("core", "escalation", "ui", "fleet"))
     failed += asyncio.run(_smoke())
     return 1 if failed else 0
 

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Coroutine
 from typing import Any
 
 import psycopg
@@ -195,6 +196,30 @@ class Leadership:
             log.debug("could not unlock in order; closing the session", exc_info=True)
         with contextlib.suppress(Exception):
             await conn.close()
+
+
+async def until_lost(passes: Coroutine[Any, Any, None], lost: asyncio.Event) -> None:
+    """Run the passes until they end or the lead is lost; then stop them, even in the middle
+    of a statement that a stalled path holds (its write is fenced, see scheduler.leader)."""
+    running = asyncio.ensure_future(passes)
+    waiting = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        if not running.done():
+            running.cancel()
+        try:
+            await running
+        except asyncio.CancelledError:
+            if not lost.is_set():
+                raise  # we were cancelled, not the lead lost
+        except LeadershipLost as exc:
+            log.error(
+                "a pass found another scheduler leads; stepping down",
+                extra={"action": "leader.lost", "reason": str(exc)},
+            )
+            lost.set()
 
 
 async def _sleep(stop: asyncio.Event | None, seconds: float) -> None:

@@ -18,7 +18,6 @@ Key = tuple[uuid.UUID, int]
 
 @dataclass(slots=True)
 class _Outstanding:
-    worker_id: str
     since: float
     republished: int = 0
 
@@ -30,33 +29,42 @@ class Verdicts:
 
 
 class DispatchTracker:
+    """Open dispatches indexed by worker: a heartbeat looks at its own worker's only. Scanning
+    every open dispatch per heartbeat cost 19 % of the leader's time at 1,000 workers and
+    3,000 dispatches/s (``bench fleet``), and grew with workers × dispatch rate."""
+
     def __init__(self, grace: float, max_republish: int = 3) -> None:
         self.grace = grace
         self.max_republish = max_republish
-        self._open: dict[Key, _Outstanding] = {}
+        self._open: dict[str, dict[Key, _Outstanding]] = {}
+        self._worker_of: dict[Key, str] = {}
 
     def __len__(self) -> int:
-        return len(self._open)
+        return len(self._worker_of)
 
     def dispatched(self, job_id: uuid.UUID, attempt: int, worker_id: str, now: float) -> None:
-        self._open[(job_id, attempt)] = _Outstanding(worker_id, now)
+        key = (job_id, attempt)
+        self._drop(key)
+        self._open.setdefault(worker_id, {})[key] = _Outstanding(now)
+        self._worker_of[key] = worker_id
 
     def settled(self, job_id: uuid.UUID, attempt: int) -> None:
         """A report arrived for the attempt: it certainly reached its worker."""
-        self._open.pop((job_id, attempt), None)
+        self._drop((job_id, attempt))
 
     def on_heartbeat(self, worker_id: str, holds: Iterable[Key], now: float) -> Verdicts:
-        held = set(holds)
         republish: list[tuple[uuid.UUID, int, str]] = []
         lost: list[tuple[uuid.UUID, int, str]] = []
-        for key, entry in list(self._open.items()):
-            if entry.worker_id != worker_id:
-                continue
+        mine = self._open.get(worker_id)
+        if not mine:
+            return Verdicts(republish, lost)
+        held = set(holds)
+        for key, entry in list(mine.items()):
             if key in held:
-                del self._open[key]
+                self._drop(key)
             elif now - entry.since >= self.grace:
                 if entry.republished >= self.max_republish:
-                    del self._open[key]
+                    self._drop(key)
                     lost.append((key[0], key[1], worker_id))
                 else:
                     entry.republished += 1
@@ -66,5 +74,14 @@ class DispatchTracker:
 
     def worker_gone(self, worker_id: str) -> None:
         """The worker's lease expired: the core already made its attempts lost."""
-        for key in [k for k, e in self._open.items() if e.worker_id == worker_id]:
-            del self._open[key]
+        for key in self._open.pop(worker_id, {}):
+            del self._worker_of[key]
+
+    def _drop(self, key: Key) -> None:
+        worker_id = self._worker_of.pop(key, None)
+        if worker_id is None:
+            return
+        mine = self._open[worker_id]
+        del mine[key]
+        if not mine:
+            del self._open[worker_id]

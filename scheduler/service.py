@@ -17,7 +17,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ from scheduler.flowconfig import (
     restore_breakers,
 )
 from scheduler.inbox import Inbox, decode
-from scheduler.leader import Leadership, LeadershipLost
+from scheduler.leader import Leadership, LeadershipLost, until_lost
 from scheduler.liveness import Liveness
 from scheduler.monitoring import Monitor
 from scheduler.pass_sql import PassConnection
@@ -52,7 +52,7 @@ from scheduler.timings import PassTimings
 from scheduler.values import Placement, SendCancel, Transition
 from scheduler.writes import plan_pass
 from smartq import heap, topology
-from smartq.broker import Broker, IncomingMessage
+from smartq.broker import Broker, IncomingMessage, ack_all
 from smartq.db import psycopg_dsn
 from smartq.failpoints import Failpoints
 from smartq.settings import Settings
@@ -214,7 +214,7 @@ class SchedulerService:
                 try:
                     await self._republish(self._redispatch)
                     self._redispatch = []
-                    await _until_lost(self._passes(stop, leadership), leadership.lost)
+                    await until_lost(self._passes(stop, leadership), leadership.lost)
                 finally:
                     await self.publisher.drain()  # what passes committed goes out first
                     for task in side:
@@ -305,9 +305,7 @@ class SchedulerService:
             await self._republish(todo)
         self.timings.mark("publish")
         self.monitor.record(transitions, inbox.beats.values())
-        for message in messages:
-            if not message.settled:
-                await message.ack()
+        await ack_all(messages)  # one consumer's, every earlier delivery settled
         self.timings.mark("ack")
         self.timings.finish()
         self.passes += 1
@@ -428,27 +426,3 @@ class SchedulerService:
             self.settings.forecast_jobs,
             lambda: self._batch_of,
         )
-
-
-async def _until_lost(passes: Coroutine[Any, Any, None], lost: asyncio.Event) -> None:
-    """Run the passes until they end or the lead is lost; then stop them, even in the middle
-    of a statement that a stalled path holds (its write is fenced, see scheduler.leader)."""
-    running = asyncio.ensure_future(passes)
-    waiting = asyncio.ensure_future(lost.wait())
-    try:
-        await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()
-        if not running.done():
-            running.cancel()
-        try:
-            await running
-        except asyncio.CancelledError:
-            if not lost.is_set():
-                raise  # we were cancelled, not the lead lost
-        except LeadershipLost as exc:
-            log.error(
-                "a pass found another scheduler leads; stepping down",
-                extra={"action": "leader.lost", "reason": str(exc)},
-            )
-            lost.set()

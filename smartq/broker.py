@@ -78,6 +78,13 @@ class IncomingMessage(ABC):
             raise BrokerError(f"message {self.routing_key!r} was already acked or nacked")
         self._settled = True
 
+    @classmethod
+    async def _ack_many(cls, messages: Sequence[IncomingMessage]) -> None:
+        """Ack ``messages`` (unsettled, of one consumer): one by one here; a broker that can
+        settle a run of deliveries with one call overrides it."""
+        for message in messages:
+            await message.ack()
+
     @abstractmethod
     async def _ack(self) -> None: ...
 
@@ -92,6 +99,17 @@ class IncomingMessage(ABC):
 
 
 Handler = Callable[[IncomingMessage], Awaitable[None]]
+
+
+async def ack_all(messages: Sequence[IncomingMessage]) -> None:
+    """Ack every unsettled one of ``messages``: deliveries of ONE consumer, every earlier
+    delivery of which is settled already or among them (the scheduler acks its pass's inbox
+    so). RabbitMQ then settles them with one ``basic.ack`` (``multiple``) per channel instead
+    of one per message: at 1,000 workers a pass acked thousands one by one, its longest phase
+    (``bench fleet``)."""
+    pending = [m for m in messages if not m.settled]
+    if pending:
+        await type(pending[0])._ack_many(pending)
 
 
 class Consumer(ABC):

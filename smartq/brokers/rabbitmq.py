@@ -78,6 +78,24 @@ class _RabbitMessage(IncomingMessage):
         except _LOST:
             self._log_lost("ack")
 
+    @classmethod
+    async def _ack_many(cls, messages: Sequence[IncomingMessage]) -> None:
+        # The caller's promise (smartq.broker.ack_all): every earlier delivery of the consumer
+        # is settled or here, so acking the last delivery of each channel with ``multiple``
+        # settles exactly these. A reconnect opens a new channel, with tags of its own.
+        last: dict[int, tuple[int, _RabbitMessage]] = {}
+        for message in messages:
+            assert isinstance(message, _RabbitMessage)
+            message._settle()
+            channel, tag = id(message._message.channel), message._message.delivery_tag or 0
+            if tag >= last.get(channel, (-1, message))[0]:
+                last[channel] = (tag, message)
+        for _, message in last.values():
+            try:
+                await message._message.ack(multiple=True)
+            except _LOST:
+                message._log_lost("ack")
+
     async def _nack(self, requeue: bool) -> None:
         try:
             await self._message.nack(requeue=requeue)

@@ -1,9 +1,11 @@
 """A DAG file for ``smartq submit -f``: YAML or JSON, either a list of jobs or ``{name: ...,
-jobs: [...]}``. Each job has a ``type`` and may have a ``key`` (how others name it in their
-``depends_on``; default: its type, numbered when taken), a ``payload`` and the options of
-``POST /jobs/batch`` (``priority``, ``cpu_units``, ``memory_mb``, ``resources``, ``labels``,
-``retry``, ``timeout_seconds``, ``run_at``, ``name``). ``depends_on`` names keys of the file or
-ids of existing jobs.
+callbacks: [...], jobs: [...]}``. ``callbacks`` is ``[{url: ..., events: [...]}]``, where the
+batch's events are POSTed, as on ``POST /jobs/batch`` (events default to all of them, as
+``--callback-events`` does). Each job has a ``type`` and may have a ``key`` (how others name
+it in their ``depends_on``; default: its type, numbered when taken), a ``payload`` and the
+options of ``POST /jobs/batch`` (``priority``, ``cpu_units``, ``memory_mb``, ``resources``,
+``labels``, ``retry``, ``timeout_seconds``, ``run_at``, ``name``). ``depends_on`` names keys of
+the file or ids of existing jobs.
 
 Mistakes a file can show on its own (a missing type, an unknown field, a dependency that is no
 key of the file, a key used twice) are found here, with the file and the job named; what only
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smartq.callbacks import EVENT_NAMES
 from smartq.errors import ConfigurationError
 
 #: The options a job of the file may set, beside key, type, payload and depends_on.
@@ -49,6 +52,9 @@ class DagJob:
 class Dag:
     name: str | None
     jobs: list[DagJob]
+    #: ``[{"url": ..., "events": [...]}]``: the file's callbacks, checked for shape here (the
+    #: server checks the URL and the events).
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read(path: str) -> Dag:
@@ -85,23 +91,52 @@ def parse(doc: Any, source: str) -> Dag:
     """A DAG from a loaded document; :class:`ConfigurationError` naming what is wrong."""
     name: Any = None
     jobs = doc
+    callbacks: list[dict[str, Any]] = []
     if isinstance(doc, dict):
-        unknown = sorted(set(doc) - {"name", "jobs"})
+        unknown = sorted(set(doc) - {"name", "jobs", "callbacks"})
         if unknown:
             raise ConfigurationError(
                 f"{source}: unknown field {unknown[0]!r} at the top; a DAG file is a list of "
-                "jobs, or {name: ..., jobs: [...]}"
+                "jobs, or {name: ..., callbacks: [...], jobs: [...]}"
             )
         name, jobs = doc.get("name"), doc.get("jobs")
         if name is not None and not isinstance(name, str):
             raise ConfigurationError(f"{source}: 'name' must be text")
+        callbacks = _callbacks(doc.get("callbacks"), source)
     if not isinstance(jobs, list) or not jobs:
         raise ConfigurationError(
             f"{source}: no jobs; a DAG file is a list of jobs, or {{name: ..., jobs: [...]}}"
         )
     parsed = [_job(item, i, source) for i, item in enumerate(jobs, start=1)]
     _check_keys(parsed, source)
-    return Dag(name, _with_keys(parsed))
+    return Dag(name, _with_keys(parsed), callbacks)
+
+
+def _callbacks(value: Any, source: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    shape = "a list of {url: ..., events: [...]}"
+    if not isinstance(value, list):
+        raise ConfigurationError(f"{source}: 'callbacks' must be {shape}")
+    out = []
+    for number, item in enumerate(value, start=1):
+        where = f"{source}: callback {number}"
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+            raise ConfigurationError(f"{where}: needs a 'url'; 'callbacks' is {shape}")
+        unknown = sorted(set(item) - {"url", "events"})
+        if unknown:
+            raise ConfigurationError(f"{where}: unknown field {unknown[0]!r}; use url, events")
+        events = item.get("events", list(EVENT_NAMES))
+        if isinstance(events, str):
+            events = [events]
+        if (
+            not isinstance(events, list)
+            or not events
+            or not all(isinstance(e, str) for e in events)
+        ):
+            raise ConfigurationError(f"{where}: 'events' must be a list of event names")
+        out.append({"url": item["url"], "events": events})
+    return out
 
 
 def _job(item: Any, number: int, source: str) -> _Parsed:

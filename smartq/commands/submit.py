@@ -269,7 +269,7 @@ def _submit_dag(
     wait: bool,
     watch: bool,
 ) -> ExitCode:
-    batch = s.client.batch(name or dag.name, callbacks=hooks)
+    batch = s.client.batch(name or dag.name, callbacks=dag.callbacks + hooks)
     for job in dag.jobs:
         batch.add(job.type, job.payload, key=job.key, after=job.depends_on, **job.options)
     batch.submit()

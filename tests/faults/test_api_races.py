@@ -21,25 +21,34 @@ CONNECTIONS = 100
 @pytest.mark.timeout(180)
 async def test_1000_concurrent_submits_with_one_idempotency_key(faults: Cluster) -> None:
     """1,000 identical submits with one ``Idempotency-Key`` over 100 connections to a real
-    ``smartq api``: exactly one 201, 999 × 200 naming the same job, one row, no 5xx, and the
-    job runs once."""
+    ``smartq api``: exactly one 201, 999 × 200 naming the same job, one row, no 500, and the
+    job runs once. A 503 with ``Retry-After`` (no database connection free in time: nothing was
+    written) is a fair answer to a burst on a loaded machine; the client honours it and tries
+    again with the same key, as the SDK does, and the final answers must still name one job."""
     c, t = faults, Stopwatch()
     await asyncio.to_thread(c.boot, {"w1": 2})
     t.mark("boot")
     body = {"type": "side_effect", "payload": {"seconds": 0}}
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    refused: Counter[str] = Counter()
     async with c.async_client(limits=limits, timeout=120) as client:
 
         async def submit() -> httpx.Response:
             # The key makes a retry after a dropped connection safe, as a real client would.
-            for attempt in range(3):
+            for attempt in range(10):
                 try:
-                    return await client.post(
+                    answer = await client.post(
                         "/jobs", json=body, headers={"Idempotency-Key": "once"}
                     )
                 except httpx.TransportError:
-                    if attempt == 2:
+                    if attempt == 9:
                         raise
+                    continue
+                if answer.status_code != 503 or attempt == 9:
+                    return answer
+                refused["503"] += 1
+                assert "Retry-After" in answer.headers, answer.text
+                await asyncio.sleep(float(answer.headers["Retry-After"]))
             raise AssertionError("unreachable")
 
         responses = await asyncio.gather(*(submit() for _ in range(SUBMITS)))
@@ -48,7 +57,7 @@ async def test_1000_concurrent_submits_with_one_idempotency_key(faults: Cluster)
     ids = {r.json()["id"] for r in responses if r.status_code in (200, 201)}
     counts = await asyncio.to_thread(check, c)
     t.mark("settled and checked")
-    print(f"\n{t}\nstatus codes {dict(codes)}\n{counts!r}")
+    print(f"\n{t}\nstatus codes {dict(codes)}, 503s retried {refused['503']}\n{counts!r}")
     assert codes == {201: 1, 200: SUBMITS - 1}, [r.text for r in responses if r.status_code > 201]
     assert len(ids) == 1
     assert c.scalar("SELECT count(*) FROM jobs") == 1

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from smartq import topology
-from smartq.broker import Broker, BrokerError, Consumer, IncomingMessage, Unroutable
+from smartq.broker import Broker, BrokerError, Consumer, IncomingMessage, Unroutable, ack_all
 from smartq.brokers.memory import InMemoryBroker, topic_matches
 from smartq.brokers.rabbitmq import RabbitMQBroker
 from smartq.topology import QueueSpec
@@ -199,6 +199,22 @@ async def test_prefetch_bounds_unacked_deliveries(harness: Harness) -> None:
     await inbox.messages[0].ack()
     await inbox.settle(4)
     assert inbox.bodies == [b"0", b"1", b"2", b"3"]
+
+
+async def test_ack_all_settles_a_run_of_deliveries_at_once(harness: Harness) -> None:
+    spec = harness.queue("run.#")
+    await harness.broker.declare(spec)
+    await harness.broker.publish_many([(f"run.{n}", str(n).encode()) for n in range(6)])
+    inbox, consumer = await consume(harness, spec, prefetch=10, ack=False)
+    await inbox.wait_for(6)
+    await inbox.messages[4].ack()  # one settled before: the run's last unsettled is acked
+
+    await ack_all(inbox.messages[:5])
+    assert all(m.settled for m in inbox.messages[:5]) and not inbox.messages[5].settled
+    await consumer.cancel()  # only what ack_all left out comes back
+    again, _ = await consume(harness, spec)
+    await again.settle(1)
+    assert again.bodies == [b"5"]
 
 
 async def test_nack_with_requeue_redelivers(harness: Harness) -> None:

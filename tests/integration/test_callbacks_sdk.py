@@ -125,3 +125,21 @@ async def test_sdk_and_cli_ask_for_callbacks_and_read_the_log(
     assert [(c["url"], c["events"]) for c in shown["callbacks"]] == [(hook_url, ["batch.started"])]
     code, _, err = await cli(url, system.key, *args[:5], "--callback-events", "batch.exploded")
     assert code == 2 and "batch.exploded" in err
+
+    # The file may ask for callbacks itself; a --callback adds to them.
+    file_url = receiver.url("/file")
+    dag.write_text(
+        json.dumps(
+            {
+                "callbacks": [{"url": file_url, "events": ["batch.finished"]}],
+                "jobs": [{"key": "a", "type": "noop"}],
+            }
+        )
+    )
+    code, out, err = await cli(url, system.key, *args, "-o", "json")
+    assert code == 0, err
+    batch_id = json.loads(out)["batch_id"]
+    shown = (await system.client.get(f"/batches/{batch_id}/deliveries")).json()
+    assert sorted((c["url"], c["events"]) for c in shown["callbacks"]) == sorted(
+        [(file_url, ["batch.finished"]), (hook_url, ["batch.started"])]
+    )

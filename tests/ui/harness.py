@@ -27,6 +27,9 @@ from tests.services import CI
 CHROMIUM = os.environ.get("SMARTQ_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts" / "ui"
 FINAL = {"completed", "failed", "cancelled"}
+#: The tests' own requests: what they check is the page, not how fast a loaded 2-core machine
+#: answers them (a 10 s read timed out once beside a 2,000-job chain being scheduled).
+HTTP_TIMEOUT = 60
 
 
 def require_chromium() -> str:
@@ -56,19 +59,22 @@ class Smartq:
         return f"{self.base}{path}"
 
     def get(self, path: str) -> Any:
-        r = httpx.get(self.url(path), headers=self.headers, timeout=10)
+        r = httpx.get(self.url(path), headers=self.headers, timeout=HTTP_TIMEOUT)
         assert r.status_code == 200, r.text
         return r.json()
 
     def submit(self, **body: Any) -> dict[str, Any]:
-        r = httpx.post(self.url("/jobs"), json=body, headers=self.headers, timeout=10)
+        r = httpx.post(self.url("/jobs"), json=body, headers=self.headers, timeout=HTTP_TIMEOUT)
         assert r.status_code == 201, r.text
         return dict(r.json())
 
     def batch(self, *jobs: dict[str, Any]) -> tuple[str, dict[str, str]]:
         """Submit a DAG; its batch id and its job ids by key."""
         r = httpx.post(
-            self.url("/jobs/batch"), json={"jobs": list(jobs)}, headers=self.headers, timeout=30
+            self.url("/jobs/batch"),
+            json={"jobs": list(jobs)},
+            headers=self.headers,
+            timeout=HTTP_TIMEOUT,
         )
         assert r.status_code == 201, r.text
         doc = r.json()
@@ -103,7 +109,7 @@ class Smartq:
         wait_ready(self.base)
 
     def cancel(self, job_id: str) -> None:
-        httpx.patch(self.url(f"/jobs/{job_id}/cancel"), headers=self.headers, timeout=10)
+        httpx.patch(self.url(f"/jobs/{job_id}/cancel"), headers=self.headers, timeout=HTTP_TIMEOUT)
 
     def wait_status(self, job_id: str, *wanted: str, timeout: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ from models.enums import JobStatus
 from scheduler.reasons import never_fits_reason, type_missing_reason, upstream_reason
 from scheduler.values import WorkerView
 from smartq import errors
+from smartq.callbacks import EVENT_NAMES
 from smartq.cli import app
 from smartq.client.events import StatusEvent
 from smartq.commands import dagfile
@@ -61,12 +62,34 @@ def test_a_list_of_jobs_in_json_and_keys_filled_past_the_given_ones() -> None:
         ([{"key": "a", "type": "a"}, {"key": "a", "type": "b"}], "key 'a' is used by two jobs"),
         ([{"key": "b", "type": "a", "depends_on": ["nope"]}], "depends on 'nope', which is no key"),
         ([{"type": "a", "depends_on": [1]}], "'depends_on' must be a list"),
+        ({"jobs": [{"type": "a"}], "callbacks": "http://x"}, "'callbacks' must be a list"),
+        ({"jobs": [{"type": "a"}], "callbacks": [{"events": []}]}, "callback 1: needs a 'url'"),
+        ({"jobs": [{"type": "a"}], "callbacks": [{"url": "u", "event": "x"}]}, "field 'event'"),
+        ({"jobs": [{"type": "a"}], "callbacks": [{"url": "u", "events": []}]}, "'events' must"),
     ],
 )
 def test_dag_file_mistakes_are_named(doc: Any, says: str) -> None:
     with pytest.raises(ConfigurationError, match=r"dag\.yaml") as refused:
         dagfile.parse(doc, "dag.yaml")
     assert says in str(refused.value)
+
+
+def test_a_dag_file_may_ask_for_callbacks() -> None:
+    doc = {
+        "callbacks": [
+            {"url": "https://hooks.example.com/a", "events": ["batch.started", "job.failed"]},
+            {"url": "https://hooks.example.com/b", "events": "batch.finished"},
+            {"url": "https://hooks.example.com/c"},
+        ],
+        "jobs": [{"type": "a"}],
+    }
+    dag = dagfile.parse(doc, "dag.yaml")
+    assert dag.callbacks == [
+        {"url": "https://hooks.example.com/a", "events": ["batch.started", "job.failed"]},
+        {"url": "https://hooks.example.com/b", "events": ["batch.finished"]},
+        {"url": "https://hooks.example.com/c", "events": list(EVENT_NAMES)},
+    ]
+    assert dagfile.parse([{"type": "a"}], "f").callbacks == []
 
 
 def test_a_dependency_on_an_existing_job_id_is_left_to_the_server() -> None:

@@ -37,3 +37,12 @@ def test_reports_and_other_workers() -> None:
     assert t.on_heartbeat("a", [], now=9.0).lost == []
     t.worker_gone("b")
     assert t.on_heartbeat("b", [], now=9.0).republish == [] and len(t) == 0
+
+
+def test_a_dispatch_sent_again_to_another_worker_is_theirs_only() -> None:
+    t = DispatchTracker(grace=1.0)
+    t.dispatched(J1, 1, "a", now=0.0)
+    t.dispatched(J1, 1, "b", now=0.0)
+    assert len(t) == 1
+    assert t.on_heartbeat("a", [], now=9.0).republish == []
+    assert t.on_heartbeat("b", [], now=9.0).republish == [(J1, 1, "b")]

@@ -144,3 +144,27 @@ def test_with_exact_predictions_the_forecast_is_what_placement_does(
     predicted = {f.job_id: (f.start, f.late) for f in forecast.forecast(sched.state, 0.0)}
     actual = _happens(sched, {s.id: seconds for s, (_, seconds) in zip(specs, jobs, strict=True)})
     assert predicted == {job_id: (at, at) for job_id, at in actual.items()}
+
+
+def test_the_samples_shrink_as_the_running_attempts_grow_within_bounds() -> None:
+    assert forecast.samples_for(0) == forecast.SAMPLES
+    assert forecast.samples_for(1_000) == forecast.SAMPLES
+    assert forecast.samples_for(8_000) == forecast.DRAW_BUDGET // 8_000
+    assert forecast.samples_for(1_000_000) == forecast.MIN_SAMPLES
+    assert forecast.samples_for(8_000, samples=4) == 4  # never more than asked
+
+
+def test_a_big_fleets_forecast_draws_only_ends_a_running_job_could_have() -> None:
+    """3,000 running attempts (fewer samples): every predicted start is one of the ends the
+    runs seen allow (start + a run), and the forecast is still a function of the state."""
+    sched = Scheduler()
+    sched.state.durations.seed([("t", "default", s) for s in (1.0, 2.0, 4.0) * 10])
+    for w in range(375):
+        sched.upsert_worker(f"w{w:03}", 8, 1 << 20)
+    sched.add_jobs([spec(n) for n in range(1, 3_000 + 11)], 0.0)
+    sched.plan(0.0)
+    assert forecast.samples_for(3_000) < forecast.SAMPLES
+    got = forecast.forecast(sched.state, 0.5)
+    assert len(got) == 10
+    assert all(f.start in (1.0, 2.0, 4.0) and f.start <= f.late for f in got)
+    assert forecast.forecast(sched.state, 0.5) == got
