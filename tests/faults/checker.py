@@ -25,7 +25,9 @@ with outcome ``lost``). A scenario that kills workers allows
 
 The checker reads the database, RabbitMQ (``rabbitmqctl`` for queue depths, a private queue on
 the test's exchange for monitoring snapshots and heartbeats) and nothing of the processes, so
-scenarios that break the scheduler, RabbitMQ or PostgreSQL can reuse it as is.
+scenarios that break the scheduler, RabbitMQ or PostgreSQL can reuse it as is. What it needs of
+a system is a :class:`Target`: the fault suite's :class:`~tests.faults.cluster.Cluster` is one,
+and so is the multi-host :class:`smartq.cluster.cluster.Cluster` (tests/cluster).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import dict_row
@@ -47,7 +49,22 @@ from models.monitoring import ResourceMonitor
 from smartq import topology
 from smartq.broker import IncomingMessage
 from smartq.brokers.rabbitmq import RabbitMQBroker
-from tests.faults.cluster import FINAL, LEASE_SECONDS, Cluster, run_coroutine
+from tests.faults.cluster import FINAL, LEASE_SECONDS, run_coroutine
+
+
+class Target(Protocol):
+    """What the checker reads: the database (from where the checker runs), RabbitMQ and the
+    exchange of the system under test."""
+
+    @property
+    def db_url(self) -> str: ...
+
+    @property
+    def rabbit_url(self) -> str: ...
+
+    @property
+    def exchange(self) -> str: ...
+
 
 #: Counts that must be zero after every scenario.
 MUST_BE_ZERO = (
@@ -122,19 +139,21 @@ class Counts:
         assert not problems, f"{self!r}\n" + "\n".join(problems)
 
 
-def settle(c: Cluster, timeout: float) -> float:
+def settle(c: Target, timeout: float) -> float:
     """Wait until no job of the database is active (or ``timeout``); returns the seconds."""
     began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        active = c.scalar("SELECT count(*) FROM jobs WHERE NOT status = ANY(%s)", (list(FINAL),))
-        if active == 0:
-            break
-        time.sleep(0.1)
+    sql = "SELECT count(*) FROM jobs WHERE NOT status = ANY(%s)"
+    with psycopg.connect(c.db_url, autocommit=True) as conn:
+        while time.monotonic() - began < timeout:
+            row = conn.execute(sql, (list(FINAL),)).fetchone()
+            if row is not None and row[0] == 0:
+                break
+            time.sleep(0.1)
     return time.monotonic() - began
 
 
 def check(
-    c: Cluster,
+    c: Target,
     *,
     accepted: list[str] | None = None,
     settle_timeout: float = 60,
@@ -249,7 +268,7 @@ def _alive(worker: dict[str, Any] | None, now: Any) -> bool:
 
 
 # -- RabbitMQ -------------------------------------------------------------------------------
-def queue_depths(c: Cluster) -> dict[str, tuple[int, int]]:
+def queue_depths(c: Target) -> dict[str, tuple[int, int]]:
     """``{queue: (ready, unacked)}`` for the queues of the test's exchange (rabbitmqctl)."""
     out = subprocess.run(
         ["rabbitmqctl", "list_queues", "-q", "name", "messages_ready", "messages_unacknowledged"],
@@ -266,13 +285,13 @@ def queue_depths(c: Cluster) -> dict[str, tuple[int, int]]:
     return depths
 
 
-def _quiet(c: Cluster, timeout: float, scheduler: bool) -> dict[str, Any]:
+def _quiet(c: Target, timeout: float, scheduler: bool) -> dict[str, Any]:
     """Poll until the scheduler's and logger's queues are empty and, with a scheduler, its
     latest resource snapshot and the live workers' heartbeats hold nothing."""
     return run_coroutine(_watch(c, timeout, scheduler))
 
 
-async def _watch(c: Cluster, timeout: float, scheduler: bool) -> dict[str, Any]:
+async def _watch(c: Target, timeout: float, scheduler: bool) -> dict[str, Any]:
     snapshot: dict[str, ResourceMonitor] = {}
     beats: dict[str, Heartbeat] = {}
 
