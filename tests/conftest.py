@@ -26,8 +26,8 @@ _factories: dict[str, Any] = {}
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The multi-host scenarios (marker ``cluster``: root, network namespaces, minutes each)
-    run only when asked for by name in ``-m`` (``scripts/cluster faults`` does), so neither
-    ``./scripts/test`` nor CI's ``-m slow`` stage picks them up."""
+    run only when asked for by name in ``-m`` (``scripts/cluster faults`` and CI's third stage
+    do), so neither ``./scripts/test`` alone nor CI's ``-m slow`` stage picks them up."""
     if "cluster" in (config.getoption("markexpr") or ""):
         return
     kept = [i for i in items if i.get_closest_marker("cluster") is None]
