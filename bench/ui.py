@@ -25,11 +25,13 @@ Playwright; the page holds the stack's key as a reader's tab would. Figures:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,24 +295,14 @@ async def table_1m(stack: Stack, api: Api, browser: Any, sizes: Sizes) -> dict[s
 
 
 async def run(sizes: Sizes, runs: int) -> dict[str, Any]:
-    from playwright.async_api import async_playwright
-
     results: dict[str, list[dict[str, Any]]] = {"dag10k": [], "log_follow": [], "log_1m": []}
-    env = {"SMARTQ_IMPORTS": "bench.ui"}
-    async with Stack(worker_units=64, env=env, taps=False) as stack, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM)
-        api = Api(stack)
-        key = stack.headers["Authorization"].split(" ", 1)[1]
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        await context.add_init_script(f"sessionStorage.setItem('smartq.key', {json.dumps(key)})")
+    async with _session() as (stack, browser, api, context):
         for _ in range(runs):
             results["dag10k"].append(await dag10k(stack, api, context, sizes))
             results["log_follow"].append(await log_follow(stack, api, context, sizes))
             results["log_1m"].append(await log_1m(stack, api, context, sizes))
         await context.close()
         table = await table_1m(stack, api, browser, sizes)
-        await browser.close()
-        await api.http.aclose()
     return _figures(results, table, sizes)
 
 
@@ -346,32 +338,15 @@ def _figures(
 
 
 def main(argv: list[str]) -> int:
-    options = figures.parse(argv, "ui")
-    sizes = QUICK if options.quick else FULL
-    started = time.perf_counter()
-    out = asyncio.run(run(sizes, options.pick(1, 1)))
-    figures.emit("ui", options, out, started)
-    return 0
+    return _main("ui", argv, run, runs=1)
 
 
 async def run_log(sizes: Sizes, runs: int) -> dict[str, Any]:
     """Only the log follow, ``runs`` times (``python -m bench ui-log``)."""
-    from playwright.async_api import async_playwright
-
     follows: list[dict[str, Any]] = []
-    async with (
-        Stack(worker_units=64, env={"SMARTQ_IMPORTS": "bench.ui"}, taps=False) as stack,
-        async_playwright() as pw,
-    ):
-        browser = await pw.chromium.launch(executable_path=CHROMIUM)
-        api = Api(stack)
-        key = stack.headers["Authorization"].split(" ", 1)[1]
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        await context.add_init_script(f"sessionStorage.setItem('smartq.key', {json.dumps(key)})")
+    async with _session() as (stack, _, api, context):
         for _ in range(runs):
             follows.append(await log_follow(stack, api, context, sizes))
-        await browser.close()
-        await api.http.aclose()
     return _follow_figures(follows, sizes)
 
 
@@ -391,12 +366,40 @@ def _follow_figures(follows: list[dict[str, Any]], sizes: Sizes) -> dict[str, An
 
 
 def main_log(argv: list[str]) -> int:
-    options = figures.parse(argv, "ui-log")
+    return _main("ui-log", argv, run_log, runs=3)
+
+
+def _main(
+    name: str,
+    argv: list[str],
+    go: Callable[[Sizes, int], Coroutine[Any, Any, dict[str, Any]]],
+    runs: int,
+) -> int:
+    options = figures.parse(argv, name)
     sizes = QUICK if options.quick else FULL
     started = time.perf_counter()
-    out = asyncio.run(run_log(sizes, options.pick(3, 1)))
-    figures.emit("ui-log", options, out, started)
+    out = asyncio.run(go(sizes, options.pick(runs, 1)))
+    figures.emit(name, options, out, started)
     return 0
+
+
+@contextlib.asynccontextmanager
+async def _session() -> AsyncIterator[tuple[Stack, Any, Api, Any]]:
+    """A stack whose worker knows this module's jobs, and a browser context holding its key."""
+    from playwright.async_api import async_playwright
+
+    env = {"SMARTQ_IMPORTS": "bench.ui"}
+    async with Stack(worker_units=64, env=env, taps=False) as stack, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM)
+        api = Api(stack)
+        key = stack.headers["Authorization"].split(" ", 1)[1]
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        await context.add_init_script(f"sessionStorage.setItem('smartq.key', {json.dumps(key)})")
+        try:
+            yield stack, browser, api, context
+        finally:
+            await browser.close()
+            await api.http.aclose()
 
 
 if __name__ == "__main__":

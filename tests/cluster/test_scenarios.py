@@ -13,9 +13,9 @@ import pytest
 
 from smartq.cluster.cluster import Cluster
 from smartq.cluster.layout import DEFAULT_ENV
-from tests.cluster.workload import Submitter, dag, flat, half_written, running_on, wait_for
+from tests.cluster.workload import Submitter, dag, flat, half_written, running_on
 from tests.faults.checker import Counts, check
-from tests.faults.cluster import Stopwatch
+from tests.faults.cluster import Stopwatch, wait_for
 
 pytestmark = pytest.mark.cluster
 #: How soon an API must answer a request its database does not (``SMARTQ_API_DEADLINE_SECONDS``

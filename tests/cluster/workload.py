@@ -110,16 +110,6 @@ def running_on(c: Cluster, worker: str) -> int:
     )
 
 
-def wait_for(check: Any, timeout: float, what: str, every: float = 0.1) -> float:
-    """Poll ``check()`` until true; returns the seconds it took, fails after ``timeout``."""
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
-    return time.monotonic() - began
-
-
 def half_written(c: Cluster, batches: dict[str, int]) -> list[tuple[str, int, int]]:
     """Batches whose job count in the database differs from the size submitted under their
     idempotency key (``(key, found, submitted)``); a batch refused leaves no row at all."""

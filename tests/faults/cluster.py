@@ -114,6 +114,16 @@ class FaultProcs(Procs):
         return proc
 
 
+def wait_for(check: Any, timeout: float, what: str, every: float = 0.05) -> float:
+    """Poll ``check()`` until true; returns the seconds it took, fails after ``timeout``."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+    return time.monotonic() - began
+
+
 @dataclass
 class Cluster:
     """The processes of one test, its database (``db_url``) and its exchange."""
@@ -241,13 +251,7 @@ class Cluster:
 
     @staticmethod
     def wait_for(check: Any, timeout: float, what: str, every: float = 0.05) -> float:
-        """Poll ``check()`` until true; returns the seconds it took, fails after ``timeout``."""
-        began = time.monotonic()
-        while not check():
-            if time.monotonic() - began > timeout:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(every)
-        return time.monotonic() - began
+        return wait_for(check, timeout, what, every)
 
     # -- the API --------------------------------------------------------------------------
     def create_key(self, *, tenant: str = TENANT, admin: bool = False) -> str:
